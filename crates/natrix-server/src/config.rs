@@ -1,0 +1,131 @@
+//! The typed configuration of one node. The binary builds it from the command line and the
+//! configuration file; nothing below reads flags or files.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything a node needs to start. Defaults are nats-server's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// `server_name`; defaults to the generated server id.
+    pub server_name: Option<String>,
+    /// Client listener host (`host`, `net`, `-a`).
+    pub host: String,
+    /// Client listener port; 0 picks a free port (nats-server's `-1`, "RANDOM_PORT").
+    pub port: u16,
+    /// Host advertised to clients in INFO (`client_advertise`), if not the listen address.
+    pub client_advertise: Option<String>,
+    /// Monitoring host (`http_host`, defaults to `host`).
+    pub http_host: Option<String>,
+    /// Monitoring port (`http_port`, `-m`); `None` disables monitoring; 0 picks a free port.
+    pub http_port: Option<u16>,
+    pub limits: Limits,
+    pub auth: AuthConfig,
+    pub jetstream: Option<JetStreamConfig>,
+    pub cluster: Option<ClusterConfig>,
+    /// `lame_duck_duration`: how long a graceful shutdown spreads client disconnects over.
+    pub lame_duck_duration: Duration,
+    /// `lame_duck_grace_period`.
+    pub lame_duck_grace_period: Duration,
+    /// Server tags (`server_tags`).
+    pub tags: Vec<String>,
+    /// The config file this came from (reported in /varz).
+    pub config_file: Option<PathBuf>,
+}
+
+/// Per-connection and per-server limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// `max_payload` (1 MiB).
+    pub max_payload: u32,
+    /// `max_control_line` (4 KiB).
+    pub max_control_line: u32,
+    /// `max_pending`: bytes queued to one client before it is cut off as a slow consumer (64 MiB).
+    pub max_pending: u64,
+    /// `max_connections` (64K).
+    pub max_connections: u32,
+    /// `max_subscriptions` per connection; 0 is unlimited.
+    pub max_subscriptions: u32,
+    /// `ping_interval` (2 minutes).
+    pub ping_interval: Duration,
+    /// `ping_max`: unanswered PINGs before 'Stale Connection' (2).
+    pub ping_max: u32,
+    /// `write_deadline`: a flush blocked this long marks a slow consumer (10 s).
+    pub write_deadline: Duration,
+    /// `authorization.timeout` / `auth_timeout`: time allowed for CONNECT (2 s; 1 s w/o auth in
+    /// nats-server is the same 2 s default).
+    pub auth_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_payload: 1024 * 1024,
+            max_control_line: 4096,
+            max_pending: 64 * 1024 * 1024,
+            max_connections: 64 * 1024,
+            max_subscriptions: 0,
+            ping_interval: Duration::from_secs(120),
+            ping_max: 2,
+            write_deadline: Duration::from_secs(10),
+            auth_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Simple single-user authentication (`--user/--pass`, `--auth`, `authorization { user,
+/// password, token }`). Multi-user, NKeys and permissions come with the security issue.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuthConfig {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+}
+
+impl AuthConfig {
+    pub fn required(&self) -> bool {
+        self.user.is_some() || self.token.is_some()
+    }
+}
+
+/// `jetstream { ... }` / `-js`, `-sd`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JetStreamConfig {
+    pub store_dir: Option<PathBuf>,
+    /// Bytes; `None` means the nats-server default (75% of memory).
+    pub max_memory_store: Option<i64>,
+    /// Bytes; `None` means the nats-server default (up to 1 TB / available disk).
+    pub max_file_store: Option<i64>,
+    pub domain: Option<String>,
+}
+
+/// `cluster { name, listen, routes }` / `--cluster`, `--routes`, `--cluster_name`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterConfig {
+    pub name: Option<String>,
+    pub host: String,
+    pub port: u16,
+    /// Route URLs as given, e.g. `nats-route://host:6222`.
+    pub routes: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            server_name: None,
+            host: "0.0.0.0".to_string(),
+            port: 4222,
+            client_advertise: None,
+            http_host: None,
+            http_port: None,
+            limits: Limits::default(),
+            auth: AuthConfig::default(),
+            jetstream: None,
+            cluster: None,
+            lame_duck_duration: Duration::from_secs(120),
+            lame_duck_grace_period: Duration::from_secs(10),
+            tags: Vec::new(),
+            config_file: None,
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! NATS subjects: validation of publish and subscribe subjects, and [`SubjectTrie`], the
+//! wildcard-aware index of subscriptions (nats-server's "sublist") with queue groups.
+
+mod trie;
+mod validate;
+
+pub use trie::{MatchResult, QueueGroup, SubjectTrie, TrieError};
+pub use validate::{is_valid_literal_subject, is_valid_queue_name, is_valid_subject, subject_is_literal};

@@ -1,0 +1,13 @@
+//! The NATS client protocol as nats-server 2.x speaks it: a streaming parser for what clients
+//! send (CONNECT, PUB, HPUB, SUB, UNSUB, PING, PONG, ...) and encoders for what the server sends
+//! (INFO, MSG, HMSG, +OK, -ERR, PING, PONG). No I/O: bytes in, frames out.
+
+mod encode;
+mod info;
+mod parser;
+
+pub use encode::{
+    ERR_PREFIX, NO_RESPONDERS_HEADER, OK, PING, PONG, write_err, write_hmsg, write_info, write_msg,
+};
+pub use info::{ConnectInfo, ServerInfo};
+pub use parser::{ClientOp, ClientParser, ParseError, ParserLimits, Publish};
