@@ -5,4 +5,6 @@ mod trie;
 mod validate;
 
 pub use trie::{MatchResult, QueueGroup, SubjectTrie, TrieError};
-pub use validate::{is_valid_literal_subject, is_valid_queue_name, is_valid_subject, subject_is_literal};
+pub use validate::{
+    is_valid_literal_subject, is_valid_queue_name, is_valid_subject, subject_is_literal,
+};

@@ -1,10 +1,22 @@
-//! The subscription index: a trie over subject tokens with `*` and `>` nodes.
-//! CONTRACT (used by natrix-server; keep the public API):
+//! The subscription index (nats-server's "sublist"): a trie over `.`-separated subject tokens in
+//! which each node has literal children plus at most one `*` child and one `>` child, and holds
+//! the plain subscriptions and queue groups whose subject ends there.
+//!
+//! Matching walks literal, then `*`, then `>` children without allocating per token. A
+//! subscription is returned once per matching entry (no dedup: each entry is a distinct sid);
+//! members of one queue group name are merged across all matching nodes into one
+//! [`QueueGroup`], as nats-server does.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::Bytes;
 
+use crate::validate::{is_valid_queue_name, is_valid_subject};
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrieError {
+    /// The subject (or the queue group name) is not a valid subscribe subject.
     #[error("invalid subject")]
     InvalidSubject,
     #[error("subscription not found")]
@@ -30,13 +42,272 @@ impl<T> MatchResult<T> {
     pub fn is_empty(&self) -> bool {
         self.plain.is_empty() && self.queues.is_empty()
     }
+
+    /// An empty result, e.g. to reuse with [`SubjectTrie::matches_into`].
+    pub fn new() -> Self {
+        Self {
+            plain: Vec::new(),
+            queues: Vec::new(),
+        }
+    }
+
+    /// Empties the result but keeps its allocations.
+    pub fn clear(&mut self) {
+        self.plain.clear();
+        self.queues.clear();
+    }
+}
+
+impl<T> Default for MatchResult<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// FxHash (rustc's hasher) over token bytes: tokens are short and not attacker-chosen in a way
+/// that matters more than the per-publish cost of SipHash would.
+#[derive(Default, Clone, Copy)]
+struct TokenHasher {
+    hash: u64,
+}
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl TokenHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for TokenHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let tail = chunks.remainder();
+        if !tail.is_empty() {
+            let mut word = [0u8; 8];
+            word[..tail.len()].copy_from_slice(tail);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+type LiteralChildren<T> = HashMap<Box<[u8]>, Node<T>, BuildHasherDefault<TokenHasher>>;
+
+/// The queue group entries stored at one node.
+#[derive(Debug)]
+struct NodeQueue<T> {
+    name: Bytes,
+    members: Vec<T>,
+}
+
+#[derive(Debug)]
+struct Node<T> {
+    literal: LiteralChildren<T>,
+    star: Option<Box<Node<T>>>,
+    full: Option<Box<Node<T>>>,
+    plain: Vec<T>,
+    queues: Vec<NodeQueue<T>>,
+}
+
+impl<T> Node<T> {
+    fn new() -> Self {
+        Self {
+            literal: LiteralChildren::default(),
+            star: None,
+            full: None,
+            plain: Vec::new(),
+            queues: Vec::new(),
+        }
+    }
+
+    fn is_prunable(&self) -> bool {
+        self.literal.is_empty()
+            && self.star.is_none()
+            && self.full.is_none()
+            && self.plain.is_empty()
+            && self.queues.is_empty()
+    }
+
+    fn has_subscriptions(&self) -> bool {
+        !self.plain.is_empty() || !self.queues.is_empty()
+    }
+}
+
+impl<T: Clone> Node<T> {
+    /// Appends this node's subscriptions to `out`, merging queue groups by name.
+    fn collect_into(&self, out: &mut MatchResult<T>) {
+        out.plain.extend_from_slice(&self.plain);
+        for queue in &self.queues {
+            match out.queues.iter_mut().find(|group| group.name == queue.name) {
+                Some(group) => group.members.extend_from_slice(&queue.members),
+                None => out.queues.push(QueueGroup {
+                    name: queue.name.clone(),
+                    members: queue.members.clone(),
+                }),
+            }
+        }
+    }
+
+    /// Collects every subscription under `self` matching `rest`, a non-empty remainder of a
+    /// subject whose tokens are all non-empty.
+    fn collect_matches(&self, rest: &[u8], out: &mut MatchResult<T>) {
+        if let Some(full) = &self.full {
+            full.collect_into(out);
+        }
+        let (token, next) = split_first_token(rest);
+        if let Some(child) = self.literal.get(token) {
+            match next {
+                None => child.collect_into(out),
+                Some(next) => child.collect_matches(next, out),
+            }
+        }
+        if let Some(star) = &self.star {
+            match next {
+                None => star.collect_into(out),
+                Some(next) => star.collect_matches(next, out),
+            }
+        }
+    }
+
+    fn has_match(&self, rest: &[u8]) -> bool {
+        if self
+            .full
+            .as_ref()
+            .is_some_and(|full| full.has_subscriptions())
+        {
+            return true;
+        }
+        let (token, next) = split_first_token(rest);
+        let child_matches = |child: &Node<T>| match next {
+            None => child.has_subscriptions(),
+            Some(next) => child.has_match(next),
+        };
+        if self.literal.get(token).is_some_and(child_matches) {
+            return true;
+        }
+        match &self.star {
+            Some(star) => child_matches(star),
+            None => false,
+        }
+    }
+}
+
+impl<T: PartialEq> Node<T> {
+    /// Removes `sub` from the node reached by `rest`, pruning nodes left empty below `self`.
+    fn remove(
+        &mut self,
+        rest: &[u8],
+        queue: Option<&[u8]>,
+        sub: &T,
+        node_count: &mut usize,
+    ) -> Result<(), TrieError> {
+        let (token, next) = split_first_token(rest);
+        let child = match token {
+            b"*" => self.star.as_deref_mut(),
+            b">" => self.full.as_deref_mut(),
+            _ => self.literal.get_mut(token),
+        }
+        .ok_or(TrieError::NotFound)?;
+        match next {
+            Some(next) => child.remove(next, queue, sub, node_count)?,
+            None => child.remove_here(queue, sub)?,
+        }
+        if child.is_prunable() {
+            match token {
+                b"*" => self.star = None,
+                b">" => self.full = None,
+                _ => {
+                    self.literal.remove(token);
+                }
+            }
+            *node_count -= 1;
+        }
+        Ok(())
+    }
+
+    fn remove_here(&mut self, queue: Option<&[u8]>, sub: &T) -> Result<(), TrieError> {
+        match queue {
+            None => {
+                let at = self
+                    .plain
+                    .iter()
+                    .position(|s| s == sub)
+                    .ok_or(TrieError::NotFound)?;
+                self.plain.remove(at);
+            }
+            Some(name) => {
+                let group_at = self
+                    .queues
+                    .iter()
+                    .position(|q| q.name == name)
+                    .ok_or(TrieError::NotFound)?;
+                let group = &mut self.queues[group_at];
+                let at = group
+                    .members
+                    .iter()
+                    .position(|s| s == sub)
+                    .ok_or(TrieError::NotFound)?;
+                group.members.remove(at);
+                if group.members.is_empty() {
+                    self.queues.remove(group_at);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits off the first `.`-separated token; `None` when it was the last token.
+#[inline]
+fn split_first_token(subject: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match memchr::memchr(b'.', subject) {
+        Some(dot) => (&subject[..dot], Some(&subject[dot + 1..])),
+        None => (subject, None),
+    }
+}
+
+/// True if the subject is non-empty and has no empty token; other subjects never match.
+#[inline]
+fn has_only_nonempty_tokens(subject: &[u8]) -> bool {
+    if subject.is_empty() || subject[0] == b'.' || subject[subject.len() - 1] == b'.' {
+        return false;
+    }
+    let mut previous_dot = None;
+    for dot in memchr::memchr_iter(b'.', subject) {
+        if previous_dot == Some(dot.wrapping_sub(1)) {
+            return false;
+        }
+        previous_dot = Some(dot);
+    }
+    true
 }
 
 /// Subscriptions indexed by subject. `T` is the caller's subscription handle; removal finds the
 /// entry by `==`.
 #[derive(Debug)]
 pub struct SubjectTrie<T> {
-    _p: std::marker::PhantomData<T>,
+    root: Node<T>,
+    len: usize,
+    /// Nodes below the root; returns to zero when every subscription is removed.
+    node_count: usize,
+    generation: u64,
 }
 
 impl<T: Clone + PartialEq> Default for SubjectTrie<T> {
@@ -47,36 +318,104 @@ impl<T: Clone + PartialEq> Default for SubjectTrie<T> {
 
 impl<T: Clone + PartialEq> SubjectTrie<T> {
     pub fn new() -> Self {
-        todo!()
+        Self {
+            root: Node::new(),
+            len: 0,
+            node_count: 0,
+            generation: 0,
+        }
     }
 
-    /// Adds a subscription; the subject must be a valid subscribe subject.
-    pub fn insert(&mut self, subject: &[u8], queue: Option<&[u8]>, sub: T) -> Result<(), TrieError> {
-        let _ = (subject, queue, sub);
-        todo!()
+    /// Adds a subscription; the subject must be a valid subscribe subject (and the queue name,
+    /// if any, a valid queue name — an invalid one is also reported as `InvalidSubject`).
+    pub fn insert(
+        &mut self,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        sub: T,
+    ) -> Result<(), TrieError> {
+        if !is_valid_subject(subject) || queue.is_some_and(|q| !is_valid_queue_name(q)) {
+            return Err(TrieError::InvalidSubject);
+        }
+        let mut node = &mut self.root;
+        for token in subject.split(|&b| b == b'.') {
+            node = match token {
+                b"*" => node.star.get_or_insert_with(|| {
+                    self.node_count += 1;
+                    Box::new(Node::new())
+                }),
+                b">" => node.full.get_or_insert_with(|| {
+                    self.node_count += 1;
+                    Box::new(Node::new())
+                }),
+                _ => {
+                    if !node.literal.contains_key(token) {
+                        node.literal.insert(token.into(), Node::new());
+                        self.node_count += 1;
+                    }
+                    node.literal
+                        .get_mut(token)
+                        .expect("literal child exists: it was found or inserted just above")
+                }
+            };
+        }
+        match queue {
+            None => node.plain.push(sub),
+            Some(name) => match node.queues.iter_mut().find(|q| q.name == name) {
+                Some(group) => group.members.push(sub),
+                None => node.queues.push(NodeQueue {
+                    name: Bytes::copy_from_slice(name),
+                    members: vec![sub],
+                }),
+            },
+        }
+        self.len += 1;
+        self.generation = self.generation.wrapping_add(1);
+        Ok(())
     }
 
     /// Removes the subscription equal to `sub` from `subject` (and `queue`); prunes empty nodes.
-    pub fn remove(&mut self, subject: &[u8], queue: Option<&[u8]>, sub: &T) -> Result<(), TrieError> {
-        let _ = (subject, queue, sub);
-        todo!()
+    pub fn remove(
+        &mut self,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        sub: &T,
+    ) -> Result<(), TrieError> {
+        if !is_valid_subject(subject) {
+            return Err(TrieError::InvalidSubject);
+        }
+        self.root
+            .remove(subject, queue, sub, &mut self.node_count)?;
+        self.len -= 1;
+        self.generation = self.generation.wrapping_add(1);
+        Ok(())
     }
 
-    /// Everything that matches a literal subject.
+    /// Everything that matches a literal subject. A subject with an empty token (or an empty
+    /// subject) matches nothing, as in nats-server; a `*` or `>` token in the subject is matched
+    /// like any other token (so only by wildcard subscriptions).
     pub fn matches(&self, subject: &[u8]) -> MatchResult<T> {
-        let _ = subject;
-        todo!()
+        let mut out = MatchResult::new();
+        self.matches_into(subject, &mut out);
+        out
+    }
+
+    /// Like [`matches`](Self::matches), but appends to `out` so its allocations can be reused.
+    pub fn matches_into(&self, subject: &[u8], out: &mut MatchResult<T>) {
+        if self.len == 0 || !has_only_nonempty_tokens(subject) {
+            return;
+        }
+        self.root.collect_matches(subject, out);
     }
 
     /// True if anything at all matches (cheaper than `matches`).
     pub fn has_interest(&self, subject: &[u8]) -> bool {
-        let _ = subject;
-        todo!()
+        self.len != 0 && has_only_nonempty_tokens(subject) && self.root.has_match(subject)
     }
 
     /// Number of subscriptions held.
     pub fn len(&self) -> usize {
-        todo!()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -85,6 +424,15 @@ impl<T: Clone + PartialEq> SubjectTrie<T> {
 
     /// Incremented on every insert and remove; callers use it to invalidate match caches.
     pub fn generation(&self) -> u64 {
-        todo!()
+        self.generation
+    }
+
+    /// Number of trie nodes below the root (for tests and `/subsz`-style statistics).
+    pub fn node_count(&self) -> usize {
+        self.node_count
     }
 }
+
+#[cfg(test)]
+#[path = "trie_test.rs"]
+mod tests;
