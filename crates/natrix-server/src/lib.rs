@@ -1,7 +1,14 @@
 //! A natrix node: accepts NATS clients, routes core messages, serves monitoring.
 
+mod auth;
+mod client;
 pub mod config;
+mod connection;
+mod monitor;
+mod router;
 mod server;
+mod state;
+mod writer;
 
 pub use config::{AuthConfig, ClusterConfig, JetStreamConfig, Limits, ServerConfig};
 pub use server::{Server, ServerError, VERSION};

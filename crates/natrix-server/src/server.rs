@@ -1,11 +1,31 @@
-//! CONTRACT stub: the running node. (Being implemented by the lead.)
+//! The running node: binds the client and monitoring listeners, accepts connections, and shuts
+//! down gracefully (stop accepting, flush what is queued, close every client).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::BytesMut;
+use natrix_wire::{ServerInfo, write_info};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::ServerConfig;
+use crate::client::{Client, CloseReason};
+use crate::connection::Connection;
+use crate::monitor;
+use crate::router::Router;
+use crate::state::{ServerState, Stats, generate_server_id};
+use crate::writer::run_writer;
 
-/// The version reported in INFO and /varz (nats-server compatible protocol level).
+/// The nats-server version whose client protocol and behaviour natrix implements; clients use
+/// it to decide which features they may use.
 pub const VERSION: &str = "2.10.0";
+
+/// How long a graceful shutdown waits for connections to flush and close.
+const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -17,38 +37,183 @@ pub enum ServerError {
 
 /// A running node. Dropping it does not stop it; call [`Server::shutdown`].
 pub struct Server {
-    _config: ServerConfig,
+    state: Arc<ServerState>,
+    client_addr: SocketAddr,
+    monitor_addr: Option<SocketAddr>,
+    shutdown_tx: watch::Sender<bool>,
+    stopped_rx: watch::Receiver<bool>,
 }
 
 impl Server {
     /// Binds the client (and monitoring) listeners and starts serving.
     pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
-        let _ = config;
-        todo!()
+        let listener = bind(&config.host, config.port).await?;
+        let client_addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr: format!("{}:{}", config.host, config.port), source })?;
+
+        let server_id = generate_server_id();
+        let server_name = config.server_name.clone().unwrap_or_else(|| server_id.clone());
+        let info = ServerInfo {
+            server_id: server_id.clone(),
+            server_name: server_name.clone(),
+            version: VERSION.to_string(),
+            proto: 1,
+            go: "go1.22".to_string(),
+            host: config.client_advertise.clone().unwrap_or_else(|| config.host.clone()),
+            port: client_addr.port(),
+            headers: true,
+            auth_required: config.auth.required(),
+            max_payload: i64::from(config.limits.max_payload),
+            ..ServerInfo::default()
+        };
+        let state = Arc::new(ServerState {
+            config,
+            server_id,
+            server_name,
+            info,
+            router: Router::default(),
+            clients: Default::default(),
+            stats: Stats::default(),
+            next_cid: Default::default(),
+            started: SystemTime::now(),
+            started_instant: Instant::now(),
+        });
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (stopped_tx, stopped_rx) = watch::channel(false);
+
+        let monitor_addr = match state.config.http_port {
+            Some(port) => {
+                let host = state.config.http_host.clone().unwrap_or_else(|| state.config.host.clone());
+                let listener = bind(&host, port).await?;
+                let addr = listener
+                    .local_addr()
+                    .map_err(|source| ServerError::Bind { addr: format!("{host}:{port}"), source })?;
+                tracing::info!("Starting http monitor on {addr}");
+                tokio::spawn(monitor::serve(listener, state.clone(), shutdown_rx.clone()));
+                Some(addr)
+            }
+            None => None,
+        };
+
+        tracing::info!("Listening for client connections on {client_addr}");
+        tracing::info!("Server is ready");
+        tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx, stopped_tx));
+        Ok(Server { state, client_addr, monitor_addr, shutdown_tx, stopped_rx })
     }
 
     /// The bound client address (useful with port 0).
     pub fn client_addr(&self) -> SocketAddr {
-        todo!()
+        self.client_addr
     }
 
     /// The bound monitoring address, if monitoring is enabled.
     pub fn monitor_addr(&self) -> Option<SocketAddr> {
-        todo!()
+        self.monitor_addr
     }
 
     /// The generated server id (as in INFO).
     pub fn server_id(&self) -> &str {
-        todo!()
+        &self.state.server_id
+    }
+
+    /// The server name (as in INFO).
+    pub fn server_name(&self) -> &str {
+        &self.state.server_name
     }
 
     /// Graceful shutdown: stop accepting, flush what is queued to clients, close them.
     pub async fn shutdown(&self) {
-        todo!()
+        let _ = self.shutdown_tx.send(true);
+        self.stopped().await;
     }
 
     /// Resolves once the server has fully stopped.
     pub async fn stopped(&self) {
-        todo!()
+        let mut rx = self.stopped_rx.clone();
+        let _ = rx.wait_for(|stopped| *stopped).await;
     }
+}
+
+async fn bind(host: &str, port: u16) -> Result<TcpListener, ServerError> {
+    TcpListener::bind((host, port))
+        .await
+        .map_err(|source| ServerError::Bind { addr: format!("{host}:{port}"), source })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    mut shutdown: watch::Receiver<bool>,
+    stopped: watch::Sender<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => {
+                    connections.spawn(serve_client(state.clone(), stream, addr));
+                }
+                Err(err) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::error!(%err, "error accepting client connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    tracing::info!("Initiating Shutdown...");
+    let clients: Vec<Arc<Client>> = state.clients.read().values().cloned().collect();
+    for client in clients {
+        client.close(CloseReason::ServerShutdown);
+    }
+    let drained = tokio::time::timeout(SHUTDOWN_FLUSH_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        connections.abort_all();
+    }
+    tracing::info!("Server Exiting..");
+    let _ = stopped.send(true);
+}
+
+async fn serve_client(state: Arc<ServerState>, stream: TcpStream, addr: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let limits = &state.config.limits;
+    let cid = state.next_client_id();
+    let client = Arc::new(Client::new(cid, addr, limits.max_pending));
+    let over_limit = {
+        let mut clients = state.clients.write();
+        if clients.len() >= limits.max_connections as usize {
+            true
+        } else {
+            clients.insert(cid, client.clone());
+            false
+        }
+    };
+    state.stats.total_connections.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(cid, %addr, "client connection created");
+
+    let mut info = state.info.clone();
+    info.client_id = cid;
+    info.client_ip = addr.ip().to_string();
+    let mut buf = BytesMut::with_capacity(512);
+    write_info(&mut buf, &info);
+    client.send_proto(&buf);
+
+    let (read_half, write_half) = stream.into_split();
+    let writer = tokio::spawn(run_writer(state.clone(), client.clone(), write_half, limits.write_deadline));
+    if over_limit {
+        tracing::error!(cid, %addr, "maximum connections exceeded");
+        client.send_err_and_close("maximum connections exceeded", CloseReason::MaxConnectionsExceeded);
+    } else {
+        Connection::new(state.clone(), client.clone()).run(read_half).await;
+    }
+    client.close(CloseReason::ClientClosed);
+    let _ = writer.await;
 }

@@ -1,1 +1,64 @@
-//! Test harness.
+//! Test harness shared by every integration test: start natrix nodes in-process on loopback
+//! with free ports, and a raw protocol client for exact-framing tests.
+
+mod raw;
+
+pub use raw::RawClient;
+
+use std::net::SocketAddr;
+
+use natrix_server::{Server, ServerConfig};
+
+/// A node configuration for tests: loopback, a free client port, monitoring off.
+pub fn test_config() -> ServerConfig {
+    ServerConfig { host: "127.0.0.1".to_string(), port: 0, ..ServerConfig::default() }
+}
+
+/// A running in-process node.
+pub struct TestServer {
+    pub server: Server,
+}
+
+impl TestServer {
+    /// Starts a node with the default test configuration.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(test_config()).await
+    }
+
+    /// Starts a node with monitoring on a free port.
+    pub async fn start_with_monitoring() -> anyhow::Result<Self> {
+        Self::start_with(ServerConfig { http_port: Some(0), ..test_config() }).await
+    }
+
+    pub async fn start_with(config: ServerConfig) -> anyhow::Result<Self> {
+        let server = Server::start(config).await?;
+        Ok(Self { server })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.client_addr()
+    }
+
+    /// `nats://127.0.0.1:<port>` for async-nats.
+    pub fn url(&self) -> String {
+        format!("nats://{}", self.server.client_addr())
+    }
+
+    /// `http://127.0.0.1:<port>` of the monitoring endpoint.
+    pub fn monitor_url(&self) -> anyhow::Result<String> {
+        let addr = self
+            .server
+            .monitor_addr()
+            .ok_or_else(|| anyhow::anyhow!("monitoring is not enabled on this test server"))?;
+        Ok(format!("http://{addr}"))
+    }
+
+    /// A raw protocol connection (the INFO line already consumed).
+    pub async fn raw(&self) -> anyhow::Result<RawClient> {
+        RawClient::connect(self.addr()).await
+    }
+
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+    }
+}

@@ -1,0 +1,253 @@
+//! The shared half of a client connection: its identity, the outbound buffer other connections
+//! append messages to, its subscriptions, counters, and how it is closed. The connection task
+//! (`connection.rs`) owns the socket's read half; the writer task (`writer.rs`) the write half.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use natrix_wire::{write_err, write_hmsg, write_msg};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::router::Subscription;
+
+/// Why a connection was closed (names as in nats-server's /connz `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    ClientClosed,
+    ReadError,
+    WriteError,
+    SlowConsumerPendingBytes,
+    SlowConsumerWriteDeadline,
+    ProtocolViolation,
+    AuthenticationTimeout,
+    AuthenticationViolation,
+    MaxConnectionsExceeded,
+    MaxPayloadExceeded,
+    MaxControlLineExceeded,
+    StaleConnection,
+    ServerShutdown,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "Client Closed",
+            CloseReason::ReadError => "Read Error",
+            CloseReason::WriteError => "Write Error",
+            CloseReason::SlowConsumerPendingBytes => "Slow Consumer (Pending Bytes)",
+            CloseReason::SlowConsumerWriteDeadline => "Slow Consumer (Write Deadline)",
+            CloseReason::ProtocolViolation => "Protocol Violation",
+            CloseReason::AuthenticationTimeout => "Authentication Timeout",
+            CloseReason::AuthenticationViolation => "Authentication Failure",
+            CloseReason::MaxConnectionsExceeded => "Maximum Connections Exceeded",
+            CloseReason::MaxPayloadExceeded => "Maximum Message Payload Exceeded",
+            CloseReason::MaxControlLineExceeded => "Maximum Control Line Exceeded",
+            CloseReason::StaleConnection => "Stale Connection",
+            CloseReason::ServerShutdown => "Server Shutdown",
+        }
+    }
+
+    /// Whether what is already queued is still written before the socket closes.
+    fn flushes(self) -> bool {
+        !matches!(
+            self,
+            CloseReason::ReadError
+                | CloseReason::WriteError
+                | CloseReason::SlowConsumerPendingBytes
+                | CloseReason::SlowConsumerWriteDeadline
+        )
+    }
+
+    pub fn is_slow_consumer(self) -> bool {
+        matches!(
+            self,
+            CloseReason::SlowConsumerPendingBytes | CloseReason::SlowConsumerWriteDeadline
+        )
+    }
+}
+
+/// Bytes queued for the socket.
+#[derive(Debug, Default)]
+pub(crate) struct Outbound {
+    pub buf: BytesMut,
+    /// Bytes queued or being written (the writer subtracts after each write).
+    pub pending: u64,
+    pub out_msgs: u64,
+    pub out_bytes: u64,
+    /// Set once the connection is closing: nothing more is queued.
+    pub closing: Option<CloseReason>,
+}
+
+/// What the client told us in CONNECT, for monitoring.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClientMeta {
+    pub name: String,
+    pub lang: String,
+    pub version: String,
+    pub user: Option<String>,
+}
+
+/// Options from CONNECT that the delivery path reads on every message.
+#[derive(Debug, Default)]
+pub(crate) struct ClientFlags {
+    pub headers: AtomicBool,
+    pub echo: AtomicBool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub started: SystemTime,
+    pub started_instant: Instant,
+    pub max_pending: u64,
+    pub flags: ClientFlags,
+    pub out: Mutex<Outbound>,
+    /// Wakes the writer task.
+    pub writer_wake: Notify,
+    /// Set while some publisher holds this client in its list of writers to wake.
+    pub wake_pending: AtomicBool,
+    /// Wakes the connection task when someone else closes the connection.
+    pub closed_wake: Notify,
+    pub closed: AtomicBool,
+    pub subs: Mutex<HashMap<Bytes, Arc<Subscription>>>,
+    pub meta: Mutex<ClientMeta>,
+    pub in_msgs: AtomicU64,
+    pub in_bytes: AtomicU64,
+    /// Milliseconds since `started_instant` of the last inbound activity.
+    pub last_activity_ms: AtomicU64,
+    /// Round-trip of the first PING, in microseconds (0 unknown).
+    pub rtt_us: AtomicU64,
+}
+
+/// Outcome of queueing a message for a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Enqueued {
+    /// Queued; the writer must be woken (the caller batches wake-ups).
+    Queued,
+    /// The client is closing; nothing was queued.
+    Dropped,
+    /// This message pushed the client over `max_pending`: it was cut off as a slow consumer.
+    SlowConsumer,
+}
+
+impl Client {
+    pub fn new(id: u64, addr: SocketAddr, max_pending: u64) -> Self {
+        Self {
+            id,
+            addr,
+            started: SystemTime::now(),
+            started_instant: Instant::now(),
+            max_pending,
+            flags: ClientFlags { headers: AtomicBool::new(false), echo: AtomicBool::new(true) },
+            out: Mutex::new(Outbound { buf: BytesMut::with_capacity(4096), ..Outbound::default() }),
+            writer_wake: Notify::new(),
+            wake_pending: AtomicBool::new(false),
+            closed_wake: Notify::new(),
+            closed: AtomicBool::new(false),
+            subs: Mutex::new(HashMap::new()),
+            meta: Mutex::new(ClientMeta::default()),
+            in_msgs: AtomicU64::new(0),
+            in_bytes: AtomicU64::new(0),
+            last_activity_ms: AtomicU64::new(0),
+            rtt_us: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub fn touch(&self) {
+        let ms = self.started_instant.elapsed().as_millis() as u64;
+        self.last_activity_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Queues a MSG/HMSG for subscription `sid`. Headers are dropped for clients that did not
+    /// announce header support, as nats-server does.
+    pub fn enqueue_msg(
+        &self,
+        subject: &[u8],
+        sid: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Enqueued {
+        let mut out = self.out.lock();
+        if out.closing.is_some() {
+            return Enqueued::Dropped;
+        }
+        let before = out.buf.len();
+        match headers {
+            Some(h) if self.flags.headers.load(Ordering::Relaxed) => {
+                write_hmsg(&mut out.buf, subject, sid, reply, h, payload)
+            }
+            _ => write_msg(&mut out.buf, subject, sid, reply, payload),
+        }
+        let added = (out.buf.len() - before) as u64;
+        out.pending += added;
+        out.out_msgs += 1;
+        out.out_bytes += payload.len() as u64 + headers.map_or(0, |h| h.len() as u64);
+        if out.pending > self.max_pending {
+            tracing::debug!(cid = self.id, pending = out.pending, "slow consumer: max_pending exceeded");
+            self.mark_closed(&mut out, CloseReason::SlowConsumerPendingBytes);
+            return Enqueued::SlowConsumer;
+        }
+        Enqueued::Queued
+    }
+
+    /// Queues raw protocol bytes (INFO, PONG, +OK, PING) and wakes the writer.
+    pub fn send_proto(&self, bytes: &[u8]) {
+        {
+            let mut out = self.out.lock();
+            if out.closing.is_some() {
+                return;
+            }
+            out.buf.extend_from_slice(bytes);
+            out.pending += bytes.len() as u64;
+        }
+        self.writer_wake.notify_one();
+    }
+
+    /// Queues `-ERR '<text>'` (connection stays open).
+    pub fn send_err(&self, text: &str) {
+        let mut buf = BytesMut::with_capacity(text.len() + 10);
+        write_err(&mut buf, text);
+        self.send_proto(&buf);
+    }
+
+    /// Queues `-ERR '<text>'`, then closes after flushing it.
+    pub fn send_err_and_close(&self, text: &str, reason: CloseReason) {
+        self.send_err(text);
+        self.close(reason);
+    }
+
+    /// Closes the connection; idempotent. Queued bytes are flushed unless the reason says the
+    /// socket is unusable or the client is a slow consumer.
+    pub fn close(&self, reason: CloseReason) {
+        let mut out = self.out.lock();
+        self.mark_closed(&mut out, reason);
+    }
+
+    fn mark_closed(&self, out: &mut Outbound, reason: CloseReason) {
+        if out.closing.is_some() {
+            return;
+        }
+        out.closing = Some(reason);
+        if !reason.flushes() {
+            out.buf.clear();
+        }
+        self.closed.store(true, Ordering::Release);
+        self.writer_wake.notify_one();
+        self.closed_wake.notify_one();
+    }
+
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.out.lock().closing
+    }
+}

@@ -1,0 +1,65 @@
+//! State shared by every task of a node: configuration, identity, the router, the client table
+//! and server-wide counters.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+use natrix_wire::ServerInfo;
+use parking_lot::RwLock;
+
+use crate::ServerConfig;
+use crate::client::Client;
+use crate::router::Router;
+
+/// Server-wide counters (as in /varz).
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub in_msgs: AtomicU64,
+    pub out_msgs: AtomicU64,
+    pub in_bytes: AtomicU64,
+    pub out_bytes: AtomicU64,
+    pub slow_consumers: AtomicU64,
+    pub total_connections: AtomicU64,
+}
+
+impl Stats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        if n != 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct ServerState {
+    pub config: ServerConfig,
+    pub server_id: String,
+    pub server_name: String,
+    /// INFO sent to clients, without the per-client fields.
+    pub info: ServerInfo,
+    pub router: Router,
+    pub clients: RwLock<HashMap<u64, Arc<Client>>>,
+    pub stats: Stats,
+    pub next_cid: AtomicU64,
+    pub started: SystemTime,
+    pub started_instant: Instant,
+}
+
+impl ServerState {
+    pub fn next_client_id(&self) -> u64 {
+        self.next_cid.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// A server id in nats-server's shape: 56 upper-case base32 characters starting with `N`.
+pub(crate) fn generate_server_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut id = String::with_capacity(56);
+    id.push('N');
+    for _ in 1..56 {
+        id.push(ALPHABET[fastrand::usize(..ALPHABET.len())] as char);
+    }
+    id
+}
