@@ -2,6 +2,7 @@
 //! send (CONNECT, PUB, HPUB, SUB, UNSUB, PING, PONG, ...) and encoders for what the server sends
 //! (INFO, MSG, HMSG, +OK, -ERR, PING, PONG). No I/O: bytes in, frames out.
 
+mod args;
 mod encode;
 mod info;
 mod parser;
@@ -10,4 +11,4 @@ pub use encode::{
     ERR_PREFIX, NO_RESPONDERS_HEADER, OK, PING, PONG, write_err, write_hmsg, write_info, write_msg,
 };
 pub use info::{ConnectInfo, ServerInfo};
-pub use parser::{ClientOp, ClientParser, ParseError, ParserLimits, Publish};
+pub use parser::{ClientOp, ClientParser, ParseError, ParserLimits, Publish, invalid};
