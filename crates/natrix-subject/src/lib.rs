@@ -4,7 +4,7 @@
 mod trie;
 mod validate;
 
-pub use trie::{MatchResult, QueueGroup, SubjectTrie, TrieError};
+pub use trie::{MAX_SUBJECT_TOKENS, MatchResult, QueueGroup, SubjectTrie, TrieError};
 pub use validate::{
     is_valid_literal_subject, is_valid_queue_name, is_valid_subject, subject_is_literal,
 };

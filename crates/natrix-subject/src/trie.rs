@@ -6,6 +6,8 @@
 //! subscription is returned once per matching entry (no dedup: each entry is a distinct sid);
 //! members of one queue group name are merged across all matching nodes into one
 //! [`QueueGroup`], as nats-server does.
+//!
+//! Matching and removal recurse once per trie level; [`MAX_SUBJECT_TOKENS`] bounds the depth.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -143,6 +145,13 @@ impl<T> Node<T> {
             && self.full.is_none()
             && self.plain.is_empty()
             && self.queues.is_empty()
+    }
+
+    /// Moves every child of `self` onto `stack`, leaving `self` a leaf.
+    fn detach_children_into(&mut self, stack: &mut Vec<Node<T>>) {
+        stack.extend(self.literal.drain().map(|(_, child)| child));
+        stack.extend(self.star.take().map(|child| *child));
+        stack.extend(self.full.take().map(|child| *child));
     }
 
     fn has_subscriptions(&self) -> bool {
@@ -299,6 +308,11 @@ fn has_only_nonempty_tokens(subject: &[u8]) -> bool {
     true
 }
 
+/// The most tokens a subscription subject may have. Matching and removal recurse once per trie
+/// level, so this bounds their stack use (nats-server has no such limit, but its default 4 KiB
+/// control line already caps a subject at ~2K tokens).
+pub const MAX_SUBJECT_TOKENS: usize = 4096;
+
 /// Subscriptions indexed by subject. `T` is the caller's subscription handle; removal finds the
 /// entry by `==`.
 #[derive(Debug)]
@@ -308,6 +322,18 @@ pub struct SubjectTrie<T> {
     /// Nodes below the root; returns to zero when every subscription is removed.
     node_count: usize,
     generation: u64,
+}
+
+/// Tears the tree down with an explicit stack: the derived recursive drop would use one stack
+/// frame per level and overflow on deep subjects.
+impl<T> Drop for SubjectTrie<T> {
+    fn drop(&mut self) {
+        let mut stack = Vec::new();
+        self.root.detach_children_into(&mut stack);
+        while let Some(mut node) = stack.pop() {
+            node.detach_children_into(&mut stack);
+        }
+    }
 }
 
 impl<T: Clone + PartialEq> Default for SubjectTrie<T> {
@@ -334,7 +360,10 @@ impl<T: Clone + PartialEq> SubjectTrie<T> {
         queue: Option<&[u8]>,
         sub: T,
     ) -> Result<(), TrieError> {
-        if !is_valid_subject(subject) || queue.is_some_and(|q| !is_valid_queue_name(q)) {
+        if !is_valid_subject(subject)
+            || queue.is_some_and(|q| !is_valid_queue_name(q))
+            || memchr::memchr_iter(b'.', subject).count() >= MAX_SUBJECT_TOKENS
+        {
             return Err(TrieError::InvalidSubject);
         }
         let mut node = &mut self.root;

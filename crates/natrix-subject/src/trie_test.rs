@@ -275,3 +275,37 @@ fn matches_into_appends_and_reuses_the_buffer() {
     out.clear();
     assert!(out.is_empty());
 }
+
+#[test]
+fn subjects_as_deep_as_the_longest_control_line_insert_match_and_remove() {
+    // A 4 KiB control line holds at most ~2K tokens; recursion depth follows the token count.
+    let deep = vec!["t"; 4096].join(".");
+    let deep_star = format!("{}.*", vec!["t"; 4095].join("."));
+    let mut trie = SubjectTrie::new();
+    trie.insert(deep.as_bytes(), None, 1u32).unwrap();
+    trie.insert(deep_star.as_bytes(), Some(b"q"), 2).unwrap();
+    let r = trie.matches(deep.as_bytes());
+    assert_eq!(r.plain, vec![1]);
+    assert_eq!(queue_members(&r, "q"), Some(vec![2]));
+    assert!(trie.has_interest(deep.as_bytes()));
+    trie.remove(deep.as_bytes(), None, &1).unwrap();
+    trie.remove(deep_star.as_bytes(), Some(b"q"), &2).unwrap();
+    assert_eq!(trie.node_count(), 0);
+    // Dropping a deep trie with subscriptions still in it is fine too.
+    trie.insert(deep.as_bytes(), None, 3).unwrap();
+    drop(trie);
+}
+
+#[test]
+fn subscriptions_deeper_than_the_token_limit_are_rejected() {
+    let mut trie = SubjectTrie::new();
+    let at_limit = vec!["t"; MAX_SUBJECT_TOKENS].join(".");
+    let over = vec!["t"; MAX_SUBJECT_TOKENS + 1].join(".");
+    assert_eq!(
+        trie.insert(over.as_bytes(), None, 1u32),
+        Err(TrieError::InvalidSubject)
+    );
+    trie.insert(at_limit.as_bytes(), None, 1).unwrap();
+    assert_eq!(trie.matches(at_limit.as_bytes()).plain, vec![1]);
+    assert!(trie.matches(over.as_bytes()).is_empty());
+}
