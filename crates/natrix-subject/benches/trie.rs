@@ -11,6 +11,10 @@ use natrix_subject::{MatchResult, SubjectTrie};
 /// `orders.<region>.*`, every 200th a `orders.*.<id>`; every 10th is in queue group `workers`;
 /// plus one `orders.>` and one `>` monitor.
 fn build(n: usize) -> SubjectTrie<Arc<u64>> {
+    build_with(n, |i| Arc::new(i as u64))
+}
+
+fn build_with<T: Clone + PartialEq>(n: usize, handle: impl Fn(usize) -> T) -> SubjectTrie<T> {
     let mut trie = SubjectTrie::new();
     for i in 0..n {
         let region = i % 64;
@@ -20,10 +24,10 @@ fn build(n: usize) -> SubjectTrie<Arc<u64>> {
             _ => format!("orders.{region}.{i}"),
         };
         let queue = (i % 10 == 3).then_some(&b"workers"[..]);
-        let _ = trie.insert(subject.as_bytes(), queue, Arc::new(i as u64));
+        let _ = trie.insert(subject.as_bytes(), queue, handle(i));
     }
-    let _ = trie.insert(b"orders.>", None, Arc::new(u64::MAX));
-    let _ = trie.insert(b">", None, Arc::new(u64::MAX - 1));
+    let _ = trie.insert(b"orders.>", None, handle(usize::MAX));
+    let _ = trie.insert(b">", None, handle(usize::MAX - 1));
     trie
 }
 
@@ -45,6 +49,11 @@ fn bench_match(c: &mut Criterion) {
                 trie.matches_into(black_box(s.as_bytes()), &mut reuse);
                 black_box(reuse.plain.len())
             })
+        });
+        // The same trie with plain integer handles: the trie's own cost, without Arc refcounting.
+        let int_trie = build_with(n, |i| i as u64);
+        group.bench_with_input(BenchmarkId::new("hit_u64_handles", n), &hit, |b, s| {
+            b.iter(|| black_box(int_trie.matches(black_box(s.as_bytes()))))
         });
         group.bench_with_input(BenchmarkId::new("miss", n), &miss, |b, s| {
             b.iter(|| black_box(trie.matches(black_box(s.as_bytes()))))
