@@ -87,13 +87,13 @@ pub fn write_hmsg(
     out.put_slice(CRLF);
 }
 
-/// `INFO <json>\r\n`
+/// `INFO <json> \r\n` (nats-server puts a space before CRLF; so do we).
 pub fn write_info(out: &mut BytesMut, info: &crate::ServerInfo) {
     out.reserve(512);
     out.put_slice(b"INFO ");
     // Writing plain strings, numbers and bools into memory cannot fail.
     serde_json::to_writer(out.writer(), info).expect("ServerInfo serializes to JSON");
-    out.put_slice(CRLF);
+    out.put_slice(b" \r\n");
 }
 
 /// `-ERR '<text>'\r\n`
@@ -104,4 +104,68 @@ pub fn write_err(out: &mut BytesMut, text: &str) {
     out.put_slice(text.as_bytes());
     out.put_u8(b'\'');
     out.put_slice(CRLF);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(f: impl FnOnce(&mut BytesMut)) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        f(&mut out);
+        out.to_vec()
+    }
+
+    #[test]
+    fn msg_without_and_with_reply() {
+        assert_eq!(
+            encoded(|o| write_msg(o, b"foo", b"1", None, b"hello")),
+            b"MSG foo 1 5\r\nhello\r\n"
+        );
+        assert_eq!(
+            encoded(|o| write_msg(o, b"foo.bar", b"22", Some(b"_INBOX.x"), b"")),
+            b"MSG foo.bar 22 _INBOX.x 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn hmsg_counts_header_and_total_lengths() {
+        assert_eq!(
+            encoded(|o| write_hmsg(o, b"foo", b"1", None, b"NATS/1.0\r\n\r\n", b"hi")),
+            b"HMSG foo 1 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"
+        );
+        assert_eq!(
+            encoded(|o| write_hmsg(o, b"foo", b"1", Some(b"r"), NO_RESPONDERS_HEADER, b"")),
+            b"HMSG foo 1 r 16 16\r\nNATS/1.0 503\r\n\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn err_quotes_its_text() {
+        assert_eq!(
+            encoded(|o| write_err(o, "Unknown Protocol Operation")),
+            b"-ERR 'Unknown Protocol Operation'\r\n"
+        );
+    }
+
+    #[test]
+    fn info_is_json_followed_by_space_crlf_like_nats_server() {
+        let info = crate::ServerInfo {
+            server_id: "S".into(),
+            max_payload: 1024,
+            ..Default::default()
+        };
+        let out = encoded(|o| write_info(o, &info));
+        assert!(out.starts_with(b"INFO {\"server_id\":\"S\""));
+        assert!(out.ends_with(b"} \r\n"));
+    }
+
+    #[test]
+    fn encoders_append_without_disturbing_earlier_frames() {
+        let mut out = BytesMut::new();
+        out.extend_from_slice(PING);
+        write_msg(&mut out, b"a", b"1", None, b"x");
+        out.extend_from_slice(OK);
+        assert_eq!(&out[..], b"PING\r\nMSG a 1 1\r\nx\r\n+OK\r\n");
+    }
 }

@@ -3,10 +3,12 @@
 //! (INFO, MSG, HMSG, +OK, -ERR, PING, PONG). No I/O: bytes in, frames out.
 
 mod args;
+mod client_encode;
 mod encode;
 mod info;
 mod parser;
 
+pub use client_encode::{write_client_op, write_hpub, write_pub};
 pub use encode::{
     ERR_PREFIX, NO_RESPONDERS_HEADER, OK, PING, PONG, write_err, write_hmsg, write_info, write_msg,
 };
