@@ -1,1 +1,153 @@
-fn main() {}
+//! natrix-server: parse the command line and config file, set up logging, run the node until
+//! SIGINT/SIGTERM, then shut it down gracefully. Errors print as `natrix-server: <error>` and exit
+//! with status 1, as nats-server does.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use natrix::{Cli, Command, Settings, logging};
+use natrix_conf::Loader;
+use natrix_server::Server;
+use tokio::signal::unix::{SignalKind, signal};
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("natrix-server: {message}");
+    ExitCode::FAILURE
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::parse_args(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(err)
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) =>
+        {
+            print!("{err}");
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            let text = err.to_string();
+            return fail(text.trim_start_matches("error: ").trim_end());
+        }
+    };
+    let settings = match cli.into_command(&Loader::new()) {
+        Ok(Command::Version) => {
+            println!("natrix-server: v{}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::TestConfig(settings)) => {
+            match &settings.server.config_file {
+                Some(path) => eprintln!(
+                    "natrix-server: configuration file {} is valid",
+                    path.display()
+                ),
+                None => eprintln!("natrix-server: configuration is valid"),
+            }
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Run(settings)) => settings,
+        Err(err) => return fail(err),
+    };
+    if let Err(err) = logging::init(&settings.log) {
+        return fail(err);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(format_args!("cannot start the runtime: {err}")),
+    };
+    match runtime.block_on(serve(*settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err}");
+            fail(err)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Server(#[from] natrix_server::ServerError),
+    #[error("cannot install the {signal} handler: {source}")]
+    Signal {
+        signal: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot write pid file '{}': {source}", path.display())]
+    PidFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+async fn serve(settings: Settings) -> Result<(), RunError> {
+    tracing::info!("Starting natrix-server");
+    tracing::info!(
+        "  Version:  {} (nats-server {} compatible)",
+        env!("CARGO_PKG_VERSION"),
+        natrix_server::VERSION
+    );
+    if let Some(path) = &settings.server.config_file {
+        tracing::info!("Using configuration file: {}", path.display());
+    }
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
+
+    // Installed before the listeners open, so that a signal right after start is not lost.
+    let mut sigint = listen_for(SignalKind::interrupt(), "SIGINT")?;
+    let mut sigterm = listen_for(SignalKind::terminate(), "SIGTERM")?;
+    let mut sighup = listen_for(SignalKind::hangup(), "SIGHUP")?;
+
+    let server = Server::start(settings.server).await?;
+    tracing::info!("  Name:     {}", server.server_name());
+    tracing::info!("  ID:       {}", server.server_id());
+    let pid_file = settings.pid_file;
+    if let Some(path) = &pid_file
+        && let Err(source) = std::fs::write(path, std::process::id().to_string())
+    {
+        server.shutdown().await;
+        return Err(RunError::PidFile {
+            path: path.clone(),
+            source,
+        });
+    }
+
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => {
+                tracing::info!("Trapped \"interrupt\" signal");
+                break;
+            }
+            _ = sigterm.recv() => {
+                tracing::info!("Trapped \"terminated\" signal");
+                break;
+            }
+            _ = sighup.recv() => {
+                tracing::warn!("Trapped \"hangup\" signal: configuration reload is not supported by natrix yet");
+            }
+            _ = server.stopped() => break,
+        }
+    }
+    server.shutdown().await;
+    if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+fn listen_for(
+    kind: SignalKind,
+    name: &'static str,
+) -> Result<tokio::signal::unix::Signal, RunError> {
+    signal(kind).map_err(|source| RunError::Signal {
+        signal: name,
+        source,
+    })
+}
