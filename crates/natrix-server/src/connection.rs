@@ -157,6 +157,7 @@ impl Connection {
         Stats::add(&stats.out_bytes, b.out_bytes);
         Stats::add(&self.client.in_msgs, b.in_msgs);
         Stats::add(&self.client.in_bytes, b.in_bytes);
+        self.cache.report(&self.state.router);
     }
 
     fn parse_error(&mut self, err: ParseError) {
@@ -230,6 +231,10 @@ impl Connection {
             return false;
         }
         self.connected = true;
+        // As nats-server: the first RTT estimate is the time from accept to CONNECT (floored at
+        // 1µs, so that monitoring never shows an unmeasured 0 afterwards).
+        let since_accept = (self.client.started_instant.elapsed().as_micros() as u64).max(1);
+        let _ = self.client.rtt_us.compare_exchange(0, since_accept, Ordering::Relaxed, Ordering::Relaxed);
         self.verbose = info.verbose;
         self.pedantic = info.pedantic;
         self.echo = info.echo.unwrap_or(true);
@@ -425,6 +430,7 @@ impl Connection {
         let max = self.state.config.limits.ping_max;
         if self.pings_out + 1 > max {
             tracing::debug!(cid = self.client.id, "Stale Client Connection - Closing");
+            self.state.stats.stale_connections.fetch_add(1, Ordering::Relaxed);
             self.client.send_err_and_close("Stale Connection", CloseReason::StaleConnection);
             return;
         }
@@ -435,6 +441,7 @@ impl Connection {
 
     fn cleanup(&mut self) {
         self.finish_batch();
+        self.cache.release(&self.state.router);
         let subs: Vec<Arc<Subscription>> = self.client.subs.lock().drain().map(|(_, s)| s).collect();
         for sub in &subs {
             self.state.router.remove(sub);

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use natrix_subject::{MatchResult, SubjectTrie, TrieError};
@@ -51,6 +51,24 @@ pub(crate) struct Router {
     /// Mirror of the trie's generation, readable without the lock.
     generation: AtomicU64,
     next_sub_id: AtomicU64,
+    /// Counters for /subsz; match-cache figures arrive once per read batch (`MatchCache::report`).
+    pub stats: RouterStats,
+}
+
+/// Subscription-index statistics as nats-server reports them in /subsz.
+#[derive(Debug, Default)]
+pub(crate) struct RouterStats {
+    pub inserts: AtomicU64,
+    pub removes: AtomicU64,
+    /// Lookups of a subject's subscribers (cache hits and misses).
+    pub matches: AtomicU64,
+    pub cache_hits: AtomicU64,
+    /// Entries currently held in all connections' match caches.
+    pub cached: AtomicI64,
+    /// Sum of the fanouts of those entries (for the average).
+    pub cached_fanout: AtomicI64,
+    /// Largest fanout ever cached (a high-water mark, unlike nats-server's current maximum).
+    pub max_fanout: AtomicU64,
 }
 
 impl Router {
@@ -62,13 +80,18 @@ impl Router {
         let mut trie = self.trie.write();
         let result = trie.insert(&sub.subject, sub.queue.as_deref(), SubRef(sub.clone()));
         self.generation.store(trie.generation(), Ordering::Release);
+        if result.is_ok() {
+            self.stats.inserts.fetch_add(1, Ordering::Relaxed);
+        }
         result
     }
 
     pub fn remove(&self, sub: &Arc<Subscription>) {
         let mut trie = self.trie.write();
         // NotFound is fine: an auto-unsubscribe and an UNSUB can race to remove the same entry.
-        let _ = trie.remove(&sub.subject, sub.queue.as_deref(), &SubRef(sub.clone()));
+        if trie.remove(&sub.subject, sub.queue.as_deref(), &SubRef(sub.clone())).is_ok() {
+            self.stats.removes.fetch_add(1, Ordering::Relaxed);
+        }
         self.generation.store(trie.generation(), Ordering::Release);
     }
 
@@ -90,6 +113,14 @@ impl Router {
 pub(crate) struct MatchCache {
     generation: u64,
     entries: HashMap<Bytes, Matches>,
+    /// Statistics kept locally and published to `RouterStats` once per read batch, so that the
+    /// publish path touches no shared counter.
+    lookups: u64,
+    hits: u64,
+    fanout_sum: u64,
+    max_fanout: u64,
+    reported_len: i64,
+    reported_fanout: i64,
 }
 
 /// Bound on cached subjects per connection; the cache is cleared when it fills up.
@@ -97,19 +128,63 @@ const MATCH_CACHE_MAX: usize = 1024;
 
 impl MatchCache {
     pub fn lookup(&mut self, router: &Router, subject: &Bytes) -> Matches {
+        self.lookups += 1;
         let generation = router.generation();
         if generation != self.generation {
-            self.entries.clear();
+            self.clear();
             self.generation = generation;
         } else if let Some(hit) = self.entries.get(subject.as_ref()) {
+            self.hits += 1;
             return hit.clone();
         }
         let result = router.matches(subject);
         if self.entries.len() >= MATCH_CACHE_MAX {
-            self.entries.clear();
+            self.clear();
         }
+        // nats-server's fanout: plain subscribers plus one per queue group.
+        let fanout = (result.plain.len() + result.queues.len()) as u64;
+        self.fanout_sum += fanout;
+        self.max_fanout = self.max_fanout.max(fanout);
         // Own the key: a slice of the read buffer would pin that whole buffer in memory.
         self.entries.insert(Bytes::copy_from_slice(subject), result.clone());
         result
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.fanout_sum = 0;
+    }
+
+    /// Publishes this cache's statistics to the router (once per read batch).
+    pub fn report(&mut self, router: &Router) {
+        if self.lookups == 0 {
+            // Entries only change on lookups: nothing new to report.
+            return;
+        }
+        let stats = &router.stats;
+        stats.matches.fetch_add(std::mem::take(&mut self.lookups), Ordering::Relaxed);
+        stats.cache_hits.fetch_add(std::mem::take(&mut self.hits), Ordering::Relaxed);
+        stats.max_fanout.fetch_max(self.max_fanout, Ordering::Relaxed);
+        self.report_sizes(stats);
+    }
+
+    /// Withdraws this cache's entries from the router's figures (the connection is closing).
+    pub fn release(&mut self, router: &Router) {
+        self.report(router);
+        self.clear();
+        self.report_sizes(&router.stats);
+    }
+
+    fn report_sizes(&mut self, stats: &RouterStats) {
+        let len = self.entries.len() as i64;
+        let fanout = self.fanout_sum as i64;
+        if len != self.reported_len {
+            stats.cached.fetch_add(len - self.reported_len, Ordering::Relaxed);
+            self.reported_len = len;
+        }
+        if fanout != self.reported_fanout {
+            stats.cached_fanout.fetch_add(fanout - self.reported_fanout, Ordering::Relaxed);
+            self.reported_fanout = fanout;
+        }
     }
 }

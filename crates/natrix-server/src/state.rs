@@ -21,6 +21,7 @@ pub(crate) struct Stats {
     pub in_bytes: AtomicU64,
     pub out_bytes: AtomicU64,
     pub slow_consumers: AtomicU64,
+    pub stale_connections: AtomicU64,
     pub total_connections: AtomicU64,
 }
 

@@ -1,0 +1,96 @@
+//! `/metrics`: Prometheus text exposition of the /varz, /subsz and /connz figures, named as the
+//! official prometheus-nats-exporter names them under the `nats` prefix that NATS' Helm charts
+//! use (`nats_varz_in_msgs{server_id="..."}`; the exporter's own default prefix is `gnatsd`), so
+//! existing dashboards work unchanged. Like the exporter, every metric is a gauge holding the
+//! value from the endpoint's JSON, read from the live state at scrape time.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus::{Encoder, GaugeVec, Opts, Registry, TextEncoder};
+use serde::Serialize;
+
+use super::{Monitor, connz, subsz, varz};
+
+const PREFIX: &str = "nats";
+
+/// String fields of /varz that the exporter exposes as `{value="..."} 1` gauges.
+const LABEL_FIELDS: &[&str] = &["server_id", "server_name", "version"];
+
+pub(crate) async fn handle(State(monitor): State<Arc<Monitor>>) -> Response {
+    monitor.count_request("/metrics");
+    match render(&monitor) {
+        Ok(text) => ([(header::CONTENT_TYPE, TextEncoder::new().format_type().to_string())], text).into_response(),
+        Err(err) => {
+            tracing::error!(%err, "cannot render metrics");
+            (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response()
+        }
+    }
+}
+
+fn render(monitor: &Monitor) -> prometheus::Result<String> {
+    let registry = Registry::new();
+    let server_id = monitor.state.server_id.clone();
+    let mut collector = Collector { registry: &registry, server_id: &server_id };
+
+    collector.endpoint("varz", &varz::build(monitor))?;
+    collector.endpoint("subsz", &subsz::stats(monitor))?;
+
+    // The exporter's connz collector: the list header plus totals over the connections.
+    let connz = connz::totals(monitor);
+    let sum = |f: fn(&connz::ConnInfo) -> u64| connz.connections.iter().map(f).sum::<u64>() as f64;
+    collector.gauge("connz", "num_connections", connz.num_connections as f64)?;
+    collector.gauge("connz", "total", connz.total as f64)?;
+    collector.gauge("connz", "offset", connz.offset as f64)?;
+    collector.gauge("connz", "limit", connz.limit as f64)?;
+    collector.gauge("connz", "pending_bytes", sum(|c| c.pending_bytes))?;
+    collector.gauge("connz", "in_msgs", sum(|c| c.in_msgs))?;
+    collector.gauge("connz", "out_msgs", sum(|c| c.out_msgs))?;
+    collector.gauge("connz", "in_bytes", sum(|c| c.in_bytes))?;
+    collector.gauge("connz", "out_bytes", sum(|c| c.out_bytes))?;
+    collector.gauge("connz", "subscriptions", sum(|c| c.subscriptions as u64))?;
+
+    let mut buf = Vec::new();
+    TextEncoder::new().encode(&registry.gather(), &mut buf)?;
+    String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+}
+
+struct Collector<'a> {
+    registry: &'a Registry,
+    server_id: &'a str,
+}
+
+impl Collector<'_> {
+    /// One gauge per numeric top-level field of the endpoint's JSON, as the exporter does.
+    fn endpoint<T: Serialize>(&mut self, endpoint: &str, value: &T) -> prometheus::Result<()> {
+        let json = serde_json::to_value(value).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
+        let Some(fields) = json.as_object() else {
+            return Ok(());
+        };
+        for (name, field) in fields {
+            match field {
+                serde_json::Value::Number(n) => {
+                    if let Some(v) = n.as_f64() {
+                        self.gauge(endpoint, name, v)?;
+                    }
+                }
+                serde_json::Value::String(text) if LABEL_FIELDS.contains(&name.as_str()) => {
+                    let opts = Opts::new(name.as_str(), name.as_str()).namespace(PREFIX).subsystem(endpoint);
+                    let gauge = GaugeVec::new(opts, &["server_id", "value"])?;
+                    gauge.with_label_values(&[self.server_id, text.as_str()]).set(1.0);
+                    self.registry.register(Box::new(gauge))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn gauge(&mut self, endpoint: &str, name: &str, value: f64) -> prometheus::Result<()> {
+        let gauge = GaugeVec::new(Opts::new(name, name).namespace(PREFIX).subsystem(endpoint), &["server_id"])?;
+        gauge.with_label_values(&[self.server_id]).set(value);
+        self.registry.register(Box::new(gauge))
+    }
+}
