@@ -109,14 +109,15 @@ async fn serve(settings: Settings) -> Result<(), RunError> {
     tracing::info!("  Name:     {}", server.server_name());
     tracing::info!("  ID:       {}", server.server_id());
     let pid_file = settings.pid_file;
-    if let Some(path) = &pid_file
-        && let Err(source) = std::fs::write(path, std::process::id().to_string())
-    {
-        server.shutdown().await;
-        return Err(RunError::PidFile {
+    let pid_written = pid_file.as_ref().map(|path| {
+        std::fs::write(path, std::process::id().to_string()).map_err(|source| RunError::PidFile {
             path: path.clone(),
             source,
-        });
+        })
+    });
+    if let Some(Err(err)) = pid_written {
+        server.shutdown().await;
+        return Err(err);
     }
 
     loop {
