@@ -7,10 +7,16 @@ use crate::AuthConfig;
 /// True if the CONNECT credentials satisfy the configured ones.
 pub(crate) fn check(config: &AuthConfig, connect: &ConnectInfo) -> bool {
     if let Some(token) = &config.token {
-        return connect.auth_token.as_deref().is_some_and(|t| constant_time_eq(t, token));
+        return connect
+            .auth_token
+            .as_deref()
+            .is_some_and(|t| constant_time_eq(t, token));
     }
     if let Some(user) = &config.user {
-        let user_ok = connect.user.as_deref().is_some_and(|u| constant_time_eq(u, user));
+        let user_ok = connect
+            .user
+            .as_deref()
+            .is_some_and(|u| constant_time_eq(u, user));
         let expected = config.password.as_deref().unwrap_or("");
         let pass_ok = constant_time_eq(connect.pass.as_deref().unwrap_or(""), expected);
         return user_ok && pass_ok;
@@ -42,11 +48,17 @@ mod tests {
 
     #[test]
     fn token_must_match_exactly() {
-        let config = AuthConfig { token: Some("s3cr3t".into()), ..AuthConfig::default() };
+        let config = AuthConfig {
+            token: Some("s3cr3t".into()),
+            ..AuthConfig::default()
+        };
         assert!(check(&config, &connect(None, None, Some("s3cr3t"))));
         assert!(!check(&config, &connect(None, None, Some("s3cr3"))));
         assert!(!check(&config, &connect(None, None, None)));
-        assert!(!check(&config, &connect(Some("s3cr3t"), Some("s3cr3t"), None)));
+        assert!(!check(
+            &config,
+            &connect(Some("s3cr3t"), Some("s3cr3t"), None)
+        ));
     }
 
     #[test]

@@ -144,8 +144,14 @@ impl Client {
             started: SystemTime::now(),
             started_instant: Instant::now(),
             max_pending,
-            flags: ClientFlags { headers: AtomicBool::new(false), echo: AtomicBool::new(true) },
-            out: Mutex::new(Outbound { buf: BytesMut::with_capacity(4096), ..Outbound::default() }),
+            flags: ClientFlags {
+                headers: AtomicBool::new(false),
+                echo: AtomicBool::new(true),
+            },
+            out: Mutex::new(Outbound {
+                buf: BytesMut::with_capacity(4096),
+                ..Outbound::default()
+            }),
             writer_wake: Notify::new(),
             wake_pending: AtomicBool::new(false),
             closed_wake: Notify::new(),
@@ -194,7 +200,11 @@ impl Client {
         out.out_msgs += 1;
         out.out_bytes += payload.len() as u64 + headers.map_or(0, |h| h.len() as u64);
         if out.pending > self.max_pending {
-            tracing::debug!(cid = self.id, pending = out.pending, "slow consumer: max_pending exceeded");
+            tracing::debug!(
+                cid = self.id,
+                pending = out.pending,
+                "slow consumer: max_pending exceeded"
+            );
             self.mark_closed(&mut out, CloseReason::SlowConsumerPendingBytes);
             return Enqueued::SlowConsumer;
         }

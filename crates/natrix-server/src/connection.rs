@@ -84,7 +84,8 @@ impl Connection {
         let mut buf = BytesMut::with_capacity(READ_BUF_MIN);
         let mut read_size = READ_BUF_MIN;
         let start = tokio::time::Instant::now();
-        let mut ping_timer = tokio::time::interval_at(start + limits.ping_interval, limits.ping_interval);
+        let mut ping_timer =
+            tokio::time::interval_at(start + limits.ping_interval, limits.ping_interval);
         ping_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let auth_timer = tokio::time::sleep(limits.auth_timeout);
         tokio::pin!(auth_timer);
@@ -172,14 +173,23 @@ impl Connection {
 
     /// Carries out one operation; false once the connection is closing.
     fn execute(&mut self, op: ClientOp) -> bool {
-        if !self.connected && !matches!(op, ClientOp::Connect(_)) && self.state.config.auth.required() {
-            self.client
-                .send_err_and_close("Authorization Violation", CloseReason::AuthenticationViolation);
+        if !self.connected
+            && !matches!(op, ClientOp::Connect(_))
+            && self.state.config.auth.required()
+        {
+            self.client.send_err_and_close(
+                "Authorization Violation",
+                CloseReason::AuthenticationViolation,
+            );
             return false;
         }
         match op {
             ClientOp::Pub(publish) => self.on_publish(publish),
-            ClientOp::Sub { subject, queue, sid } => self.on_subscribe(subject, queue, sid),
+            ClientOp::Sub {
+                subject,
+                queue,
+                sid,
+            } => self.on_subscribe(subject, queue, sid),
             ClientOp::Unsub { sid, max } => self.on_unsubscribe(sid, max),
             ClientOp::Ping => {
                 tracing::trace!(target: TRACE, cid = self.client.id, "<<- [PING]");
@@ -189,7 +199,9 @@ impl Connection {
                 tracing::trace!(target: TRACE, cid = self.client.id, "<<- [PONG]");
                 self.pings_out = 0;
                 if let Some(sent) = self.ping_sent_at.take() {
-                    self.client.rtt_us.store(sent.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    self.client
+                        .rtt_us
+                        .store(sent.elapsed().as_micros() as u64, Ordering::Relaxed);
                 }
             }
             ClientOp::Connect(json) => return self.on_connect(&json),
@@ -219,8 +231,10 @@ impl Connection {
         };
         if self.state.config.auth.required() && !auth::check(&self.state.config.auth, &info) {
             tracing::warn!(cid = self.client.id, addr = %self.client.addr, "authorization violation");
-            self.client
-                .send_err_and_close("Authorization Violation", CloseReason::AuthenticationViolation);
+            self.client.send_err_and_close(
+                "Authorization Violation",
+                CloseReason::AuthenticationViolation,
+            );
             return false;
         }
         if info.no_responders && !info.headers {
@@ -234,13 +248,21 @@ impl Connection {
         // As nats-server: the first RTT estimate is the time from accept to CONNECT (floored at
         // 1µs, so that monitoring never shows an unmeasured 0 afterwards).
         let since_accept = (self.client.started_instant.elapsed().as_micros() as u64).max(1);
-        let _ = self.client.rtt_us.compare_exchange(0, since_accept, Ordering::Relaxed, Ordering::Relaxed);
+        let _ = self.client.rtt_us.compare_exchange(
+            0,
+            since_accept,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
         self.verbose = info.verbose;
         self.pedantic = info.pedantic;
         self.echo = info.echo.unwrap_or(true);
         self.no_responders = info.no_responders;
         self.headers = info.headers;
-        self.client.flags.headers.store(info.headers, Ordering::Relaxed);
+        self.client
+            .flags
+            .headers
+            .store(info.headers, Ordering::Relaxed);
         self.client.flags.echo.store(self.echo, Ordering::Relaxed);
         {
             let mut meta = self.client.meta.lock();
@@ -326,7 +348,8 @@ impl Connection {
         self.batch.in_msgs += 1;
         self.batch.in_bytes += (p.payload.len() + hdr_len) as u64;
         if p.headers.is_some() && !self.headers {
-            self.client.send_err_and_close("Headers Not Supported", CloseReason::ProtocolViolation);
+            self.client
+                .send_err_and_close("Headers Not Supported", CloseReason::ProtocolViolation);
             return;
         }
         if self.pedantic && !is_valid_literal_subject(&p.subject) {
@@ -390,13 +413,21 @@ impl Connection {
         match result {
             Enqueued::Queued => {
                 self.batch.out_msgs += 1;
-                self.batch.out_bytes += (p.payload.len() + p.headers.as_ref().map_or(0, |h| h.len())) as u64;
+                self.batch.out_bytes +=
+                    (p.payload.len() + p.headers.as_ref().map_or(0, |h| h.len())) as u64;
                 self.wake_later(receiver);
                 true
             }
             Enqueued::SlowConsumer => {
-                tracing::warn!(cid = receiver.id, "Slow Consumer Detected: MaxPending of {} Exceeded", receiver.max_pending);
-                self.state.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    cid = receiver.id,
+                    "Slow Consumer Detected: MaxPending of {} Exceeded",
+                    receiver.max_pending
+                );
+                self.state
+                    .stats
+                    .slow_consumers
+                    .fetch_add(1, Ordering::Relaxed);
                 false
             }
             Enqueued::Dropped => false,
@@ -419,7 +450,11 @@ impl Connection {
             .find(|s| s.0.client.id == self.client.id);
         if let Some(sub) = own {
             let sub = sub.0.clone();
-            if self.client.enqueue_msg(reply, &sub.sid, None, Some(NO_RESPONDERS_HEADER), b"") == Enqueued::Queued {
+            if self
+                .client
+                .enqueue_msg(reply, &sub.sid, None, Some(NO_RESPONDERS_HEADER), b"")
+                == Enqueued::Queued
+            {
                 let me = self.client.clone();
                 self.wake_later(&me);
             }
@@ -430,8 +465,12 @@ impl Connection {
         let max = self.state.config.limits.ping_max;
         if self.pings_out + 1 > max {
             tracing::debug!(cid = self.client.id, "Stale Client Connection - Closing");
-            self.state.stats.stale_connections.fetch_add(1, Ordering::Relaxed);
-            self.client.send_err_and_close("Stale Connection", CloseReason::StaleConnection);
+            self.state
+                .stats
+                .stale_connections
+                .fetch_add(1, Ordering::Relaxed);
+            self.client
+                .send_err_and_close("Stale Connection", CloseReason::StaleConnection);
             return;
         }
         self.pings_out += 1;
@@ -442,14 +481,19 @@ impl Connection {
     fn cleanup(&mut self) {
         self.finish_batch();
         self.cache.release(&self.state.router);
-        let subs: Vec<Arc<Subscription>> = self.client.subs.lock().drain().map(|(_, s)| s).collect();
+        let subs: Vec<Arc<Subscription>> =
+            self.client.subs.lock().drain().map(|(_, s)| s).collect();
         for sub in &subs {
             self.state.router.remove(sub);
         }
         self.state.clients.write().remove(&self.client.id);
         tracing::debug!(
             cid = self.client.id,
-            reason = self.client.close_reason().map(|r| r.as_str()).unwrap_or("unknown"),
+            reason = self
+                .client
+                .close_reason()
+                .map(|r| r.as_str())
+                .unwrap_or("unknown"),
             "client connection closed"
         );
     }

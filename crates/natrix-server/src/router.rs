@@ -89,7 +89,10 @@ impl Router {
     pub fn remove(&self, sub: &Arc<Subscription>) {
         let mut trie = self.trie.write();
         // NotFound is fine: an auto-unsubscribe and an UNSUB can race to remove the same entry.
-        if trie.remove(&sub.subject, sub.queue.as_deref(), &SubRef(sub.clone())).is_ok() {
+        if trie
+            .remove(&sub.subject, sub.queue.as_deref(), &SubRef(sub.clone()))
+            .is_ok()
+        {
             self.stats.removes.fetch_add(1, Ordering::Relaxed);
         }
         self.generation.store(trie.generation(), Ordering::Release);
@@ -146,7 +149,8 @@ impl MatchCache {
         self.fanout_sum += fanout;
         self.max_fanout = self.max_fanout.max(fanout);
         // Own the key: a slice of the read buffer would pin that whole buffer in memory.
-        self.entries.insert(Bytes::copy_from_slice(subject), result.clone());
+        self.entries
+            .insert(Bytes::copy_from_slice(subject), result.clone());
         result
     }
 
@@ -162,9 +166,15 @@ impl MatchCache {
             return;
         }
         let stats = &router.stats;
-        stats.matches.fetch_add(std::mem::take(&mut self.lookups), Ordering::Relaxed);
-        stats.cache_hits.fetch_add(std::mem::take(&mut self.hits), Ordering::Relaxed);
-        stats.max_fanout.fetch_max(self.max_fanout, Ordering::Relaxed);
+        stats
+            .matches
+            .fetch_add(std::mem::take(&mut self.lookups), Ordering::Relaxed);
+        stats
+            .cache_hits
+            .fetch_add(std::mem::take(&mut self.hits), Ordering::Relaxed);
+        stats
+            .max_fanout
+            .fetch_max(self.max_fanout, Ordering::Relaxed);
         self.report_sizes(stats);
     }
 
@@ -179,11 +189,15 @@ impl MatchCache {
         let len = self.entries.len() as i64;
         let fanout = self.fanout_sum as i64;
         if len != self.reported_len {
-            stats.cached.fetch_add(len - self.reported_len, Ordering::Relaxed);
+            stats
+                .cached
+                .fetch_add(len - self.reported_len, Ordering::Relaxed);
             self.reported_len = len;
         }
         if fanout != self.reported_fanout {
-            stats.cached_fanout.fetch_add(fanout - self.reported_fanout, Ordering::Relaxed);
+            stats
+                .cached_fanout
+                .fetch_add(fanout - self.reported_fanout, Ordering::Relaxed);
             self.reported_fanout = fanout;
         }
     }

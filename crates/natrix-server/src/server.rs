@@ -30,7 +30,10 @@ const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("invalid configuration: {0}")]
     Config(String),
 }
@@ -48,19 +51,26 @@ impl Server {
     /// Binds the client (and monitoring) listeners and starts serving.
     pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
         let listener = bind(&config.host, config.port).await?;
-        let client_addr = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr: format!("{}:{}", config.host, config.port), source })?;
+        let client_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: format!("{}:{}", config.host, config.port),
+            source,
+        })?;
 
         let server_id = generate_server_id();
-        let server_name = config.server_name.clone().unwrap_or_else(|| server_id.clone());
+        let server_name = config
+            .server_name
+            .clone()
+            .unwrap_or_else(|| server_id.clone());
         let info = ServerInfo {
             server_id: server_id.clone(),
             server_name: server_name.clone(),
             version: VERSION.to_string(),
             proto: 1,
             go: "go1.22".to_string(),
-            host: config.client_advertise.clone().unwrap_or_else(|| config.host.clone()),
+            host: config
+                .client_advertise
+                .clone()
+                .unwrap_or_else(|| config.host.clone()),
             port: client_addr.port(),
             headers: true,
             auth_required: config.auth.required(),
@@ -85,11 +95,16 @@ impl Server {
 
         let monitor_addr = match state.config.http_port {
             Some(port) => {
-                let host = state.config.http_host.clone().unwrap_or_else(|| state.config.host.clone());
+                let host = state
+                    .config
+                    .http_host
+                    .clone()
+                    .unwrap_or_else(|| state.config.host.clone());
                 let listener = bind(&host, port).await?;
-                let addr = listener
-                    .local_addr()
-                    .map_err(|source| ServerError::Bind { addr: format!("{host}:{port}"), source })?;
+                let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+                    addr: format!("{host}:{port}"),
+                    source,
+                })?;
                 tracing::info!("Starting http monitor on {addr}");
                 tokio::spawn(monitor::serve(listener, state.clone(), shutdown_rx.clone()));
                 Some(addr)
@@ -99,8 +114,19 @@ impl Server {
 
         tracing::info!("Listening for client connections on {client_addr}");
         tracing::info!("Server is ready");
-        tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx, stopped_tx));
-        Ok(Server { state, client_addr, monitor_addr, shutdown_tx, stopped_rx })
+        tokio::spawn(accept_loop(
+            listener,
+            state.clone(),
+            shutdown_rx,
+            stopped_tx,
+        ));
+        Ok(Server {
+            state,
+            client_addr,
+            monitor_addr,
+            shutdown_tx,
+            stopped_rx,
+        })
     }
 
     /// The bound client address (useful with port 0).
@@ -139,7 +165,10 @@ impl Server {
 async fn bind(host: &str, port: u16) -> Result<TcpListener, ServerError> {
     TcpListener::bind((host, port))
         .await
-        .map_err(|source| ServerError::Bind { addr: format!("{host}:{port}"), source })
+        .map_err(|source| ServerError::Bind {
+            addr: format!("{host}:{port}"),
+            source,
+        })
 }
 
 async fn accept_loop(
@@ -196,7 +225,10 @@ async fn serve_client(state: Arc<ServerState>, stream: TcpStream, addr: SocketAd
             false
         }
     };
-    state.stats.total_connections.fetch_add(1, Ordering::Relaxed);
+    state
+        .stats
+        .total_connections
+        .fetch_add(1, Ordering::Relaxed);
     tracing::debug!(cid, %addr, "client connection created");
 
     let mut info = state.info.clone();
@@ -207,12 +239,22 @@ async fn serve_client(state: Arc<ServerState>, stream: TcpStream, addr: SocketAd
     client.send_proto(&buf);
 
     let (read_half, write_half) = stream.into_split();
-    let writer = tokio::spawn(run_writer(state.clone(), client.clone(), write_half, limits.write_deadline));
+    let writer = tokio::spawn(run_writer(
+        state.clone(),
+        client.clone(),
+        write_half,
+        limits.write_deadline,
+    ));
     if over_limit {
         tracing::error!(cid, %addr, "maximum connections exceeded");
-        client.send_err_and_close("maximum connections exceeded", CloseReason::MaxConnectionsExceeded);
+        client.send_err_and_close(
+            "maximum connections exceeded",
+            CloseReason::MaxConnectionsExceeded,
+        );
     } else {
-        Connection::new(state.clone(), client.clone()).run(read_half).await;
+        Connection::new(state.clone(), client.clone())
+            .run(read_half)
+            .await;
     }
     client.close(CloseReason::ClientClosed);
     let _ = writer.await;
