@@ -1,8 +1,10 @@
 //! Test harness shared by every integration test: start natrix nodes in-process on loopback
 //! with free ports, and a raw protocol client for exact-framing tests.
 
+mod http;
 mod raw;
 
+pub use http::{HttpResponse, http_get};
 pub use raw::RawClient;
 
 use std::net::SocketAddr;
@@ -51,6 +53,20 @@ impl TestServer {
             .monitor_addr()
             .ok_or_else(|| anyhow::anyhow!("monitoring is not enabled on this test server"))?;
         Ok(format!("http://{addr}"))
+    }
+
+    /// `GET <path_and_query>` from the monitoring endpoint.
+    pub async fn monitor_get(&self, path_and_query: &str) -> anyhow::Result<HttpResponse> {
+        let addr = self
+            .server
+            .monitor_addr()
+            .ok_or_else(|| anyhow::anyhow!("monitoring is not enabled on this test server"))?;
+        http_get(addr, path_and_query).await
+    }
+
+    /// A monitoring endpoint's JSON (status 200 required).
+    pub async fn monitor_json(&self, path_and_query: &str) -> anyhow::Result<serde_json::Value> {
+        self.monitor_get(path_and_query).await?.json()
     }
 
     /// A raw protocol connection (the INFO line already consumed).
