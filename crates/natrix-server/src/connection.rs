@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use natrix_subject::{is_valid_literal_subject, is_valid_queue_name, is_valid_subject};
+use natrix_subject::is_valid_literal_subject;
 use natrix_wire::{
     ClientOp, ClientParser, ConnectInfo, NO_RESPONDERS_HEADER, OK, PING, PONG, ParseError,
     ParserLimits, Publish,
@@ -39,6 +39,14 @@ pub(crate) struct Connection {
     headers: bool,
     pings_out: u32,
     ping_sent_at: Option<Instant>,
+    /// Whether an RTT is known (measured at CONNECT or from a PONG), and when the last RTT PING
+    /// went out: as nats-server, a PING is due on a timer tick only if an RTT is needed or the
+    /// client showed no activity (messages or subscriptions in) for a whole ping interval.
+    rtt_known: bool,
+    rtt_ping_at: Option<Instant>,
+    last_activity: tokio::time::Instant,
+    /// Subscriptions made in the current read batch (activity for the ping timer).
+    batch_subs: u32,
     /// Receivers whose writers must be woken at the end of this read batch.
     touched: Vec<Arc<Client>>,
     batch: BatchStats,
@@ -55,23 +63,31 @@ struct BatchStats {
 impl Connection {
     pub fn new(state: Arc<ServerState>, client: Arc<Client>) -> Self {
         let limits = &state.config.limits;
-        let parser = ClientParser::new(ParserLimits {
+        let mut parser = ClientParser::new(ParserLimits {
             max_control_line: limits.max_control_line,
             max_payload: limits.max_payload,
         });
+        // Until CONNECT says otherwise a client gets nats-server's defaults: verbose, pedantic,
+        // echo, and no headers (HPUB closes the connection).
+        let defaults = ConnectInfo::default();
+        parser.set_headers_supported(defaults.headers);
         Self {
             state,
             client,
             parser,
             cache: MatchCache::default(),
             connected: false,
-            verbose: false,
-            pedantic: false,
-            echo: true,
-            no_responders: false,
-            headers: false,
+            verbose: defaults.verbose,
+            pedantic: defaults.pedantic,
+            echo: defaults.echo(),
+            no_responders: defaults.no_responders,
+            headers: defaults.headers,
             pings_out: 0,
             ping_sent_at: None,
+            rtt_known: false,
+            rtt_ping_at: None,
+            last_activity: tokio::time::Instant::now(),
+            batch_subs: 0,
             touched: Vec::with_capacity(16),
             batch: BatchStats::default(),
         }
@@ -84,8 +100,10 @@ impl Connection {
         let mut buf = BytesMut::with_capacity(READ_BUF_MIN);
         let mut read_size = READ_BUF_MIN;
         let start = tokio::time::Instant::now();
-        let mut ping_timer =
-            tokio::time::interval_at(start + limits.ping_interval, limits.ping_interval);
+        let mut ping_timer = tokio::time::interval_at(
+            start + first_ping_delay(limits.ping_interval),
+            limits.ping_interval,
+        );
         ping_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let auth_timer = tokio::time::sleep(limits.auth_timeout);
         tokio::pin!(auth_timer);
@@ -129,6 +147,19 @@ impl Connection {
     /// Parses and executes every complete operation in `buf`.
     fn process(&mut self, buf: &mut BytesMut) {
         loop {
+            // As nats-server: before an authenticated CONNECT, an operation that does not start
+            // with `C` is an authorization violation, whatever else it is.
+            if !self.connected
+                && self.state.config.auth.required()
+                && self.parser.is_idle()
+                && buf.first().is_some_and(|b| b.to_ascii_uppercase() != b'C')
+            {
+                self.client.send_err_and_close(
+                    "Authorization Violation",
+                    CloseReason::AuthenticationViolation,
+                );
+                break;
+            }
             match self.parser.next_op(buf) {
                 Ok(Some(op)) => {
                     if !self.execute(op) {
@@ -158,6 +189,10 @@ impl Connection {
         Stats::add(&stats.out_bytes, b.out_bytes);
         Stats::add(&self.client.in_msgs, b.in_msgs);
         Stats::add(&self.client.in_bytes, b.in_bytes);
+        if b.in_msgs > 0 || self.batch_subs > 0 {
+            self.last_activity = tokio::time::Instant::now();
+            self.batch_subs = 0;
+        }
         self.cache.report(&self.state.router);
     }
 
@@ -168,7 +203,11 @@ impl Connection {
             ParseError::MaxControlLineExceeded => CloseReason::MaxControlLineExceeded,
             _ => CloseReason::ProtocolViolation,
         };
-        self.client.send_err_and_close(err.client_text(), reason);
+        // nats-server closes silently on malformed arguments of a known verb.
+        match err.err_reply() {
+            Some(text) => self.client.send_err_and_close(text, reason),
+            None => self.client.close(reason),
+        }
     }
 
     /// Carries out one operation; false once the connection is closing.
@@ -199,6 +238,7 @@ impl Connection {
                 tracing::trace!(target: TRACE, cid = self.client.id, "<<- [PONG]");
                 self.pings_out = 0;
                 if let Some(sent) = self.ping_sent_at.take() {
+                    self.rtt_known = true;
                     self.client
                         .rtt_us
                         .store(sent.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -207,7 +247,10 @@ impl Connection {
             ClientOp::Connect(json) => return self.on_connect(&json),
             ClientOp::Info(_) | ClientOp::Ok => {}
             ClientOp::Err(text) => {
+                // nats-server closes a client that sends -ERR, without a reply.
                 tracing::debug!(cid = self.client.id, text = %String::from_utf8_lossy(&text), "client sent -ERR");
+                self.client.close(CloseReason::ProtocolViolation);
+                return false;
             }
         }
         !self.client.is_closed()
@@ -245,6 +288,7 @@ impl Connection {
             return false;
         }
         self.connected = true;
+        self.rtt_known = true;
         // As nats-server: the first RTT estimate is the time from accept to CONNECT (floored at
         // 1µs, so that monitoring never shows an unmeasured 0 afterwards).
         let since_accept = (self.client.started_instant.elapsed().as_micros() as u64).max(1);
@@ -256,9 +300,10 @@ impl Connection {
         );
         self.verbose = info.verbose;
         self.pedantic = info.pedantic;
-        self.echo = info.echo.unwrap_or(true);
+        self.echo = info.echo();
         self.no_responders = info.no_responders;
         self.headers = info.headers;
+        self.parser.set_headers_supported(info.headers);
         self.client
             .flags
             .headers
@@ -280,28 +325,21 @@ impl Connection {
             String::from_utf8_lossy(&subject),
             queue.as_deref().map(String::from_utf8_lossy).unwrap_or_default(),
             String::from_utf8_lossy(&sid));
-        if !is_valid_subject(&subject) {
-            self.client.send_err("Invalid Subject");
-            return;
-        }
-        if let Some(q) = &queue
-            && !is_valid_queue_name(q)
-        {
-            self.client.send_err("Invalid Queue Name");
-            return;
-        }
+        self.batch_subs += 1;
+        // nats-server's order: the limit first, then a reused sid (ignored, yet acknowledged),
+        // then the subject (the trie rejects what is invalid).
         let max_subs = self.state.config.limits.max_subscriptions;
         {
             let subs = self.client.subs.lock();
-            if subs.contains_key(&sid) {
-                drop(subs);
-                self.ok();
-                return;
-            }
             if max_subs > 0 && subs.len() >= max_subs as usize {
                 drop(subs);
                 tracing::debug!(cid = self.client.id, "maximum subscriptions exceeded");
                 self.client.send_err("maximum subscriptions exceeded");
+                return;
+            }
+            if subs.contains_key(&sid) {
+                drop(subs);
+                self.ok();
                 return;
             }
         }
@@ -348,17 +386,22 @@ impl Connection {
         self.batch.in_msgs += 1;
         self.batch.in_bytes += (p.payload.len() + hdr_len) as u64;
         if p.headers.is_some() && !self.headers {
-            self.client
-                .send_err_and_close("Headers Not Supported", CloseReason::ProtocolViolation);
+            // The parser already refuses HPUB without headers support; nats-server closes
+            // silently.
+            self.client.close(CloseReason::ProtocolViolation);
             return;
         }
+        // As nats-server 2.9: pedantic mode only reports the bad subject; the message is still
+        // acknowledged and routed.
         if self.pedantic && !is_valid_literal_subject(&p.subject) {
             self.client.send_err("Invalid Publish Subject");
-            return;
         }
+        // The +OK precedes any copy of the message the publisher itself receives.
+        self.ok();
         let matches = self.cache.lookup(&self.state.router, &p.subject);
+        let mut delivered = false;
         for sub in &matches.plain {
-            self.deliver(sub, &p);
+            delivered |= self.deliver(sub, &p);
         }
         for group in &matches.queues {
             let n = group.members.len();
@@ -368,17 +411,17 @@ impl Connection {
             let start = fastrand::usize(..n);
             for i in 0..n {
                 if self.deliver(&group.members[(start + i) % n], &p) {
+                    delivered = true;
                     break;
                 }
             }
         }
-        if matches.is_empty()
+        if !delivered
             && self.no_responders
             && let Some(reply) = &p.reply
         {
             self.send_no_responders(reply);
         }
-        self.ok();
     }
 
     /// Queues the message for one subscription; false if it was not delivered.
@@ -391,10 +434,12 @@ impl Connection {
         if receiver.is_closed() {
             return false;
         }
+        // Counted always: an UNSUB with a max counts what was delivered before it, as in
+        // nats-server.
+        let n = sub.delivered.fetch_add(1, Ordering::AcqRel) + 1;
         let max = sub.max.load(Ordering::Acquire);
         let mut last = false;
         if max > 0 {
-            let n = sub.delivered.fetch_add(1, Ordering::AcqRel) + 1;
             if n > max {
                 return false;
             }
@@ -440,13 +485,13 @@ impl Connection {
         }
     }
 
-    /// The `NATS/1.0 503` status message to the publisher's own inbox subscription.
+    /// The `NATS/1.0 503` status message to the publisher's own (non-queue) subscription that
+    /// matches the reply subject, as nats-server's `subForReply`.
     fn send_no_responders(&mut self, reply: &Bytes) {
         let matches = self.cache.lookup(&self.state.router, reply);
         let own = matches
             .plain
             .iter()
-            .chain(matches.queues.iter().flat_map(|g| g.members.iter()))
             .find(|s| s.0.client.id == self.client.id);
         if let Some(sub) = own {
             let sub = sub.0.clone();
@@ -462,7 +507,16 @@ impl Connection {
     }
 
     fn on_ping_timer(&mut self) {
-        let max = self.state.config.limits.ping_max;
+        let limits = &self.state.config.limits;
+        let need_rtt = !self.rtt_known
+            || self
+                .rtt_ping_at
+                .is_none_or(|at| at.elapsed() > RTT_MEASUREMENT_INTERVAL);
+        if !need_rtt && self.last_activity.elapsed() < limits.ping_interval {
+            // Recent messages or subscriptions prove the client alive.
+            return;
+        }
+        let max = limits.ping_max;
         if self.pings_out + 1 > max {
             tracing::debug!(cid = self.client.id, "Stale Client Connection - Closing");
             self.state
@@ -474,13 +528,16 @@ impl Connection {
             return;
         }
         self.pings_out += 1;
-        self.ping_sent_at = Some(Instant::now());
+        let now = Instant::now();
+        self.ping_sent_at = Some(now);
+        self.rtt_ping_at = Some(now);
         self.client.send_proto(PING);
     }
 
     fn cleanup(&mut self) {
         self.finish_batch();
         self.cache.release(&self.state.router);
+        self.state.closed.record(&self.client);
         let subs: Vec<Arc<Subscription>> =
             self.client.subs.lock().drain().map(|(_, s)| s).collect();
         for sub in &subs {
@@ -497,6 +554,19 @@ impl Connection {
             "client connection closed"
         );
     }
+}
+
+/// nats-server re-measures a client's RTT with a PING at most this often while it is active.
+const RTT_MEASUREMENT_INTERVAL: Duration = Duration::from_secs(3600);
+/// The first PING goes out this soon (or after the ping interval, if shorter) to measure RTT.
+const FIRST_PING_MAX: Duration = Duration::from_secs(2);
+
+/// When the first PING is due: as nats-server, the ping interval capped at 2 s, plus up to 20%
+/// random jitter so that reconnecting clients do not all get pinged at once.
+fn first_ping_delay(ping_interval: Duration) -> Duration {
+    let base = ping_interval.min(FIRST_PING_MAX);
+    let jitter_ms = (base.as_millis() / 5) as u64;
+    base + Duration::from_millis(fastrand::u64(0..=jitter_ms))
 }
 
 fn copy(b: &Bytes) -> Bytes {

@@ -3,9 +3,11 @@
 
 mod http;
 mod raw;
+mod reference;
 
 pub use http::{HttpResponse, http_get};
 pub use raw::RawClient;
+pub use reference::{ReferenceServer, nats_server_bin};
 
 use std::net::SocketAddr;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// Default bound on every read in a test.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -21,8 +21,34 @@ pub struct RawClient {
 impl RawClient {
     /// Connects and reads the server's INFO.
     pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
-        let mut client = Self { stream, buf: BytesMut::with_capacity(64 * 1024), info: String::new() };
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connect {addr}"))?;
+        Self::from_stream(stream).await
+    }
+
+    /// Connects with a small socket receive buffer, so that a client that never reads backs up
+    /// into the server's outbound buffer quickly (slow-consumer tests).
+    pub async fn connect_with_recv_buffer(addr: SocketAddr, bytes: u32) -> anyhow::Result<Self> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_recv_buffer_size(bytes)?;
+        let stream = socket
+            .connect(addr)
+            .await
+            .with_context(|| format!("connect {addr}"))?;
+        Self::from_stream(stream).await
+    }
+
+    async fn from_stream(stream: TcpStream) -> anyhow::Result<Self> {
+        let mut client = Self {
+            stream,
+            buf: BytesMut::with_capacity(64 * 1024),
+            info: String::new(),
+        };
         let info = client.line().await?;
         if !info.starts_with("INFO ") {
             bail!("expected INFO, got {info:?}");
@@ -37,13 +63,17 @@ impl RawClient {
     }
 
     pub async fn send(&mut self, bytes: impl AsRef<[u8]>) -> anyhow::Result<()> {
-        self.stream.write_all(bytes.as_ref()).await.context("write")?;
+        self.stream
+            .write_all(bytes.as_ref())
+            .await
+            .context("write")?;
         Ok(())
     }
 
     /// Sends CONNECT with the given JSON, then PING, and waits for PONG.
     pub async fn handshake(&mut self, connect_json: &str) -> anyhow::Result<()> {
-        self.send(format!("CONNECT {connect_json}\r\nPING\r\n")).await?;
+        self.send(format!("CONNECT {connect_json}\r\nPING\r\n"))
+            .await?;
         self.expect_line("PONG").await
     }
 
@@ -64,7 +94,10 @@ impl RawClient {
                 return Ok(line);
             }
             if self.fill(READ_TIMEOUT).await? == 0 {
-                bail!("connection closed while waiting for a line (buffered: {:?})", String::from_utf8_lossy(&self.buf));
+                bail!(
+                    "connection closed while waiting for a line (buffered: {:?})",
+                    String::from_utf8_lossy(&self.buf)
+                );
             }
         }
     }
@@ -111,14 +144,79 @@ impl RawClient {
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
-                bail!("connection still open after {timeout:?}; buffered {:?}", String::from_utf8_lossy(&self.buf));
+                bail!(
+                    "connection still open after {timeout:?}; buffered {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                );
             }
             match tokio::time::timeout(left, self.stream.read_buf(&mut self.buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return Ok(String::from_utf8_lossy(&self.buf).into_owned()),
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    return Ok(String::from_utf8_lossy(&self.buf).into_owned());
+                }
                 Ok(Ok(_)) => continue,
                 Err(_) => continue,
             }
         }
+    }
+
+    /// Reads `-ERR '<text>'` as the next line.
+    pub async fn expect_err(&mut self, text: &str) -> anyhow::Result<()> {
+        self.expect_line(&format!("-ERR '{text}'")).await
+    }
+
+    /// Everything that arrives until the server closes the connection or `quiet` passes without
+    /// new bytes (bounded by `limit` overall); returns the bytes and whether the connection was
+    /// closed. For comparing whole exchanges byte for byte.
+    pub async fn read_until_quiet(&mut self, quiet: Duration, limit: Duration) -> (Vec<u8>, bool) {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut closed = false;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(quiet.min(left), self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    closed = true;
+                    break;
+                }
+                Ok(Ok(_)) => continue,
+                Err(_) => break,
+            }
+        }
+        (self.buf.split().to_vec(), closed)
+    }
+
+    /// Reads until the received bytes contain `count` lines equal to `line` (or the server
+    /// closes, or `limit` passes); returns the bytes and whether the connection was closed.
+    pub async fn read_until_lines(
+        &mut self,
+        line: &str,
+        count: usize,
+        limit: Duration,
+    ) -> (Vec<u8>, bool) {
+        let deadline = tokio::time::Instant::now() + limit;
+        let want = format!("{line}\r\n");
+        let mut closed = false;
+        loop {
+            let seen = count_lines(&self.buf, want.as_bytes());
+            if seen >= count {
+                break;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(left, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    closed = true;
+                    break;
+                }
+                Ok(Ok(_)) => continue,
+                Err(_) => break,
+            }
+        }
+        (self.buf.split().to_vec(), closed)
     }
 
     /// Succeeds if nothing arrives within `wait` (the connection stays open and silent).
@@ -133,4 +231,18 @@ impl RawClient {
             Ok(Err(err)) => bail!("read error: {err}"),
         }
     }
+}
+
+/// Lines of `buf` (CRLF-terminated) equal to `line` (which includes its CRLF).
+fn count_lines(buf: &[u8], line: &[u8]) -> usize {
+    let mut count = 0;
+    let mut start = 0;
+    while let Some(pos) = buf[start..].windows(2).position(|w| w == b"\r\n") {
+        let end = start + pos + 2;
+        if &buf[start..end] == line {
+            count += 1;
+        }
+        start = end;
+    }
+    count
 }
