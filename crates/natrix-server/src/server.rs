@@ -88,6 +88,7 @@ impl Server {
             next_cid: Default::default(),
             started: SystemTime::now(),
             started_instant: Instant::now(),
+            closed: Default::default(),
         });
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);

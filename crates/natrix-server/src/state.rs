@@ -46,6 +46,8 @@ pub(crate) struct ServerState {
     pub next_cid: AtomicU64,
     pub started: SystemTime,
     pub started_instant: Instant,
+    /// The last closed client connections, for /connz.
+    pub closed: crate::monitor::ClosedConnections,
 }
 
 impl ServerState {

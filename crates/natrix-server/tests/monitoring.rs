@@ -16,11 +16,18 @@ use serde_json::Value;
 const SETTLE: Duration = Duration::from_secs(5);
 
 async fn connect(server: &TestServer, name: &str) -> anyhow::Result<async_nats::Client> {
-    Ok(ConnectOptions::new().name(name).connect(server.url()).await?)
+    Ok(ConnectOptions::new()
+        .name(name)
+        .connect(server.url())
+        .await?)
 }
 
 /// Polls a JSON endpoint until `ready` holds, returning that answer (or the last one, failing).
-async fn json_when(server: &TestServer, path: &str, ready: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+async fn json_when(
+    server: &TestServer,
+    path: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
     let deadline = tokio::time::Instant::now() + SETTLE;
     loop {
         let value = server.monitor_json(path).await?;
@@ -81,11 +88,18 @@ async fn varz_reports_identity_limits_and_the_traffic_clients_caused() -> anyhow
     receive(&mut a, 5).await?;
     receive(&mut b, 5).await?;
 
-    let varz = json_when(&server, "/varz", |v| v["in_msgs"] == 5 && v["out_msgs"] == 10).await?;
+    let varz = json_when(&server, "/varz", |v| {
+        v["in_msgs"] == 5 && v["out_msgs"] == 10
+    })
+    .await?;
     assert_eq!(varz["server_id"], server.server.server_id());
     assert_eq!(varz["server_name"], server.server.server_name());
     assert_eq!(varz["port"], server.addr().port());
-    let http_port = server.server.monitor_addr().context("monitoring on")?.port();
+    let http_port = server
+        .server
+        .monitor_addr()
+        .context("monitoring on")?
+        .port();
     assert_eq!(varz["http_port"], http_port);
     assert_eq!(varz["in_bytes"], 25);
     assert_eq!(varz["out_bytes"], 50);
@@ -97,14 +111,27 @@ async fn varz_reports_identity_limits_and_the_traffic_clients_caused() -> anyhow
     assert_eq!(varz["max_payload"], 1024 * 1024);
     assert_eq!(varz["max_control_line"], 4096);
     assert_eq!(varz["max_pending"], 64 * 1024 * 1024);
-    assert_eq!(varz["ping_interval"], 120_000_000_000u64, "a Go duration in nanoseconds");
-    assert_eq!(varz["auth_timeout"].to_string(), "2", "Go prints integral floats without .0");
+    assert_eq!(
+        varz["ping_interval"], 120_000_000_000u64,
+        "a Go duration in nanoseconds"
+    );
+    assert_eq!(
+        varz["auth_timeout"].to_string(),
+        "2",
+        "Go prints integral floats without .0"
+    );
     assert_eq!(varz["cluster"], serde_json::json!({}));
     assert_eq!(varz["jetstream"], serde_json::json!({}));
     assert!(varz.get("auth_required").is_none(), "omitted without auth");
-    assert!(varz["mem"].as_u64().unwrap_or(0) > 0, "RSS is read from procfs");
+    assert!(
+        varz["mem"].as_u64().unwrap_or(0) > 0,
+        "RSS is read from procfs"
+    );
     assert!(varz["cores"].as_u64().unwrap_or(0) >= 1);
-    assert!(varz["http_req_stats"]["/varz"].as_u64().unwrap_or(0) >= 1, "counts itself");
+    assert!(
+        varz["http_req_stats"]["/varz"].as_u64().unwrap_or(0) >= 1,
+        "counts itself"
+    );
     for field in ["start", "now", "config_load_time"] {
         let text = varz[field].as_str().context("a string")?;
         assert!(is_rfc3339_utc(text), "{field} = {text}");
@@ -151,27 +178,49 @@ async fn connz_lists_named_clients_with_their_subscriptions() -> anyhow::Result<
     assert_eq!(a["subscriptions"], 2);
     assert_eq!(a["out_bytes"], 8);
     assert_eq!(a["pending_bytes"], 0);
-    let mut list: Vec<&str> =
-        a["subscriptions_list"].as_array().context("list")?.iter().filter_map(Value::as_str).collect();
+    let mut list: Vec<&str> = a["subscriptions_list"]
+        .as_array()
+        .context("list")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     list.sort_unstable();
     assert_eq!(list, ["bar", "foo"]);
     assert!(a.get("subscriptions_list_detail").is_none());
-    assert!(a["rtt"].as_str().is_some_and(|r| r != "0s"), "RTT estimated at CONNECT: {}", a["rtt"]);
+    assert!(
+        a["rtt"].as_str().is_some_and(|r| r != "0s"),
+        "RTT estimated at CONNECT: {}",
+        a["rtt"]
+    );
     for field in ["start", "last_activity"] {
-        assert!(is_rfc3339_utc(a[field].as_str().unwrap_or_default()), "{field}");
+        assert!(
+            is_rfc3339_utc(a[field].as_str().unwrap_or_default()),
+            "{field}"
+        );
     }
     let b = connection(&connz, "beta")?;
     assert_eq!(b["in_bytes"], 8);
     assert_eq!(b["subscriptions"], 0);
-    assert!(b.get("subscriptions_list").is_none(), "omitted when empty, as nats-server does");
+    assert!(
+        b.get("subscriptions_list").is_none(),
+        "omitted when empty, as nats-server does"
+    );
 
     let detail = server.monitor_json("/connz?subs=detail").await?;
     let a = connection(&detail, "alpha")?;
-    let subs = a["subscriptions_list_detail"].as_array().context("detail list")?;
-    let bar = subs.iter().find(|s| s["subject"] == "bar").context("bar listed")?;
+    let subs = a["subscriptions_list_detail"]
+        .as_array()
+        .context("detail list")?;
+    let bar = subs
+        .iter()
+        .find(|s| s["subject"] == "bar")
+        .context("bar listed")?;
     assert_eq!(bar["qgroup"], "workers");
     assert_eq!(bar["cid"], a["cid"]);
-    let foo = subs.iter().find(|s| s["subject"] == "foo").context("foo listed")?;
+    let foo = subs
+        .iter()
+        .find(|s| s["subject"] == "foo")
+        .context("foo listed")?;
     assert!(foo.get("qgroup").is_none());
     assert!(foo["sid"].as_str().is_some_and(|s| !s.is_empty()));
     server.shutdown().await;
@@ -191,25 +240,45 @@ async fn connz_sorts_pages_and_filters_like_nats_server() -> anyhow::Result<()> 
         client.flush().await?;
         clients.push(client);
     }
-    let by_cid = json_when(&server, "/connz", |v| connection(v, "c3").is_ok_and(|c| c["in_msgs"] == 3)).await?;
-    let cids: Vec<u64> =
-        by_cid["connections"].as_array().context("list")?.iter().filter_map(|c| c["cid"].as_u64()).collect();
-    assert!(cids.windows(2).all(|w| w[0] < w[1]), "default order is ascending cid: {cids:?}");
+    let by_cid = json_when(&server, "/connz", |v| {
+        connection(v, "c3").is_ok_and(|c| c["in_msgs"] == 3)
+    })
+    .await?;
+    let cids: Vec<u64> = by_cid["connections"]
+        .as_array()
+        .context("list")?
+        .iter()
+        .filter_map(|c| c["cid"].as_u64())
+        .collect();
+    assert!(
+        cids.windows(2).all(|w| w[0] < w[1]),
+        "default order is ascending cid: {cids:?}"
+    );
 
     let names = |v: &Value| -> Vec<String> {
         v["connections"]
             .as_array()
-            .map(|l| l.iter().filter_map(|c| c["name"].as_str().map(str::to_string)).collect())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|c| c["name"].as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let sorted = server.monitor_json("/connz?sort=msgs_from").await?;
-    assert_eq!(names(&sorted), ["c3", "c2", "c1"], "msgs_from sorts by in_msgs, largest first");
+    assert_eq!(
+        names(&sorted),
+        ["c3", "c2", "c1"],
+        "msgs_from sorts by in_msgs, largest first"
+    );
     let sorted = server.monitor_json("/connz?sort=bytes_from").await?;
     assert_eq!(names(&sorted), ["c3", "c2", "c1"]);
     let sorted = server.monitor_json("/connz?sort=uptime").await?;
     assert_eq!(names(&sorted), ["c3", "c2", "c1"], "shortest uptime first");
 
-    let page = server.monitor_json("/connz?sort=msgs_from&offset=1&limit=1").await?;
+    let page = server
+        .monitor_json("/connz?sort=msgs_from&offset=1&limit=1")
+        .await?;
     assert_eq!(names(&page), ["c2"]);
     assert_eq!(page["num_connections"], 1);
     assert_eq!(page["total"], 3);
@@ -219,19 +288,27 @@ async fn connz_sorts_pages_and_filters_like_nats_server() -> anyhow::Result<()> 
     assert_eq!(past_end["num_connections"], 0);
     assert_eq!(past_end["connections"], serde_json::json!([]));
 
-    let one = server.monitor_json(&format!("/connz?cid={}", cids[1])).await?;
+    let one = server
+        .monitor_json(&format!("/connz?cid={}", cids[1]))
+        .await?;
     assert_eq!(names(&one), ["c2"]);
     assert_eq!(one["limit"], 1);
     let none = server.monitor_json("/connz?cid=999999").await?;
     assert_eq!(none["num_connections"], 0);
 
-    // Closed connections are not retained yet: an empty list, as a fresh nats-server gives.
     let closed = server.monitor_json("/connz?state=closed").await?;
-    assert_eq!(closed["connections"], serde_json::json!([]));
+    assert_eq!(
+        closed["connections"],
+        serde_json::json!([]),
+        "nothing closed yet"
+    );
 
     for (query, error) in [
         ("/connz?sort=bogus", "invalid sorting option: bogus"),
-        ("/connz?sort=stop", "sort by stop only valid on closed connections"),
+        (
+            "/connz?sort=stop",
+            "sort by stop only valid on closed connections",
+        ),
         ("/connz?limit=abc", "Error decoding int for 'limit'"),
         ("/connz?subs=maybe", "Error decoding boolean for 'subs'"),
         ("/connz?cid=-1", "Error decoding uint64 for 'cid'"),
@@ -239,7 +316,11 @@ async fn connz_sorts_pages_and_filters_like_nats_server() -> anyhow::Result<()> 
     ] {
         let response = server.monitor_get(query).await?;
         assert_eq!(response.status, 400, "{query}");
-        assert!(response.body.starts_with(error), "{query}: {}", response.body);
+        assert!(
+            response.body.starts_with(error),
+            "{query}: {}",
+            response.body
+        );
     }
     server.shutdown().await;
     Ok(())
@@ -250,7 +331,9 @@ async fn subsz_counts_inserts_removes_matches_and_lists_subscriptions() -> anyho
     let server = TestServer::start_with_monitoring().await?;
     let client = connect(&server, "subs").await?;
     let mut keep = client.subscribe("events.>").await?;
-    let queue = client.queue_subscribe("events.created", "q".to_string()).await?;
+    let queue = client
+        .queue_subscribe("events.created", "q".to_string())
+        .await?;
     let mut gone = client.subscribe("other").await?;
     client.flush().await?;
     gone.unsubscribe().await?;
@@ -260,14 +343,23 @@ async fn subsz_counts_inserts_removes_matches_and_lists_subscriptions() -> anyho
     client.flush().await?;
     receive(&mut keep, 3).await?;
 
-    let subsz = json_when(&server, "/subsz", |v| v["num_removes"] == 1 && v["num_matches"] == 3).await?;
+    let subsz = json_when(&server, "/subsz", |v| {
+        v["num_removes"] == 1 && v["num_matches"] == 3
+    })
+    .await?;
     assert_eq!(subsz["num_subscriptions"], 2);
     assert_eq!(subsz["num_inserts"], 3);
     assert_eq!(subsz["num_cache"], 1, "one subject cached");
-    assert_eq!(subsz["max_fanout"], 2, "one plain subscriber and one queue group");
+    assert_eq!(
+        subsz["max_fanout"], 2,
+        "one plain subscriber and one queue group"
+    );
     assert_eq!(subsz["avg_fanout"], 2);
     let hit_rate = subsz["cache_hit_rate"].as_f64().context("a number")?;
-    assert!((hit_rate - 2.0 / 3.0).abs() < 1e-9, "2 of 3 lookups hit the cache: {hit_rate}");
+    assert!(
+        (hit_rate - 2.0 / 3.0).abs() < 1e-9,
+        "2 of 3 lookups hit the cache: {hit_rate}"
+    );
     assert!(subsz.get("subscriptions_list").is_none());
 
     let listed = server.monitor_json("/subsz?subs=1").await?;
@@ -275,23 +367,98 @@ async fn subsz_counts_inserts_removes_matches_and_lists_subscriptions() -> anyho
     let list = listed["subscriptions_list"].as_array().context("list")?;
     assert_eq!(list.len(), 2);
     assert!(list.iter().all(|s| s["account"] == "$G"));
-    assert!(list.iter().any(|s| s["subject"] == "events.created" && s["qgroup"] == "q"));
+    assert!(
+        list.iter()
+            .any(|s| s["subject"] == "events.created" && s["qgroup"] == "q")
+    );
 
-    let tested = server.monitor_json("/subsz?subs=1&test=events.deleted").await?;
-    assert_eq!(tested["total"], 1, "only events.> matches events.deleted: {tested:#}");
+    let tested = server
+        .monitor_json("/subsz?subs=1&test=events.deleted")
+        .await?;
+    assert_eq!(
+        tested["total"], 1,
+        "only events.> matches events.deleted: {tested:#}"
+    );
     assert_eq!(tested["subscriptions_list"][0]["subject"], "events.>");
     let bad = server.monitor_get("/subsz?subs=1&test=events.*").await?;
     assert_eq!(bad.status, 400, "a test subject must be a publish subject");
 
-    let paged = server.monitor_json("/subsz?subs=1&offset=1&limit=5").await?;
-    assert_eq!(paged["subscriptions_list"].as_array().map(Vec::len), Some(1));
+    let paged = server
+        .monitor_json("/subsz?subs=1&offset=1&limit=5")
+        .await?;
+    assert_eq!(
+        paged["subscriptions_list"].as_array().map(Vec::len),
+        Some(1)
+    );
     assert_eq!(paged["offset"], 1);
     assert_eq!(paged["limit"], 5);
 
     // A connection's cache entries leave the statistics with it (async-nats closes the
     // connection once the client and all its subscribers are gone).
     drop((keep, queue, gone, client));
-    json_when(&server, "/subsz", |v| v["num_subscriptions"] == 0 && v["num_cache"] == 0).await?;
+    json_when(&server, "/subsz", |v| {
+        v["num_subscriptions"] == 0 && v["num_cache"] == 0
+    })
+    .await?;
+    server.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn closed_connections_are_kept_with_their_reason_and_final_counters() -> anyhow::Result<()> {
+    let server = TestServer::start_with_monitoring().await?;
+    let stayer = connect(&server, "stayer").await?;
+    let leaver = connect(&server, "leaver").await?;
+    let sub = leaver.subscribe("bye").await?;
+    leaver.publish("bye", "12345".into()).await?;
+    leaver.flush().await?;
+    let open = json_when(&server, "/connz", |v| {
+        connection(v, "leaver").is_ok_and(|c| c["in_msgs"] == 1)
+    })
+    .await?;
+    let cid = connection(&open, "leaver")?["cid"].clone();
+    drop((sub, leaver));
+
+    let closed = json_when(&server, "/connz?state=closed&subs=1", |v| {
+        v["num_connections"] == 1
+    })
+    .await?;
+    assert_eq!(closed["total"], 1);
+    let c = connection(&closed, "leaver")?;
+    assert_eq!(c["cid"], cid);
+    assert_eq!(c["reason"], "Client Closed");
+    assert!(
+        is_rfc3339_utc(c["stop"].as_str().unwrap_or_default()),
+        "stop = {}",
+        c["stop"]
+    );
+    assert_eq!(c["in_msgs"], 1);
+    assert_eq!(c["in_bytes"], 5);
+    assert_eq!(c["out_msgs"], 1, "it received its own message");
+    assert_eq!(c["subscriptions"], 1);
+    assert_eq!(c["subscriptions_list"], serde_json::json!(["bye"]));
+
+    let all = server.monitor_json("/connz?state=all").await?;
+    assert_eq!(all["total"], 2);
+    assert!(
+        connection(&all, "stayer")?.get("stop").is_none(),
+        "open connections have no stop"
+    );
+    assert!(connection(&all, "leaver")?.get("stop").is_some());
+    let open = server.monitor_json("/connz").await?;
+    assert_eq!(open["total"], 1);
+    assert!(connection(&open, "leaver").is_err());
+    let by_cid = server
+        .monitor_json(&format!("/connz?state=closed&cid={cid}"))
+        .await?;
+    assert_eq!(by_cid["num_connections"], 1);
+    let by_stop = server.monitor_get("/connz?state=closed&sort=stop").await?;
+    assert_eq!(by_stop.status, 200);
+    let by_reason = server
+        .monitor_get("/connz?state=closed&sort=reason")
+        .await?;
+    assert_eq!(by_reason.status, 200);
+    drop(stayer);
     server.shutdown().await;
     Ok(())
 }
@@ -299,12 +466,26 @@ async fn subsz_counts_inserts_removes_matches_and_lists_subscriptions() -> anyho
 /// `name{labels} value` lines of a Prometheus text exposition, keyed by name.
 fn parse_prometheus(text: &str) -> anyhow::Result<HashMap<String, (String, f64)>> {
     let mut samples = HashMap::new();
-    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let (series, value) = line.rsplit_once(' ').with_context(|| format!("no value: {line}"))?;
-        let value: f64 = value.parse().with_context(|| format!("bad value: {line}"))?;
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .with_context(|| format!("no value: {line}"))?;
+        let value: f64 = value
+            .parse()
+            .with_context(|| format!("bad value: {line}"))?;
         let (name, labels) = series.split_once('{').unwrap_or((series, ""));
-        ensure!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'), "bad metric name {name}");
-        samples.insert(name.to_string(), (labels.trim_end_matches('}').to_string(), value));
+        ensure!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name {name}"
+        );
+        samples.insert(
+            name.to_string(),
+            (labels.trim_end_matches('}').to_string(), value),
+        );
     }
     Ok(samples)
 }
@@ -324,7 +505,11 @@ async fn metrics_expose_the_varz_counters_in_prometheus_text() -> anyhow::Result
 
     let response = server.monitor_get("/metrics").await?;
     assert_eq!(response.status, 200);
-    assert!(response.header("content-type").is_some_and(|t| t.starts_with("text/plain")));
+    assert!(
+        response
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain"))
+    );
     let samples = parse_prometheus(&response.body)?;
     let value = |name: &str| samples.get(name).map(|(_, v)| *v);
     assert_eq!(value("nats_varz_in_msgs"), Some(7.0));
@@ -341,7 +526,10 @@ async fn metrics_expose_the_varz_counters_in_prometheus_text() -> anyhow::Result
     assert_eq!(value("nats_connz_in_msgs"), Some(7.0));
     assert_eq!(value("nats_varz_version"), Some(1.0));
     let (labels, _) = &samples["nats_varz_in_msgs"];
-    assert_eq!(labels, &format!("server_id=\"{}\"", server.server.server_id()));
+    assert_eq!(
+        labels,
+        &format!("server_id=\"{}\"", server.server.server_id())
+    );
     let (labels, _) = &samples["nats_varz_version"];
     assert!(labels.contains(&format!("value=\"{}\"", natrix_server::VERSION)));
     assert!(response.body.contains("# TYPE nats_varz_in_msgs gauge"));
@@ -376,27 +564,63 @@ const ALL_ENDPOINTS: &[&str] = &[
 #[tokio::test]
 async fn monitoring_never_reveals_a_password() -> anyhow::Result<()> {
     let password = "pa55-w0rd-never-shown";
-    let auth = AuthConfig { user: Some("alice".into()), password: Some(password.into()), token: None };
-    let server = TestServer::start_with(ServerConfig { http_port: Some(0), auth, ..test_config() }).await?;
+    let auth = AuthConfig {
+        user: Some("alice".into()),
+        password: Some(password.into()),
+        token: None,
+    };
+    let server = TestServer::start_with(ServerConfig {
+        http_port: Some(0),
+        auth,
+        ..test_config()
+    })
+    .await?;
     let client = ConnectOptions::with_user_and_password("alice".into(), password.into())
         .name("authed")
         .connect(server.url())
         .await?;
-    let _sub = client.subscribe("secret.stuff").await?;
+    let sub = client.subscribe("secret.stuff").await?;
     client.flush().await?;
 
     for path in ALL_ENDPOINTS {
         let response = server.monitor_get(path).await?;
         assert_eq!(response.status, 200, "{path}");
-        assert!(!response.body.contains(password), "{path} shows the password");
+        assert!(
+            !response.body.contains(password),
+            "{path} shows the password"
+        );
     }
     let connz = server.monitor_json("/connz?auth=true").await?;
     let c = connection(&connz, "authed")?;
     assert_eq!(c["authorized_user"], "alice");
     let connz = server.monitor_json("/connz").await?;
-    assert!(connection(&connz, "authed")?.get("authorized_user").is_none(), "only with auth=true");
+    assert!(
+        connection(&connz, "authed")?
+            .get("authorized_user")
+            .is_none(),
+        "only with auth=true"
+    );
     let varz = server.monitor_json("/varz").await?;
     assert_eq!(varz["auth_required"], true);
+
+    // Nor once the connection is closed.
+    drop((sub, client));
+    let closed = json_when(&server, "/connz?state=closed&auth=true&subs=detail", |v| {
+        v["num_connections"] == 1
+    })
+    .await?;
+    assert_eq!(connection(&closed, "authed")?["authorized_user"], "alice");
+    for path in ALL_ENDPOINTS
+        .iter()
+        .copied()
+        .chain(["/connz?state=all&auth=true&subs=detail"])
+    {
+        let response = server.monitor_get(path).await?;
+        assert!(
+            !response.body.contains(password),
+            "{path} shows the password"
+        );
+    }
     server.shutdown().await;
     Ok(())
 }
@@ -404,9 +628,20 @@ async fn monitoring_never_reveals_a_password() -> anyhow::Result<()> {
 #[tokio::test]
 async fn monitoring_never_reveals_a_token() -> anyhow::Result<()> {
     let token = "t0ken-never-shown";
-    let auth = AuthConfig { token: Some(token.into()), ..AuthConfig::default() };
-    let server = TestServer::start_with(ServerConfig { http_port: Some(0), auth, ..test_config() }).await?;
-    let client = ConnectOptions::with_token(token.into()).name("tokened").connect(server.url()).await?;
+    let auth = AuthConfig {
+        token: Some(token.into()),
+        ..AuthConfig::default()
+    };
+    let server = TestServer::start_with(ServerConfig {
+        http_port: Some(0),
+        auth,
+        ..test_config()
+    })
+    .await?;
+    let client = ConnectOptions::with_token(token.into())
+        .name("tokened")
+        .connect(server.url())
+        .await?;
     client.flush().await?;
     for path in ALL_ENDPOINTS {
         let response = server.monitor_get(path).await?;
@@ -414,17 +649,26 @@ async fn monitoring_never_reveals_a_token() -> anyhow::Result<()> {
         assert!(!response.body.contains(token), "{path} shows the token");
     }
     let connz = server.monitor_json("/connz?auth=true").await?;
-    assert!(connection(&connz, "tokened")?.get("authorized_user").is_none());
+    assert!(
+        connection(&connz, "tokened")?
+            .get("authorized_user")
+            .is_none()
+    );
     server.shutdown().await;
     Ok(())
 }
 
 #[tokio::test]
-async fn health_and_topology_endpoints_answer_like_a_standalone_nats_server() -> anyhow::Result<()> {
+async fn health_and_topology_endpoints_answer_like_a_standalone_nats_server() -> anyhow::Result<()>
+{
     let server = TestServer::start_with_monitoring().await?;
     let id = server.server.server_id().to_string();
 
-    for path in ["/healthz", "/healthz?js-enabled-only=true", "/healthz?js-server-only=true"] {
+    for path in [
+        "/healthz",
+        "/healthz?js-enabled-only=true",
+        "/healthz?js-server-only=true",
+    ] {
         let response = server.monitor_get(path).await?;
         assert_eq!(response.body, r#"{"status":"ok"}"#, "{path}");
         assert_eq!(response.header("content-type"), Some("application/json"));
@@ -449,9 +693,16 @@ async fn health_and_topology_endpoints_answer_like_a_standalone_nats_server() ->
 
     let index = server.monitor_get("/").await?;
     assert_eq!(index.status, 200);
-    assert!(index.header("content-type").is_some_and(|t| t.starts_with("text/html")));
+    assert!(
+        index
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/html"))
+    );
     for endpoint in ["varz", "connz", "subsz", "healthz"] {
-        assert!(index.body.contains(&format!("href=./{endpoint}")), "index links {endpoint}");
+        assert!(
+            index.body.contains(&format!("href=./{endpoint}")),
+            "index links {endpoint}"
+        );
     }
     let missing = server.monitor_get("/nope").await?;
     assert_eq!(missing.status, 404);
@@ -462,7 +713,10 @@ async fn health_and_topology_endpoints_answer_like_a_standalone_nats_server() ->
 
     let varz = server.monitor_json("/varz").await?;
     for path in ["/healthz", "/routez", "/jsz", "/"] {
-        assert!(varz["http_req_stats"][path].as_u64().unwrap_or(0) >= 1, "{path} counted");
+        assert!(
+            varz["http_req_stats"][path].as_u64().unwrap_or(0) >= 1,
+            "{path} counted"
+        );
     }
     server.shutdown().await;
     Ok(())

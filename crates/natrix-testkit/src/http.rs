@@ -25,7 +25,10 @@ pub struct HttpResponse {
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as JSON, failing unless the status is 200.
@@ -33,7 +36,8 @@ impl HttpResponse {
         if self.status != 200 {
             bail!("HTTP {}: {}", self.status, self.body);
         }
-        serde_json::from_str(&self.body).with_context(|| format!("response is not JSON: {}", self.body))
+        serde_json::from_str(&self.body)
+            .with_context(|| format!("response is not JSON: {}", self.body))
     }
 }
 
@@ -45,16 +49,29 @@ pub async fn http_get(addr: SocketAddr, path_and_query: &str) -> anyhow::Result<
 }
 
 async fn exchange(addr: SocketAddr, path_and_query: &str) -> anyhow::Result<HttpResponse> {
-    let mut stream = TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
-    let request = format!("GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.context("write request")?;
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connect {addr}"))?;
+    let request =
+        format!("GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .context("write request")?;
     let mut raw = Vec::new();
-    stream.take(MAX_RESPONSE).read_to_end(&mut raw).await.context("read response")?;
+    stream
+        .take(MAX_RESPONSE)
+        .read_to_end(&mut raw)
+        .await
+        .context("read response")?;
     parse(&raw)
 }
 
 fn parse(raw: &[u8]) -> anyhow::Result<HttpResponse> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| anyhow!("no header end"))?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow!("no header end"))?;
     let head = std::str::from_utf8(&raw[..split]).context("header is not UTF-8")?;
     let body = String::from_utf8(raw[split + 4..].to_vec()).context("body is not UTF-8")?;
     let mut lines = head.split("\r\n");
@@ -68,5 +85,9 @@ fn parse(raw: &[u8]) -> anyhow::Result<HttpResponse> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    Ok(HttpResponse { status, headers, body })
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }

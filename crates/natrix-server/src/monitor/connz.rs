@@ -11,6 +11,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Serialize;
 
+use super::closed::ClosedConn;
 use super::time::{go_duration, rfc3339_nano, uptime};
 use super::{BadRequest, GLOBAL_ACCOUNT, Monitor, Params, json};
 use crate::client::Client;
@@ -37,6 +38,10 @@ pub(crate) struct ConnInfo {
     pub port: u16,
     pub start: String,
     pub last_activity: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
     pub rtt: String,
     pub uptime: String,
     pub idle: String,
@@ -57,7 +62,10 @@ pub(crate) struct ConnInfo {
     pub authorized_user: Option<String>,
     #[serde(rename = "subscriptions_list", skip_serializing_if = "Option::is_none")]
     pub subs: Option<Vec<String>>,
-    #[serde(rename = "subscriptions_list_detail", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "subscriptions_list_detail",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub subs_detail: Option<Vec<SubDetail>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name_tag: Option<&'static str>,
@@ -66,10 +74,12 @@ pub(crate) struct ConnInfo {
     sort: SortKeys,
 }
 
-#[derive(Default, Clone, Copy)]
+#[derive(Clone, Copy)]
 struct SortKeys {
-    started: Option<SystemTime>,
-    last: Option<SystemTime>,
+    last: SystemTime,
+    stop: Option<SystemTime>,
+    /// Until now, or until the close.
+    uptime: Duration,
     rtt: Duration,
 }
 
@@ -102,7 +112,10 @@ impl SubDetail {
             account: None,
             account_tag: None,
             subject: String::from_utf8_lossy(&sub.subject).into_owned(),
-            qgroup: sub.queue.as_deref().map(|q| String::from_utf8_lossy(q).into_owned()),
+            qgroup: sub
+                .queue
+                .as_deref()
+                .map(|q| String::from_utf8_lossy(q).into_owned()),
             sid: String::from_utf8_lossy(&sub.sid).into_owned(),
             msgs: sub.delivered.load(Ordering::Relaxed),
             max: sub.max.load(Ordering::Relaxed),
@@ -203,15 +216,28 @@ impl ConnzOptions {
             return Err(BadRequest(format!("invalid sorting option: {sort_text}")));
         };
         if sort == SortBy::Stop && state != ConnState::Closed {
-            return Err(BadRequest("sort by stop only valid on closed connections".to_string()));
+            return Err(BadRequest(
+                "sort by stop only valid on closed connections".to_string(),
+            ));
         }
         if sort == SortBy::Reason && state != ConnState::Closed {
-            return Err(BadRequest("sort by reason only valid on closed connections".to_string()));
+            return Err(BadRequest(
+                "sort by reason only valid on closed connections".to_string(),
+            ));
         }
         if cid > 0 {
             limit = 1;
         }
-        Ok(Self { sort, auth, subs, subs_detail, offset, limit, cid, state })
+        Ok(Self {
+            sort,
+            auth,
+            subs,
+            subs_detail,
+            offset,
+            limit,
+            cid,
+            state,
+        })
     }
 }
 
@@ -228,26 +254,42 @@ pub(crate) async fn handle(
 pub(crate) fn build(monitor: &Monitor, options: &ConnzOptions) -> Connz {
     let state = &monitor.state;
     let now = SystemTime::now();
-    // Closed connections are not retained yet (nats-server keeps the last 10,000):
-    // `state=closed` answers an empty list and `state=all` the open ones.
-    let include_open = options.state != ConnState::Closed;
-    let (total, clients): (usize, Vec<Arc<Client>>) = {
+    let with_open = options.state != ConnState::Closed;
+    let with_closed = options.state != ConnState::Open;
+    let (open_total, clients): (usize, Vec<Arc<Client>>) = if with_open {
         let table = state.clients.read();
-        let total = if include_open { table.len() } else { 0 };
-        let clients = if !include_open {
-            Vec::new()
-        } else if options.cid > 0 {
+        let clients = if options.cid > 0 {
             table.get(&options.cid).cloned().into_iter().collect()
         } else {
             table.values().cloned().collect()
         };
-        (total, clients)
+        (table.len(), clients)
+    } else {
+        (0, Vec::new())
     };
+    let (closed_total, closed) = if with_closed {
+        let closed = if options.cid > 0 {
+            state.closed.find(options.cid).into_iter().collect()
+        } else {
+            state.closed.snapshot()
+        };
+        (state.closed.len(), closed)
+    } else {
+        (0, Vec::new())
+    };
+    let total = open_total + closed_total;
     let auth_enabled = state.config.auth.required();
-    let mut infos: Vec<ConnInfo> = clients.iter().map(|c| conn_info(c, options, auth_enabled, now)).collect();
+    let mut infos: Vec<ConnInfo> = clients
+        .iter()
+        .map(|c| conn_info(c, options, auth_enabled, now))
+        .collect();
+    infos.extend(closed.into_iter().map(|c| closed_info(c, options)));
     sort(&mut infos, options.sort, now);
     let start = options.offset.min(infos.len());
-    let end = options.offset.saturating_add(options.limit).min(infos.len());
+    let end = options
+        .offset
+        .saturating_add(options.limit)
+        .min(infos.len());
     let connections: Vec<ConnInfo> = infos.drain(start..end).collect();
     Connz {
         server_id: state.server_id.clone(),
@@ -260,7 +302,12 @@ pub(crate) fn build(monitor: &Monitor, options: &ConnzOptions) -> Connz {
     }
 }
 
-fn conn_info(client: &Client, options: &ConnzOptions, auth_enabled: bool, now: SystemTime) -> ConnInfo {
+fn conn_info(
+    client: &Client,
+    options: &ConnzOptions,
+    auth_enabled: bool,
+    now: SystemTime,
+) -> ConnInfo {
     let (pending_bytes, out_msgs, out_bytes) = {
         let out = client.out.lock();
         (out.pending, out.out_msgs, out.out_bytes)
@@ -270,15 +317,24 @@ fn conn_info(client: &Client, options: &ConnzOptions, auth_enabled: bool, now: S
         let table = client.subs.lock();
         let mut list: Vec<&Arc<Subscription>> = table.values().collect();
         list.sort_by_key(|s| s.id);
-        let subs = (options.subs && !list.is_empty())
-            .then(|| list.iter().map(|s| String::from_utf8_lossy(&s.subject).into_owned()).collect());
-        let detail = (options.subs_detail && !list.is_empty()).then(|| list.iter().map(|s| SubDetail::of(s)).collect());
+        let subs = (options.subs && !list.is_empty()).then(|| {
+            list.iter()
+                .map(|s| String::from_utf8_lossy(&s.subject).into_owned())
+                .collect()
+        });
+        let detail = (options.subs_detail && !list.is_empty())
+            .then(|| list.iter().map(|s| SubDetail::of(s)).collect());
         (table.len(), subs, detail)
     };
-    let last = client.started + Duration::from_millis(client.last_activity_ms.load(Ordering::Relaxed));
+    let last =
+        client.started + Duration::from_millis(client.last_activity_ms.load(Ordering::Relaxed));
     let rtt = Duration::from_micros(client.rtt_us.load(Ordering::Relaxed));
     // Only the user name recorded at CONNECT is ever shown: never a password or token.
-    let authorized_user = if options.auth { meta.user.clone().filter(|u| !u.is_empty()) } else { None };
+    let authorized_user = if options.auth {
+        meta.user.clone().filter(|u| !u.is_empty())
+    } else {
+        None
+    };
     let name_tag = (auth_enabled && authorized_user.is_some()).then_some(GLOBAL_ACCOUNT);
     ConnInfo {
         cid: client.id,
@@ -288,6 +344,8 @@ fn conn_info(client: &Client, options: &ConnzOptions, auth_enabled: bool, now: S
         port: client.addr.port(),
         start: rfc3339_nano(client.started),
         last_activity: rfc3339_nano(last),
+        stop: None,
+        reason: None,
         rtt: go_duration(rtt),
         uptime: uptime(now.duration_since(client.started).unwrap_or_default()),
         idle: uptime(now.duration_since(last).unwrap_or_default()),
@@ -304,16 +362,84 @@ fn conn_info(client: &Client, options: &ConnzOptions, auth_enabled: bool, now: S
         subs,
         subs_detail,
         name_tag,
-        sort: SortKeys { started: Some(client.started), last: Some(last), rtt },
+        sort: SortKeys {
+            last,
+            stop: None,
+            uptime: now.duration_since(client.started).unwrap_or_default(),
+            rtt,
+        },
+    }
+}
+
+/// A closed connection as nats-server shows it: times frozen at the close, plus `stop` and
+/// `reason`.
+fn closed_info(c: ClosedConn, options: &ConnzOptions) -> ConnInfo {
+    let lived = c.stop.duration_since(c.started).unwrap_or_default();
+    let subs = (options.subs && !c.subs.is_empty())
+        .then(|| c.subs.iter().map(|s| s.subject.clone()).collect());
+    let subs_detail = (options.subs_detail && !c.subs.is_empty()).then(|| {
+        c.subs
+            .iter()
+            .map(|s| SubDetail {
+                account: None,
+                account_tag: None,
+                subject: s.subject.clone(),
+                qgroup: s.queue.clone(),
+                sid: s.sid.clone(),
+                msgs: s.msgs,
+                max: s.max,
+                cid: c.cid,
+            })
+            .collect()
+    });
+    ConnInfo {
+        cid: c.cid,
+        kind: "Client",
+        conn_type: "nats",
+        ip: c.ip,
+        port: c.port,
+        start: rfc3339_nano(c.started),
+        last_activity: rfc3339_nano(c.last),
+        stop: Some(rfc3339_nano(c.stop)),
+        reason: Some(c.reason),
+        rtt: go_duration(c.rtt),
+        uptime: uptime(lived),
+        idle: uptime(c.stop.duration_since(c.last).unwrap_or_default()),
+        pending_bytes: 0,
+        in_msgs: c.in_msgs,
+        out_msgs: c.out_msgs,
+        in_bytes: c.in_bytes,
+        out_bytes: c.out_bytes,
+        subscriptions: c.num_subs,
+        name: c.name,
+        lang: c.lang,
+        version: c.version,
+        authorized_user: if options.auth {
+            c.user.filter(|u| !u.is_empty())
+        } else {
+            None
+        },
+        subs,
+        subs_detail,
+        name_tag: None,
+        sort: SortKeys {
+            last: c.last,
+            stop: Some(c.stop),
+            uptime: lived,
+            rtt: c.rtt,
+        },
     }
 }
 
 /// Orders as nats-server does; ties keep ascending cid so that paging is stable.
 fn sort(infos: &mut [ConnInfo], by: SortBy, now: SystemTime) {
     infos.sort_by_key(|c| c.cid);
-    let idle = |c: &ConnInfo| c.sort.last.and_then(|l| now.duration_since(l).ok()).unwrap_or_default();
+    let idle = |c: &ConnInfo| now.duration_since(c.sort.last).unwrap_or_default();
     match by {
-        SortBy::Cid | SortBy::Stop | SortBy::Reason => {}
+        SortBy::Cid => {}
+        // Most recently closed first.
+        SortBy::Stop => infos.sort_by_key(|c| Reverse(c.sort.stop)),
+        SortBy::Reason => infos.sort_by_key(|c| c.reason),
         SortBy::Subs => infos.sort_by_key(|c| Reverse(c.subscriptions)),
         SortBy::Pending => infos.sort_by_key(|c| Reverse(c.pending_bytes)),
         SortBy::MsgsTo => infos.sort_by_key(|c| Reverse(c.out_msgs)),
@@ -322,8 +448,7 @@ fn sort(infos: &mut [ConnInfo], by: SortBy, now: SystemTime) {
         SortBy::BytesFrom => infos.sort_by_key(|c| Reverse(c.in_bytes)),
         SortBy::Last => infos.sort_by_key(|c| Reverse(c.sort.last)),
         SortBy::Idle => infos.sort_by_key(|c| Reverse(idle(c))),
-        // Shortest uptime first: the newest connection leads.
-        SortBy::Uptime => infos.sort_by_key(|c| Reverse(c.sort.started)),
+        SortBy::Uptime => infos.sort_by_key(|c| c.sort.uptime),
         SortBy::Rtt => infos.sort_by_key(|c| Reverse(c.sort.rtt)),
     }
 }

@@ -62,14 +62,21 @@ pub(crate) async fn handle(
         reserved_storage: 0,
         accounts: 0,
         ha_assets: 0,
-        api: ApiStats { level: 0, total: 0, errors: 0 },
+        api: ApiStats {
+            level: 0,
+            total: 0,
+            errors: 0,
+        },
         server_id: state.server_id.clone(),
         now: rfc3339_nano(SystemTime::now()),
         disabled: js.is_none(),
         config: JszConfig {
             max_memory: js.and_then(|j| j.max_memory_store).unwrap_or(0),
             max_storage: js.and_then(|j| j.max_file_store).unwrap_or(0),
-            store_dir: js.and_then(|j| j.store_dir.as_ref()).map(|p| p.display().to_string()).unwrap_or_default(),
+            store_dir: js
+                .and_then(|j| j.store_dir.as_ref())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             domain: js.and_then(|j| j.domain.clone()),
         },
         streams: 0,

@@ -22,7 +22,14 @@ const LABEL_FIELDS: &[&str] = &["server_id", "server_name", "version"];
 pub(crate) async fn handle(State(monitor): State<Arc<Monitor>>) -> Response {
     monitor.count_request("/metrics");
     match render(&monitor) {
-        Ok(text) => ([(header::CONTENT_TYPE, TextEncoder::new().format_type().to_string())], text).into_response(),
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                TextEncoder::new().format_type().to_string(),
+            )],
+            text,
+        )
+            .into_response(),
         Err(err) => {
             tracing::error!(%err, "cannot render metrics");
             (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response()
@@ -33,7 +40,10 @@ pub(crate) async fn handle(State(monitor): State<Arc<Monitor>>) -> Response {
 fn render(monitor: &Monitor) -> prometheus::Result<String> {
     let registry = Registry::new();
     let server_id = monitor.state.server_id.clone();
-    let mut collector = Collector { registry: &registry, server_id: &server_id };
+    let mut collector = Collector {
+        registry: &registry,
+        server_id: &server_id,
+    };
 
     collector.endpoint("varz", &varz::build(monitor))?;
     collector.endpoint("subsz", &subsz::stats(monitor))?;
@@ -65,7 +75,8 @@ struct Collector<'a> {
 impl Collector<'_> {
     /// One gauge per numeric top-level field of the endpoint's JSON, as the exporter does.
     fn endpoint<T: Serialize>(&mut self, endpoint: &str, value: &T) -> prometheus::Result<()> {
-        let json = serde_json::to_value(value).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
+        let json =
+            serde_json::to_value(value).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
         let Some(fields) = json.as_object() else {
             return Ok(());
         };
@@ -77,9 +88,13 @@ impl Collector<'_> {
                     }
                 }
                 serde_json::Value::String(text) if LABEL_FIELDS.contains(&name.as_str()) => {
-                    let opts = Opts::new(name.as_str(), name.as_str()).namespace(PREFIX).subsystem(endpoint);
+                    let opts = Opts::new(name.as_str(), name.as_str())
+                        .namespace(PREFIX)
+                        .subsystem(endpoint);
                     let gauge = GaugeVec::new(opts, &["server_id", "value"])?;
-                    gauge.with_label_values(&[self.server_id, text.as_str()]).set(1.0);
+                    gauge
+                        .with_label_values(&[self.server_id, text.as_str()])
+                        .set(1.0);
                     self.registry.register(Box::new(gauge))?;
                 }
                 _ => {}
@@ -89,7 +104,10 @@ impl Collector<'_> {
     }
 
     fn gauge(&mut self, endpoint: &str, name: &str, value: f64) -> prometheus::Result<()> {
-        let gauge = GaugeVec::new(Opts::new(name, name).namespace(PREFIX).subsystem(endpoint), &["server_id"])?;
+        let gauge = GaugeVec::new(
+            Opts::new(name, name).namespace(PREFIX).subsystem(endpoint),
+            &["server_id"],
+        )?;
         gauge.with_label_values(&[self.server_id]).set(value);
         self.registry.register(Box::new(gauge))
     }

@@ -3,6 +3,7 @@
 //! `/metrics`. Every answer is built from the live state at request time; nothing here runs on
 //! the message path. See `docs/monitoring.md` for the differences from nats-server.
 
+mod closed;
 mod connz;
 mod index;
 mod jsz;
@@ -28,6 +29,8 @@ use tokio::sync::watch;
 
 use crate::state::ServerState;
 
+pub(crate) use closed::ClosedConnections;
+
 /// The account every natrix client belongs to (nats-server's global account).
 const GLOBAL_ACCOUNT: &str = "$G";
 
@@ -48,7 +51,11 @@ impl Monitor {
     }
 }
 
-pub(crate) async fn serve(listener: TcpListener, state: Arc<ServerState>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let http_addr = match listener.local_addr() {
         Ok(addr) => addr,
         Err(err) => {
@@ -56,8 +63,12 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<ServerState>, mut sh
             return;
         }
     };
-    let monitor =
-        Arc::new(Monitor { state, http_addr, req_stats: Mutex::new(BTreeMap::new()), cpu: process::CpuMeter::new() });
+    let monitor = Arc::new(Monitor {
+        state,
+        http_addr,
+        req_stats: Mutex::new(BTreeMap::new()),
+        cpu: process::CpuMeter::new(),
+    });
     // nats-server answers every method on these paths, so `any` rather than `get`.
     let app = axum::Router::new()
         .route("/", any(index::handle))
@@ -102,7 +113,11 @@ async fn healthz(
 
 /// Go's `http.NotFound`.
 async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "404 page not found\n")
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "404 page not found\n",
+    )
         .into_response()
 }
 
@@ -112,7 +127,11 @@ pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
     }
 
     /// Go's `strconv.ParseBool`.
@@ -148,7 +167,10 @@ impl Params {
 
     /// `subs=detail` or a boolean `subs`: (list, detail).
     pub fn subs(&self) -> Result<(bool, bool), BadRequest> {
-        if self.get("subs").is_some_and(|v| v.eq_ignore_ascii_case("detail")) {
+        if self
+            .get("subs")
+            .is_some_and(|v| v.eq_ignore_ascii_case("detail"))
+        {
             return Ok((false, true));
         }
         Ok((self.bool("subs")?, false))
@@ -158,13 +180,18 @@ impl Params {
     pub fn paging(&self) -> Result<(usize, usize), BadRequest> {
         const DEFAULT_LIMIT: usize = 1024;
         let offset = usize::try_from(self.int("offset")?).unwrap_or(0);
-        let limit = usize::try_from(self.int("limit")?).ok().filter(|l| *l > 0).unwrap_or(DEFAULT_LIMIT);
+        let limit = usize::try_from(self.int("limit")?)
+            .ok()
+            .filter(|l| *l > 0)
+            .unwrap_or(DEFAULT_LIMIT);
         Ok((offset, limit))
     }
 }
 
 fn uint_error(name: &str, text: &str) -> BadRequest {
-    BadRequest(format!("Error decoding uint64 for '{name}': strconv.ParseUint: parsing {text:?}: invalid syntax"))
+    BadRequest(format!(
+        "Error decoding uint64 for '{name}': strconv.ParseUint: parsing {text:?}: invalid syntax"
+    ))
 }
 
 /// A request nats-server would refuse: a 400 with a plain-text reason, as it writes it.
@@ -173,7 +200,12 @@ pub(crate) struct BadRequest(pub String);
 
 impl IntoResponse for BadRequest {
     fn into_response(self) -> Response {
-        (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], self.0).into_response()
+        (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.0,
+        )
+            .into_response()
     }
 }
 
@@ -192,7 +224,11 @@ pub(crate) fn json<T: Serialize>(params: &Params, value: &T) -> Response {
 fn respond_json(params: &Params, body: String) -> Response {
     let (content_type, body) = match params.get("callback") {
         // The callback name is echoed into a script: accept only identifier-like names.
-        Some(callback) if callback.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.$".contains(&b)) => {
+        Some(callback)
+            if callback
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.$".contains(&b)) =>
+        {
             ("application/javascript", format!("{callback}({body})"))
         }
         _ => ("application/json", body),
@@ -200,7 +236,10 @@ fn respond_json(params: &Params, body: String) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     response
 }
 

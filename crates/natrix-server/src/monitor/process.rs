@@ -20,7 +20,13 @@ pub(crate) fn resident_memory() -> u64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map_or(0, |kib| kib * 1024)
 }
 
@@ -52,8 +58,14 @@ struct CpuSample {
 
 impl CpuMeter {
     pub fn new() -> Self {
-        let sample = CpuSample { at: Instant::now(), cpu_seconds: cpu_seconds().unwrap_or(0.0), percent: 0.0 };
-        Self { last: Mutex::new(sample) }
+        let sample = CpuSample {
+            at: Instant::now(),
+            cpu_seconds: cpu_seconds().unwrap_or(0.0),
+            percent: 0.0,
+        };
+        Self {
+            last: Mutex::new(sample),
+        }
     }
 
     pub fn percent(&self) -> f64 {
@@ -69,7 +81,11 @@ impl CpuMeter {
         let percent = ((used - last.cpu_seconds).max(0.0) / elapsed.as_secs_f64()) * 100.0;
         // One decimal, as nats-server reports it.
         let percent = (percent * 10.0).round() / 10.0;
-        *last = CpuSample { at: now, cpu_seconds: used, percent };
+        *last = CpuSample {
+            at: now,
+            cpu_seconds: used,
+            percent,
+        };
         percent
     }
 }
@@ -81,7 +97,10 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn reads_this_process_memory_and_cpu() {
-        assert!(resident_memory() > 1024 * 1024, "a test binary uses more than 1 MiB");
+        assert!(
+            resident_memory() > 1024 * 1024,
+            "a test binary uses more than 1 MiB"
+        );
         let spent = cpu_seconds().expect("procfs stat parses");
         assert!(spent >= 0.0);
     }

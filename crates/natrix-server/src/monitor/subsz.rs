@@ -58,9 +58,17 @@ pub(crate) fn stats(monitor: &Monitor) -> SublistStats {
         num_inserts: s.inserts.load(Ordering::Relaxed),
         num_removes: s.removes.load(Ordering::Relaxed),
         num_matches: matches,
-        cache_hit_rate: if matches == 0 { 0.0 } else { hits as f64 / matches as f64 },
+        cache_hit_rate: if matches == 0 {
+            0.0
+        } else {
+            hits as f64 / matches as f64
+        },
         max_fanout: s.max_fanout.load(Ordering::Relaxed),
-        avg_fanout: if cached == 0 { 0.0 } else { fanout as f64 / cached as f64 },
+        avg_fanout: if cached == 0 {
+            0.0
+        } else {
+            fanout as f64 / cached as f64
+        },
     }
 }
 
@@ -76,7 +84,9 @@ pub(crate) async fn handle(
     if let Some(subject) = test
         && !is_valid_literal_subject(subject.as_bytes())
     {
-        return Err(BadRequest(format!("invalid test subject, must be valid publish subject: {subject}")));
+        return Err(BadRequest(format!(
+            "invalid test subject, must be valid publish subject: {subject}"
+        )));
     }
     let state = &monitor.state;
     let mut subsz = Subsz {
@@ -91,7 +101,10 @@ pub(crate) async fn handle(
     if list || detail {
         let mut subs: Vec<Arc<Subscription>> = {
             let clients: Vec<_> = state.clients.read().values().cloned().collect();
-            clients.iter().flat_map(|c| c.subs.lock().values().cloned().collect::<Vec<_>>()).collect()
+            clients
+                .iter()
+                .flat_map(|c| c.subs.lock().values().cloned().collect::<Vec<_>>())
+                .collect()
         };
         if let Some(subject) = test {
             let matches = state.router.matches(subject.as_bytes());
@@ -111,7 +124,11 @@ pub(crate) async fn handle(
         let end = offset.saturating_add(limit).min(subs.len());
         subsz.subs = subs[offset.min(end)..end]
             .iter()
-            .map(|s| SubDetail { account: Some(GLOBAL_ACCOUNT), account_tag: Some(GLOBAL_ACCOUNT), ..SubDetail::of(s) })
+            .map(|s| SubDetail {
+                account: Some(GLOBAL_ACCOUNT),
+                account_tag: Some(GLOBAL_ACCOUNT),
+                ..SubDetail::of(s)
+            })
             .collect();
     }
     Ok(json(&params, &subsz))

@@ -14,7 +14,12 @@ pub(crate) fn rfc3339_nano(t: SystemTime) -> String {
     let nanos = since_epoch.subsec_nanos();
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    let mut out = format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60);
+    let mut out = format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    );
     push_fraction(&mut out, u64::from(nanos), 9);
     out.push('Z');
     out
@@ -85,7 +90,13 @@ pub(crate) fn uptime(d: Duration) -> String {
     let (mins, hours) = (secs / 60, secs / 3600);
     let (days, years) = (hours / 24, hours / 24 / 365);
     if years > 0 {
-        format!("{years}y{}d{}h{}m{}s", days % 365, hours % 24, mins % 60, secs % 60)
+        format!(
+            "{years}y{}d{}h{}m{}s",
+            days % 365,
+            hours % 24,
+            mins % 60,
+            secs % 60
+        )
     } else if days > 0 {
         format!("{days}d{}h{}m{}s", hours % 24, mins % 60, secs % 60)
     } else if hours > 0 {
@@ -109,13 +120,28 @@ mod tests {
     fn timestamps_are_rfc3339_utc_with_trimmed_nanoseconds() {
         assert_eq!(rfc3339_nano(at(0, 0)), "1970-01-01T00:00:00Z");
         // Values cross-checked with `date -u -d @<secs>`.
-        assert_eq!(rfc3339_nano(at(1_795_652_335, 61_374_355)), "2026-11-26T00:18:55.061374355Z");
-        assert_eq!(rfc3339_nano(at(1_795_652_335, 146_123_850)), "2026-11-26T00:18:55.14612385Z");
-        assert_eq!(rfc3339_nano(at(1_795_652_335, 500_000_000)), "2026-11-26T00:18:55.5Z");
-        assert_eq!(rfc3339_nano(at(951_782_400, 1)), "2000-02-29T00:00:00.000000001Z");
+        assert_eq!(
+            rfc3339_nano(at(1_795_652_335, 61_374_355)),
+            "2026-11-26T00:18:55.061374355Z"
+        );
+        assert_eq!(
+            rfc3339_nano(at(1_795_652_335, 146_123_850)),
+            "2026-11-26T00:18:55.14612385Z"
+        );
+        assert_eq!(
+            rfc3339_nano(at(1_795_652_335, 500_000_000)),
+            "2026-11-26T00:18:55.5Z"
+        );
+        assert_eq!(
+            rfc3339_nano(at(951_782_400, 1)),
+            "2000-02-29T00:00:00.000000001Z"
+        );
         assert_eq!(rfc3339_nano(at(4_107_542_399, 0)), "2100-02-28T23:59:59Z");
         assert_eq!(rfc3339_nano(at(4_107_542_400, 0)), "2100-03-01T00:00:00Z");
-        assert_eq!(rfc3339_nano(at(1_703_980_800 + 86_399, 0)), "2023-12-31T23:59:59Z");
+        assert_eq!(
+            rfc3339_nano(at(1_703_980_800 + 86_399, 0)),
+            "2023-12-31T23:59:59Z"
+        );
     }
 
     #[test]

@@ -15,7 +15,10 @@ use super::{Empty, GLOBAL_ACCOUNT, Monitor, Params, json};
 
 type QueryPairs = Query<Vec<(String, String)>>;
 
-pub(crate) async fn routez(State(monitor): State<Arc<Monitor>>, Query(query): QueryPairs) -> Response {
+pub(crate) async fn routez(
+    State(monitor): State<Arc<Monitor>>,
+    Query(query): QueryPairs,
+) -> Response {
     monitor.count_request("/routez");
     #[derive(Serialize)]
     struct Routez {
@@ -36,7 +39,10 @@ pub(crate) async fn routez(State(monitor): State<Arc<Monitor>>, Query(query): Qu
     json(&Params(query), &routez)
 }
 
-pub(crate) async fn gatewayz(State(monitor): State<Arc<Monitor>>, Query(query): QueryPairs) -> Response {
+pub(crate) async fn gatewayz(
+    State(monitor): State<Arc<Monitor>>,
+    Query(query): QueryPairs,
+) -> Response {
     monitor.count_request("/gatewayz");
     #[derive(Serialize)]
     struct Gatewayz {
@@ -54,7 +60,10 @@ pub(crate) async fn gatewayz(State(monitor): State<Arc<Monitor>>, Query(query): 
     json(&Params(query), &gatewayz)
 }
 
-pub(crate) async fn leafz(State(monitor): State<Arc<Monitor>>, Query(query): QueryPairs) -> Response {
+pub(crate) async fn leafz(
+    State(monitor): State<Arc<Monitor>>,
+    Query(query): QueryPairs,
+) -> Response {
     monitor.count_request("/leafz");
     #[derive(Serialize)]
     struct Leafz {
@@ -74,7 +83,10 @@ pub(crate) async fn leafz(State(monitor): State<Arc<Monitor>>, Query(query): Que
 
 /// The account list. natrix has no system account, so `system_account` is absent (nats-server
 /// shows `$SYS` and lists it).
-pub(crate) async fn accountz(State(monitor): State<Arc<Monitor>>, Query(query): QueryPairs) -> Response {
+pub(crate) async fn accountz(
+    State(monitor): State<Arc<Monitor>>,
+    Query(query): QueryPairs,
+) -> Response {
     monitor.count_request("/accountz");
     #[derive(Serialize)]
     struct Accountz {

@@ -128,7 +128,12 @@ pub(crate) struct KindCounts {
 
 impl KindCounts {
     fn clients(clients: u64) -> Self {
-        Self { clients, routes: 0, gateways: 0, leafs: 0 }
+        Self {
+            clients,
+            routes: 0,
+            gateways: 0,
+            leafs: 0,
+        }
     }
 }
 
@@ -157,17 +162,24 @@ pub(crate) fn build(monitor: &Monitor) -> Varz {
     let (out_msgs, out_bytes) = (load(&stats.out_msgs), load(&stats.out_bytes));
     let slow_consumers = load(&stats.slow_consumers);
     let stale_connections = load(&stats.stale_connections);
-    let cluster = config.cluster.as_ref().map_or_else(ClusterVarz::default, |c| ClusterVarz {
-        name: c.name.clone(),
-        host: Some(c.host.clone()),
-        port: Some(c.port),
-        urls: c.routes.clone(),
-    });
+    let cluster = config
+        .cluster
+        .as_ref()
+        .map_or_else(ClusterVarz::default, |c| ClusterVarz {
+            name: c.name.clone(),
+            host: Some(c.host.clone()),
+            port: Some(c.port),
+            urls: c.routes.clone(),
+        });
     let jetstream = JetStreamVarz {
         config: config.jetstream.as_ref().map(|js| JetStreamConfigVarz {
             max_memory: js.max_memory_store.unwrap_or(0),
             max_storage: js.max_file_store.unwrap_or(0),
-            store_dir: js.store_dir.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            store_dir: js
+                .store_dir
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             domain: js.domain.clone(),
         }),
     };
@@ -184,7 +196,10 @@ pub(crate) fn build(monitor: &Monitor) -> Varz {
         max_subscriptions: u64::from(limits.max_subscriptions),
         ping_interval: limits.ping_interval.as_nanos() as u64,
         ping_max: limits.ping_max,
-        http_host: config.http_host.clone().unwrap_or_else(|| config.host.clone()),
+        http_host: config
+            .http_host
+            .clone()
+            .unwrap_or_else(|| config.host.clone()),
         http_port: monitor.http_addr.port(),
         http_base_path: "",
         https_port: 0,
