@@ -91,12 +91,27 @@ impl Hasher for TokenHasher {
             word.copy_from_slice(chunk);
             self.add(u64::from_le_bytes(word));
         }
-        let tail = chunks.remainder();
-        if !tail.is_empty() {
-            let mut word = [0u8; 8];
-            word[..tail.len()].copy_from_slice(tail);
-            self.add(u64::from_le_bytes(word));
+        // Fixed-size loads for the tail: a variable-length copy would call memcpy per token.
+        let mut tail = chunks.remainder();
+        if tail.is_empty() {
+            return;
         }
+        let mut word = 0u64;
+        let mut shift = 0;
+        if let [a, b, c, d, rest @ ..] = tail {
+            word = u64::from(u32::from_le_bytes([*a, *b, *c, *d]));
+            shift = 32;
+            tail = rest;
+        }
+        if let [a, b, rest @ ..] = tail {
+            word |= u64::from(u16::from_le_bytes([*a, *b])) << shift;
+            shift += 16;
+            tail = rest;
+        }
+        if let [a] = tail {
+            word |= u64::from(*a) << shift;
+        }
+        self.add(word);
     }
 
     #[inline]
@@ -195,6 +210,7 @@ impl<T: Clone> Node<T> {
         }
     }
 
+    /// Like `collect_matches`, but stops at the first subscription found.
     fn has_match(&self, rest: &[u8]) -> bool {
         if self
             .full
@@ -283,29 +299,43 @@ impl<T: PartialEq> Node<T> {
     }
 }
 
+/// Tokens are usually short, and memchr's fixed cost dominates on a handful of bytes: look at
+/// the first bytes directly and hand longer tokens to memchr.
+const SHORT_TOKEN_SCAN: usize = 16;
+
+/// The index of the first `.` in `subject`, if any.
+#[inline]
+fn find_dot(subject: &[u8]) -> Option<usize> {
+    let head = &subject[..subject.len().min(SHORT_TOKEN_SCAN)];
+    match head.iter().position(|&b| b == b'.') {
+        Some(dot) => Some(dot),
+        None if subject.len() > SHORT_TOKEN_SCAN => {
+            memchr::memchr(b'.', &subject[SHORT_TOKEN_SCAN..]).map(|dot| dot + SHORT_TOKEN_SCAN)
+        }
+        None => None,
+    }
+}
+
 /// Splits off the first `.`-separated token; `None` when it was the last token.
 #[inline]
 fn split_first_token(subject: &[u8]) -> (&[u8], Option<&[u8]>) {
-    match memchr::memchr(b'.', subject) {
+    match find_dot(subject) {
         Some(dot) => (&subject[..dot], Some(&subject[dot + 1..])),
         None => (subject, None),
     }
 }
 
-/// True if the subject is non-empty and has no empty token; other subjects never match.
+/// True if the subject is non-empty and has no empty token.
 #[inline]
 fn has_only_nonempty_tokens(subject: &[u8]) -> bool {
-    if subject.is_empty() || subject[0] == b'.' || subject[subject.len() - 1] == b'.' {
-        return false;
-    }
-    let mut previous_dot = None;
-    for dot in memchr::memchr_iter(b'.', subject) {
-        if previous_dot == Some(dot.wrapping_sub(1)) {
+    let mut previous = b'.';
+    for &b in subject {
+        if b == b'.' && previous == b'.' {
             return false;
         }
-        previous_dot = Some(dot);
+        previous = b;
     }
-    true
+    previous != b'.'
 }
 
 /// The most tokens a subscription subject may have. Matching and removal recurse once per trie

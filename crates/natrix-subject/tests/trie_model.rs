@@ -95,8 +95,9 @@ fn sub_subject() -> impl Strategy<Value = String> {
 }
 
 fn pub_subject() -> impl Strategy<Value = String> {
+    // "" yields empty tokens (`a..b`, `.a`, `a.`), which must match nothing.
     prop::collection::vec(
-        prop::sample::select(vec!["a", "b", "c", "a*", "*", ">", "d"]),
+        prop::sample::select(vec!["a", "b", "c", "a*", "*", ">", "d", ""]),
         1..6,
     )
     .prop_map(|tokens| tokens.join("."))
