@@ -593,6 +593,7 @@ async fn monitoring_never_reveals_a_password() -> anyhow::Result<()> {
     let connz = server.monitor_json("/connz?auth=true").await?;
     let c = connection(&connz, "authed")?;
     assert_eq!(c["authorized_user"], "alice");
+    assert_eq!(c["name_tag"], "$G");
     let connz = server.monitor_json("/connz").await?;
     assert!(
         connection(&connz, "authed")?

@@ -278,11 +278,7 @@ pub(crate) fn build(monitor: &Monitor, options: &ConnzOptions) -> Connz {
         (0, Vec::new())
     };
     let total = open_total + closed_total;
-    let auth_enabled = state.config.auth.required();
-    let mut infos: Vec<ConnInfo> = clients
-        .iter()
-        .map(|c| conn_info(c, options, auth_enabled, now))
-        .collect();
+    let mut infos: Vec<ConnInfo> = clients.iter().map(|c| conn_info(c, options, now)).collect();
     infos.extend(closed.into_iter().map(|c| closed_info(c, options)));
     sort(&mut infos, options.sort, now);
     let start = options.offset.min(infos.len());
@@ -302,12 +298,7 @@ pub(crate) fn build(monitor: &Monitor, options: &ConnzOptions) -> Connz {
     }
 }
 
-fn conn_info(
-    client: &Client,
-    options: &ConnzOptions,
-    auth_enabled: bool,
-    now: SystemTime,
-) -> ConnInfo {
+fn conn_info(client: &Client, options: &ConnzOptions, now: SystemTime) -> ConnInfo {
     let (pending_bytes, out_msgs, out_bytes) = {
         let out = client.out.lock();
         (out.pending, out.out_msgs, out.out_bytes)
@@ -335,7 +326,8 @@ fn conn_info(
     } else {
         None
     };
-    let name_tag = (auth_enabled && authorized_user.is_some()).then_some(GLOBAL_ACCOUNT);
+    // nats-server tags open connections with their account under `auth` (closed ones not).
+    let name_tag = options.auth.then_some(GLOBAL_ACCOUNT);
     ConnInfo {
         cid: client.id,
         kind: "Client",
