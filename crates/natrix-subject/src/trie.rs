@@ -125,7 +125,101 @@ impl Hasher for TokenHasher {
     }
 }
 
-type LiteralChildren<T> = HashMap<Box<[u8]>, Node<T>, BuildHasherDefault<TokenHasher>>;
+/// Up to this many literal children live in a vector scanned linearly; most nodes have one or a
+/// few children, and comparing a few lengths beats hashing the token.
+const FEW_CHILDREN: usize = 8;
+
+/// A node's literal children, keyed by token bytes.
+#[derive(Debug)]
+enum LiteralChildren<T> {
+    Few(Vec<(Box<[u8]>, Node<T>)>),
+    Many(HashMap<Box<[u8]>, Node<T>, BuildHasherDefault<TokenHasher>>),
+}
+
+impl<T> LiteralChildren<T> {
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::Few(few) => few.is_empty(),
+            Self::Many(many) => many.is_empty(),
+        }
+    }
+
+    #[inline]
+    fn get(&self, token: &[u8]) -> Option<&Node<T>> {
+        match self {
+            Self::Few(few) => few
+                .iter()
+                .find(|(key, _)| key.len() == token.len() && **key == *token)
+                .map(|(_, child)| child),
+            Self::Many(many) => many.get(token),
+        }
+    }
+
+    fn get_mut(&mut self, token: &[u8]) -> Option<&mut Node<T>> {
+        match self {
+            Self::Few(few) => few
+                .iter_mut()
+                .find(|(key, _)| **key == *token)
+                .map(|(_, child)| child),
+            Self::Many(many) => many.get_mut(token),
+        }
+    }
+
+    /// The child for `token`, created if absent; the flag says whether it was created.
+    fn get_or_insert(&mut self, token: &[u8]) -> (&mut Node<T>, bool) {
+        if let Self::Few(few) = self
+            && few.len() >= FEW_CHILDREN
+            && !few.iter().any(|(key, _)| **key == *token)
+        {
+            *self = Self::Many(few.drain(..).collect());
+        }
+        match self {
+            Self::Few(few) => match few.iter().position(|(key, _)| **key == *token) {
+                Some(at) => (&mut few[at].1, false),
+                None => {
+                    few.push((token.into(), Node::new()));
+                    let last = few.len() - 1;
+                    (&mut few[last].1, true)
+                }
+            },
+            Self::Many(many) => {
+                let created = !many.contains_key(token);
+                if created {
+                    many.insert(token.into(), Node::new());
+                }
+                let child = many
+                    .get_mut(token)
+                    .expect("literal child exists: it was found or inserted just above");
+                (child, created)
+            }
+        }
+    }
+
+    fn remove(&mut self, token: &[u8]) {
+        match self {
+            Self::Few(few) => {
+                if let Some(at) = few.iter().position(|(key, _)| **key == *token) {
+                    few.swap_remove(at);
+                }
+            }
+            Self::Many(many) => {
+                many.remove(token);
+                // Back to a vector well below the threshold, so churn at the boundary does not
+                // flip representations on every insert and remove.
+                if many.len() <= FEW_CHILDREN / 2 {
+                    *self = Self::Few(many.drain().collect());
+                }
+            }
+        }
+    }
+
+    fn drain_into(&mut self, stack: &mut Vec<Node<T>>) {
+        match self {
+            Self::Few(few) => stack.extend(few.drain(..).map(|(_, child)| child)),
+            Self::Many(many) => stack.extend(many.drain().map(|(_, child)| child)),
+        }
+    }
+}
 
 /// The queue group entries stored at one node.
 #[derive(Debug)]
@@ -146,7 +240,7 @@ struct Node<T> {
 impl<T> Node<T> {
     fn new() -> Self {
         Self {
-            literal: LiteralChildren::default(),
+            literal: LiteralChildren::Few(Vec::new()),
             star: None,
             full: None,
             plain: Vec::new(),
@@ -164,7 +258,7 @@ impl<T> Node<T> {
 
     /// Moves every child of `self` onto `stack`, leaving `self` a leaf.
     fn detach_children_into(&mut self, stack: &mut Vec<Node<T>>) {
-        stack.extend(self.literal.drain().map(|(_, child)| child));
+        self.literal.drain_into(stack);
         stack.extend(self.star.take().map(|child| *child));
         stack.extend(self.full.take().map(|child| *child));
     }
@@ -258,9 +352,7 @@ impl<T: PartialEq> Node<T> {
             match token {
                 b"*" => self.star = None,
                 b">" => self.full = None,
-                _ => {
-                    self.literal.remove(token);
-                }
+                _ => self.literal.remove(token),
             }
             *node_count -= 1;
         }
@@ -408,13 +500,11 @@ impl<T: Clone + PartialEq> SubjectTrie<T> {
                     Box::new(Node::new())
                 }),
                 _ => {
-                    if !node.literal.contains_key(token) {
-                        node.literal.insert(token.into(), Node::new());
+                    let (child, created) = node.literal.get_or_insert(token);
+                    if created {
                         self.node_count += 1;
                     }
-                    node.literal
-                        .get_mut(token)
-                        .expect("literal child exists: it was found or inserted just above")
+                    child
                 }
             };
         }

@@ -309,3 +309,25 @@ fn subscriptions_deeper_than_the_token_limit_are_rejected() {
     assert_eq!(trie.matches(at_limit.as_bytes()).plain, vec![1]);
     assert!(trie.matches(over.as_bytes()).is_empty());
 }
+
+#[test]
+fn a_node_with_many_children_matches_each_and_prunes_to_nothing() {
+    let mut trie = SubjectTrie::new();
+    let subjects: Vec<String> = (0..100).map(|i| format!("svc.{i}")).collect();
+    for (i, s) in subjects.iter().enumerate() {
+        trie.insert(s.as_bytes(), None, i).unwrap();
+    }
+    assert!(matches!(
+        trie.root.literal.get(b"svc").map(|n| &n.literal),
+        Some(LiteralChildren::Many(_))
+    ));
+    // Remove from the end, checking the survivors as the node shrinks back to a vector.
+    for i in (0..100).rev() {
+        trie.remove(subjects[i].as_bytes(), None, &i).unwrap();
+        for (j, s) in subjects.iter().enumerate().take(i) {
+            assert_eq!(trie.matches(s.as_bytes()).plain, vec![j]);
+        }
+        assert!(trie.matches(subjects[i].as_bytes()).is_empty());
+    }
+    assert_eq!(trie.node_count(), 0);
+}

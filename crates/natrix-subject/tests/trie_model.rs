@@ -81,9 +81,21 @@ fn canonical(result: &MatchResult<u8>) -> Result<Canonical, TestCaseError> {
     Ok((plain, queues))
 }
 
-fn sub_subject() -> impl Strategy<Value = String> {
+/// Few tokens, deep subjects: many wildcard interactions.
+const NARROW: &[&str] = &["a", "b", "c", "a*", "*"];
+const NARROW_PUB: &[&str] = &["a", "b", "c", "a*", "*", ">", "d", ""];
+/// Many tokens, shallow subjects: nodes with more literal children than fit the small-vector
+/// representation, so they switch to a map and back.
+const WIDE: &[&str] = &[
+    "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "*",
+];
+const WIDE_PUB: &[&str] = &[
+    "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "",
+];
+
+fn sub_subject(alphabet: &'static [&'static str]) -> impl Strategy<Value = String> {
     (
-        prop::collection::vec(prop::sample::select(vec!["a", "b", "c", "a*", "*"]), 0..4),
+        prop::collection::vec(prop::sample::select(alphabet), 0..4),
         prop::bool::ANY,
     )
         .prop_filter_map("empty subject", |(mut tokens, full)| {
@@ -94,18 +106,15 @@ fn sub_subject() -> impl Strategy<Value = String> {
         })
 }
 
-fn pub_subject() -> impl Strategy<Value = String> {
-    // "" yields empty tokens (`a..b`, `.a`, `a.`), which must match nothing.
-    prop::collection::vec(
-        prop::sample::select(vec!["a", "b", "c", "a*", "*", ">", "d", ""]),
-        1..6,
-    )
-    .prop_map(|tokens| tokens.join("."))
+/// Published subjects; "" in the alphabet yields empty tokens (`a..b`, `.a`, `a.`), which must
+/// match nothing.
+fn pub_subject(alphabet: &'static [&'static str]) -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(alphabet), 1..6).prop_map(|tokens| tokens.join("."))
 }
 
-fn entry() -> impl Strategy<Value = Entry> {
+fn entry(alphabet: &'static [&'static str]) -> impl Strategy<Value = Entry> {
     (
-        sub_subject(),
+        sub_subject(alphabet),
         prop::option::weighted(0.4, prop::sample::select(vec!["q", "r"])),
         0u8..4,
     )
@@ -116,11 +125,11 @@ fn entry() -> impl Strategy<Value = Entry> {
         })
 }
 
-fn op() -> impl Strategy<Value = Op> {
+fn op(alphabet: &'static [&'static str]) -> impl Strategy<Value = Op> {
     prop_oneof![
-        5 => entry().prop_map(Op::Insert),
+        5 => entry(alphabet).prop_map(Op::Insert),
         3 => any::<usize>().prop_map(Op::RemoveExisting),
-        1 => entry().prop_map(Op::RemoveArbitrary),
+        1 => entry(alphabet).prop_map(Op::RemoveArbitrary),
     ]
 }
 
@@ -153,58 +162,77 @@ fn remove_entry(trie: &mut SubjectTrie<u8>, e: &Entry) -> Result<(), TrieError> 
     )
 }
 
+/// Applies `ops` to a trie and to the model, checking agreement on `subjects` after each one,
+/// then removes everything and checks that no node is left.
+fn run_against_model(ops: Vec<Op>, subjects: &[String]) -> Result<(), TestCaseError> {
+    let mut trie = SubjectTrie::new();
+    let mut model: Vec<Entry> = Vec::new();
+    let mut generation = trie.generation();
+    for op in ops {
+        match op {
+            Op::Insert(e) => {
+                prop_assert_eq!(
+                    trie.insert(
+                        e.subject.as_bytes(),
+                        e.queue.as_deref().map(str::as_bytes),
+                        e.id
+                    ),
+                    Ok(())
+                );
+                model.push(e);
+                prop_assert!(trie.generation() > generation);
+            }
+            Op::RemoveExisting(i) => {
+                if model.is_empty() {
+                    continue;
+                }
+                let e = model.remove(i % model.len());
+                prop_assert_eq!(remove_entry(&mut trie, &e), Ok(()));
+                prop_assert!(trie.generation() > generation);
+            }
+            Op::RemoveArbitrary(e) => {
+                let at = model.iter().position(|m| *m == e);
+                match at {
+                    Some(at) => {
+                        model.remove(at);
+                        prop_assert_eq!(remove_entry(&mut trie, &e), Ok(()));
+                    }
+                    None => {
+                        prop_assert_eq!(remove_entry(&mut trie, &e), Err(TrieError::NotFound));
+                        prop_assert_eq!(trie.generation(), generation);
+                    }
+                }
+            }
+        }
+        generation = trie.generation();
+        check_agreement(&trie, &model, subjects)?;
+    }
+    // Removing everything leaves no nodes behind.
+    for e in model.drain(..) {
+        prop_assert_eq!(remove_entry(&mut trie, &e), Ok(()));
+    }
+    prop_assert!(trie.is_empty());
+    prop_assert_eq!(trie.node_count(), 0);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
     fn trie_agrees_with_a_linear_scan_under_inserts_and_removes(
-        ops in prop::collection::vec(op(), 1..60),
-        subjects in prop::collection::vec(pub_subject(), 1..12),
+        ops in prop::collection::vec(op(NARROW), 1..60),
+        subjects in prop::collection::vec(pub_subject(NARROW_PUB), 1..12),
     ) {
-        let mut trie = SubjectTrie::new();
-        let mut model: Vec<Entry> = Vec::new();
-        let mut generation = trie.generation();
-        for op in ops {
-            match op {
-                Op::Insert(e) => {
-                    prop_assert_eq!(
-                        trie.insert(e.subject.as_bytes(), e.queue.as_deref().map(str::as_bytes), e.id),
-                        Ok(())
-                    );
-                    model.push(e);
-                    prop_assert!(trie.generation() > generation);
-                }
-                Op::RemoveExisting(i) => {
-                    if model.is_empty() {
-                        continue;
-                    }
-                    let e = model.remove(i % model.len());
-                    prop_assert_eq!(remove_entry(&mut trie, &e), Ok(()));
-                    prop_assert!(trie.generation() > generation);
-                }
-                Op::RemoveArbitrary(e) => {
-                    let at = model.iter().position(|m| *m == e);
-                    match at {
-                        Some(at) => {
-                            model.remove(at);
-                            prop_assert_eq!(remove_entry(&mut trie, &e), Ok(()));
-                        }
-                        None => {
-                            prop_assert_eq!(remove_entry(&mut trie, &e), Err(TrieError::NotFound));
-                            prop_assert_eq!(trie.generation(), generation);
-                        }
-                    }
-                }
-            }
-            generation = trie.generation();
-            check_agreement(&trie, &model, &subjects)?;
-        }
-        // Removing everything leaves no nodes behind.
-        for e in model.drain(..) {
-            prop_assert_eq!(remove_entry(&mut trie, &e), Ok(()));
-        }
-        prop_assert!(trie.is_empty());
-        prop_assert_eq!(trie.node_count(), 0);
+        run_against_model(ops, &subjects)?;
+    }
+
+    #[test]
+    fn wide_nodes_agree_with_a_linear_scan_across_representation_changes(
+        ops in prop::collection::vec(op(WIDE), 1..150),
+        subjects in prop::collection::vec(pub_subject(WIDE_PUB), 1..12),
+    ) {
+        run_against_model(ops, &subjects)?;
     }
 }
 
