@@ -36,7 +36,15 @@ fn parse_in_reads(data: &[u8], read: usize) -> usize {
 
 fn parse(c: &mut Criterion) {
     let pubs = stream(|o| write_pub(o, b"bench.subject.foo", None, PAYLOAD));
-    let hpubs = stream(|o| write_hpub(o, b"bench.subject.foo", Some(b"_INBOX.abcdef.1"), HEADERS, PAYLOAD));
+    let hpubs = stream(|o| {
+        write_hpub(
+            o,
+            b"bench.subject.foo",
+            Some(b"_INBOX.abcdef.1"),
+            HEADERS,
+            PAYLOAD,
+        )
+    });
 
     let mut group = c.benchmark_group("parse");
     group.throughput(Throughput::Elements(OPS as u64));
@@ -71,7 +79,13 @@ fn encode(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             for _ in 0..OPS {
-                write_msg(&mut out, b"bench.subject.foo", b"12", None, black_box(PAYLOAD));
+                write_msg(
+                    &mut out,
+                    b"bench.subject.foo",
+                    b"12",
+                    None,
+                    black_box(PAYLOAD),
+                );
             }
             black_box(out.len())
         })

@@ -9,6 +9,8 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::args::{parse_size, split_args};
+use crate::error::{ParseError, invalid};
+use crate::verb::{ArgVerb, BareVerb, VerbMatch, match_verb};
 
 /// Limits the parser enforces while reading control lines and payloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,86 +69,6 @@ pub enum ClientOp {
     Ok,
     /// -ERR from a client, with its text.
     Err(Bytes),
-}
-
-/// Why a client's bytes could not be parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    #[error("Unknown Protocol Operation")]
-    UnknownOperation,
-    #[error("maximum control line exceeded")]
-    MaxControlLineExceeded,
-    #[error("Maximum Payload Violation")]
-    MaxPayloadViolation,
-    /// Malformed arguments of a known verb; the string is the text nats-server logs
-    /// (it closes these connections without sending `-ERR`, see [`ParseError::err_reply`]).
-    #[error("{0}")]
-    InvalidArguments(&'static str),
-}
-
-/// Texts of [`ParseError::InvalidArguments`], as nats-server logs them (without the quoted arg).
-pub mod invalid {
-    pub const PUB_PARSE: &str = "processPub Parse Error";
-    pub const PUB_SIZE: &str = "processPub Bad or Missing Size";
-    pub const HPUB_PARSE: &str = "processHeaderPub Parse Error";
-    pub const HPUB_HDR_SIZE: &str = "processHeaderPub Bad or Missing Header Size";
-    pub const HPUB_TOTAL_SIZE: &str = "processHeaderPub Bad or Missing Total Size";
-    pub const HPUB_HDR_TOO_BIG: &str = "processHeaderPub Header Size larger then TotalSize";
-    pub const HPUB_NOT_SUPPORTED: &str = "message headers not supported";
-    pub const SUB_PARSE: &str = "processSub Parse Error";
-    pub const UNSUB_PARSE: &str = "processUnsub Parse Error";
-}
-
-impl ParseError {
-    /// The exact text nats-server puts between the quotes of `-ERR '...'` (for
-    /// `InvalidArguments`, the text it logs; it sends nothing for those, see `err_reply`).
-    pub fn client_text(&self) -> &'static str {
-        match self {
-            ParseError::UnknownOperation => "Unknown Protocol Operation",
-            ParseError::MaxControlLineExceeded => "maximum control line exceeded",
-            ParseError::MaxPayloadViolation => "Maximum Payload Violation",
-            ParseError::InvalidArguments(text) => text,
-        }
-    }
-
-    /// What nats-server sends before closing: `Some(text)` for `-ERR '<text>'`, `None` when it
-    /// closes the connection silently (malformed PUB/HPUB/SUB/UNSUB arguments).
-    pub fn err_reply(&self) -> Option<&'static str> {
-        match self {
-            ParseError::InvalidArguments(_) => None,
-            other => Some(other.client_text()),
-        }
-    }
-}
-
-/// Verbs followed by an argument that ends at `\n`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ArgVerb {
-    Pub,
-    Hpub,
-    /// A client may send HMSG; nats-server ignores its arguments and expects an empty payload.
-    Hmsg,
-    Sub,
-    Unsub,
-    Connect,
-    Info,
-    Err,
-}
-
-/// Verbs whose line is skipped up to `\n`, whatever it contains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BareVerb {
-    Ping,
-    Pong,
-    Ok,
-}
-
-enum VerbMatch {
-    NeedMore,
-    Unknown,
-    /// Verb, and bytes it occupies including its mandatory separator.
-    Arg(ArgVerb, usize),
-    Bare(BareVerb, usize),
 }
 
 /// A PUB/HPUB/HMSG whose control line is parsed; offsets are into the unconsumed buffer.
@@ -497,63 +419,6 @@ fn publish_from_frame(mut frame: Bytes, msg: &PendingMsg) -> Publish {
         reply,
         headers,
         payload: frame,
-    }
-}
-
-/// Recognises the verb at the front of `buf`, case-insensitively, as nats-server does: a
-/// wrong byte is an error as soon as it arrives.
-fn match_verb(buf: &[u8]) -> VerbMatch {
-    let first = buf[0];
-    let (word, verb): (&[u8], Result<ArgVerb, BareVerb>) = match first | 0x20 {
-        b'p' => match buf.get(1).map(|b| b | 0x20) {
-            None => return VerbMatch::NeedMore,
-            Some(b'u') => (b"pub", Ok(ArgVerb::Pub)),
-            Some(b'i') => (b"ping", Err(BareVerb::Ping)),
-            Some(b'o') => (b"pong", Err(BareVerb::Pong)),
-            Some(_) => return VerbMatch::Unknown,
-        },
-        b'h' => match buf.get(1).map(|b| b | 0x20) {
-            None => return VerbMatch::NeedMore,
-            Some(b'p') => (b"hpub", Ok(ArgVerb::Hpub)),
-            Some(b'm') => (b"hmsg", Ok(ArgVerb::Hmsg)),
-            Some(_) => return VerbMatch::Unknown,
-        },
-        b's' => (b"sub", Ok(ArgVerb::Sub)),
-        b'u' => (b"unsub", Ok(ArgVerb::Unsub)),
-        b'c' => (b"connect", Ok(ArgVerb::Connect)),
-        b'i' => (b"info", Ok(ArgVerb::Info)),
-        // Checked exactly by `eq_ignore_case` below (0x0b | 0x20 is also `+`).
-        b'+' => (b"+ok", Err(BareVerb::Ok)),
-        b'-' => (b"-err", Ok(ArgVerb::Err)),
-        _ => return VerbMatch::Unknown,
-    };
-    for (i, &w) in word.iter().enumerate() {
-        match buf.get(i) {
-            None => return VerbMatch::NeedMore,
-            Some(&b) if eq_ignore_case(b, w) => {}
-            Some(_) => return VerbMatch::Unknown,
-        }
-    }
-    let len = word.len();
-    match verb {
-        Err(bare) => VerbMatch::Bare(bare, len),
-        // No separator required: `CONNECT{}` is accepted.
-        Ok(arg_verb @ (ArgVerb::Connect | ArgVerb::Info)) => VerbMatch::Arg(arg_verb, len),
-        Ok(arg_verb) => match buf.get(len) {
-            None => VerbMatch::NeedMore,
-            Some(b' ' | b'\t') => VerbMatch::Arg(arg_verb, len + 1),
-            Some(_) => VerbMatch::Unknown,
-        },
-    }
-}
-
-/// `b` equals the lower-case verb byte `w`, ignoring ASCII case for letters only.
-#[inline]
-fn eq_ignore_case(b: u8, w: u8) -> bool {
-    if w.is_ascii_lowercase() {
-        b | 0x20 == w
-    } else {
-        b == w
     }
 }
 
