@@ -197,7 +197,8 @@ impl ClientParser {
                     scanned,
                     saw_cr,
                 } => {
-                    if buf.len() <= scanned {
+                    if buf.len() < scanned {
+                        // Only if the caller broke the contract (removed bytes); wait safely.
                         return Ok(None);
                     }
                     match memchr::memchr(b'\n', &buf[scanned..]) {

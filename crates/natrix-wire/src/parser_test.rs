@@ -547,3 +547,65 @@ pub(crate) fn parse_chunks(chunks: &[&[u8]]) -> Vec<ClientOp> {
     }
     ops
 }
+
+#[test]
+fn a_zero_control_line_limit_rejects_any_argument_byte() {
+    let limits = ParserLimits {
+        max_control_line: 0,
+        max_payload: 1024,
+    };
+    let (_, e, _) = parse_all_with(limits, b"SUB x");
+    assert_eq!(e, Some(ParseError::MaxControlLineExceeded));
+    let (ops, e, _) = parse_all_with(limits, b"PING\r\n");
+    assert_eq!((ops, e), (vec![ClientOp::Ping], None));
+}
+
+#[test]
+fn hpub_at_max_payload_is_accepted() {
+    let limits = ParserLimits {
+        max_control_line: 4096,
+        max_payload: 16,
+    };
+    let input = b"HPUB s 12 16\r\nNATS/1.0\r\n\r\nbody\r\n";
+    let (ops, e, rest) = parse_all_with(limits, input);
+    assert_eq!(
+        (ops, e, rest.len()),
+        (
+            vec![hpublish("s", None, "NATS/1.0\r\n\r\n", "body")],
+            None,
+            0
+        )
+    );
+    let (_, e, _) = parse_all_with(limits, b"HPUB s 12 17\r\n");
+    assert_eq!(e, Some(ParseError::MaxPayloadViolation));
+}
+
+#[test]
+fn parser_is_idle_only_between_operations() {
+    let mut parser = ClientParser::new(ParserLimits::default());
+    assert!(parser.is_idle());
+    let mut buf = BytesMut::from(&b"PUB a 1\r\n"[..]);
+    assert_eq!(parser.next_op(&mut buf), Ok(None));
+    assert!(!parser.is_idle());
+    buf.extend_from_slice(b"x\r\n");
+    assert!(matches!(
+        parser.next_op(&mut buf),
+        Ok(Some(ClientOp::Pub(_)))
+    ));
+    assert!(parser.is_idle());
+}
+
+#[test]
+fn a_large_payload_arriving_in_many_reads_parses_to_one_publish() {
+    let payload = vec![b'\n'; 100_000];
+    let mut stream = b"PUB big 100000\r\n".to_vec();
+    stream.extend_from_slice(&payload);
+    stream.extend_from_slice(b"\r\nPING\r\n");
+    let chunks: Vec<&[u8]> = stream.chunks(1000).collect();
+    let ops = parse_chunks(&chunks);
+    assert_eq!(ops.len(), 2);
+    let ClientOp::Pub(p) = &ops[0] else {
+        panic!("expected PUB")
+    };
+    assert_eq!(p.payload.len(), 100_000);
+}
