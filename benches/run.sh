@@ -180,7 +180,7 @@ fi
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "git: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown) (natrix-server is built from the working tree)"
     echo "cpu: $(lscpu | sed -n 's/^Model name: *//p' | head -n1), $(nproc) cores"
     echo "kernel: $(uname -r)"
     echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"

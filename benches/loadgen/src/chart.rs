@@ -83,7 +83,9 @@ fn render(
     let n_servers = summary.servers.len();
     let (caption, y_desc) = match baseline {
         Some(b) => (
-            format!("Received msgs/s, median of rounds, normalised to {b} (= 1.0)"),
+            format!(
+                "Received msgs/s, median of rounds, normalised to {b} (= 1.0); * = messages lost"
+            ),
             format!("throughput relative to {b}"),
         ),
         None => (
@@ -143,12 +145,17 @@ fn render(
             .color(&BLACK)
             .pos(Pos::new(HPos::Center, VPos::Bottom));
         chart.draw_series(bars.iter().map(|&(b, v)| {
+            let mark = if summary.lossy(b, s) { "*" } else { "" };
             let text = if baseline.is_some() {
                 format!("{v:.2}")
             } else {
                 short_count(v)
             };
-            Text::new(text, (left_of(b) + bar_width / 2.0, v), label_font.clone())
+            Text::new(
+                format!("{text}{mark}"),
+                (left_of(b) + bar_width / 2.0, v),
+                label_font.clone(),
+            )
         }))?;
     }
     let name_font = ("sans-serif", 16)

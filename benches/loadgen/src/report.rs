@@ -23,6 +23,8 @@ pub struct Metric {
     pub unit: &'static str,
     pub read: fn(&BenchResult) -> Option<f64>,
     pub higher_is_better: bool,
+    /// Mark cells where a round lost messages: the rate then counts less work and is suspect.
+    pub flag_loss: bool,
 }
 
 pub const RECEIVE_RATE: Metric = Metric {
@@ -30,6 +32,7 @@ pub const RECEIVE_RATE: Metric = Metric {
     unit: "msgs/s",
     read: |r| Some(r.receive_msgs_per_s),
     higher_is_better: true,
+    flag_loss: true,
 };
 
 const METRICS: [Metric; 5] = [
@@ -39,24 +42,28 @@ const METRICS: [Metric; 5] = [
         unit: "us",
         read: |r| r.p50_us,
         higher_is_better: false,
+        flag_loss: false,
     },
     Metric {
         title: "Request/reply latency p99",
         unit: "us",
         read: |r| r.p99_us,
         higher_is_better: false,
+        flag_loss: false,
     },
     Metric {
         title: "Request/reply latency p99.9",
         unit: "us",
         read: |r| r.p999_us,
         higher_is_better: false,
+        flag_loss: false,
     },
     Metric {
         title: "Server peak RSS, VmHWM",
         unit: "MiB",
         read: |r| r.peak_rss_kib.map(|k| k as f64 / 1024.0),
         higher_is_better: false,
+        flag_loss: false,
     },
 ];
 
@@ -104,6 +111,11 @@ impl Summary {
     /// The runs of one benchmark against one server.
     pub fn runs(&self, bench: usize, server: usize) -> &[BenchResult] {
         self.runs.get(&(bench, server)).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether any round of this benchmark against this server lost messages.
+    pub fn lossy(&self, bench: usize, server: usize) -> bool {
+        self.runs(bench, server).iter().any(|r| r.lost > 0)
     }
 
     /// Median of a metric over rounds, `None` when no run reported it.
@@ -161,7 +173,14 @@ impl Summary {
             out.push_str(&format!("|{}\n", " --- |".repeat(header.len())));
             for b in rows {
                 let mut cells = vec![self.benchmarks[b].clone()];
-                cells.extend(order.iter().map(|&s| fmt_value(self.median(b, s, metric))));
+                cells.extend(order.iter().map(|&s| {
+                    let mark = if metric.flag_loss && self.lossy(b, s) {
+                        " *"
+                    } else {
+                        ""
+                    };
+                    format!("{}{mark}", fmt_value(self.median(b, s, metric)))
+                }));
                 if let Some(si) = subject_idx {
                     let mine = self.median(b, si, metric);
                     cells.extend(
@@ -191,6 +210,7 @@ impl Summary {
             })
             .collect();
         out.push_str("\n### Lost messages\n\n");
+        out.push_str("Cells marked * above had at least one round that lost messages.\n\n");
         if lossy.is_empty() {
             out.push_str("None: every run delivered every expected message.\n");
         } else {
