@@ -8,12 +8,14 @@
 # docs/bench-chart.svg. See benches/README.md.
 set -euo pipefail
 
+INVOCATION="benches/run.sh $*"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=3
 SIZES="16 128 1024"
 SCENARIOS="pubsub fanout fanin queue reqrep"
 REQREP_MSGS=20000
 WAIT_IDLE=300
+WAIT_EACH=15
 INSTALL=1
 MICRO=0
 QUICK=0
@@ -29,6 +31,7 @@ usage: benches/run.sh [options]
   --servers "..."    subset of: $ONLY_SERVERS
   --quick            1 round, 16-byte payloads, 200k messages: a smoke test, not a result
   --wait-idle SECS   wait up to SECS for other compilers (rustc) to finish first (default $WAIT_IDLE)
+  --wait-each SECS   and up to SECS again before each benchmark's A B C triple (default $WAIT_EACH)
   --no-install       do not pip/apt install or cargo build; use what is there
   --chart PATH       where to write the SVG chart (default docs/bench-chart.svg)
   --micro            also run the Criterion micro-benchmarks (natrix-wire, natrix-subject)
@@ -43,6 +46,7 @@ while (($#)); do
     --servers) ONLY_SERVERS=$2; shift 2 ;;
     --quick) QUICK=1; ROUNDS=1; SIZES=16; shift ;;
     --wait-idle) WAIT_IDLE=$2; shift 2 ;;
+    --wait-each) WAIT_EACH=$2; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
     --chart) CHART=$2; shift 2 ;;
     --micro) MICRO=1; shift ;;
@@ -168,13 +172,16 @@ stop_server() { # sets PEAK_RSS to the server's VmHWM in KiB (or null), then kil
 }
 
 compilers_running() { pgrep -x rustc >/dev/null 2>&1 || pgrep -x cc1 >/dev/null 2>&1; }
+wait_for_idle() { # seconds: bounded wait for the compilers to go away
+    local deadline=$((SECONDS + $1))
+    while compilers_running && ((SECONDS < deadline)); do sleep 1; done
+}
 
 # ---------------------------------------------------------------------------------------------
 # Wait (bounded) for other engineers' builds to finish: they share our 2 cores.
 if ((WAIT_IDLE > 0)) && compilers_running; then
     log "compilers are running; waiting up to ${WAIT_IDLE}s for the machine to go idle"
-    deadline=$((SECONDS + WAIT_IDLE))
-    while compilers_running && ((SECONDS < deadline)); do sleep 5; done
+    wait_for_idle "$WAIT_IDLE"
     compilers_running && log "WARNING: still busy after ${WAIT_IDLE}s; measuring anyway (recorded per run)"
 fi
 
@@ -185,7 +192,8 @@ fi
     echo "kernel: $(uname -r)"
     echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     for i in "${!LABELS[@]}"; do echo "server ${LABELS[$i]}: ${BINS[$i]} ($("${BINS[$i]}" --version 2>&1 | head -n1))"; done
-    echo "command: benches/run.sh --rounds $ROUNDS --sizes \"$SIZES\" --scenarios \"$SCENARIOS\""
+    echo "command: $INVOCATION"
+    echo "settings: --rounds $ROUNDS --sizes \"$SIZES\" --scenarios \"$SCENARIOS\" --wait-idle $WAIT_IDLE --wait-each $WAIT_EACH"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 
@@ -210,6 +218,7 @@ for round in $(seq "$ROUNDS"); do
     for bench in "${BENCHMARKS[@]}"; do
         scenario=${bench%%:*} size=${bench##*:}
         msgs=$(msgs_for "$scenario" "$size")
+        wait_for_idle "$WAIT_EACH"
         for i in "${!LABELS[@]}"; do
             label=${LABELS[$i]} port=${PORTS[$i]}
             log "round $round/$ROUNDS  $scenario ${size}B  $label"
