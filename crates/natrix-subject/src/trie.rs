@@ -2,7 +2,7 @@
 //! which each node has literal children plus at most one `*` child and one `>` child, and holds
 //! the plain subscriptions and queue groups whose subject ends there.
 //!
-//! Matching walks literal, then `*`, then `>` children without allocating per token. A
+//! Matching visits the `>`, literal and `*` children of each node without allocating per token. A
 //! subscription is returned once per matching entry (no dedup: each entry is a distinct sid);
 //! members of one queue group name are merged across all matching nodes into one
 //! [`QueueGroup`], as nats-server does.
@@ -10,7 +10,8 @@
 //! Matching and removal recurse once per trie level; [`MAX_SUBJECT_TOKENS`] bounds the depth.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 
 use bytes::Bytes;
 
@@ -66,9 +67,11 @@ impl<T> Default for MatchResult<T> {
     }
 }
 
-/// FxHash (rustc's hasher) over token bytes: tokens are short and not attacker-chosen in a way
-/// that matters more than the per-publish cost of SipHash would.
-#[derive(Default, Clone, Copy)]
+/// FxHash (rustc's hasher) over token bytes, started from a random per-map seed. SipHash would
+/// cost more than the rest of a lookup on short tokens; the seed keeps clients from precomputing
+/// tokens that all land in one bucket of a busy node (not a cryptographic guarantee, but the
+/// damage is bounded by how many subscriptions a client may hold).
+#[derive(Clone, Copy)]
 struct TokenHasher {
     hash: u64,
 }
@@ -79,6 +82,28 @@ impl TokenHasher {
     #[inline]
     fn add(&mut self, word: u64) {
         self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+/// Builds [`TokenHasher`]s that all start from one random seed.
+#[derive(Clone, Copy)]
+struct TokenHashState {
+    seed: u64,
+}
+
+impl Default for TokenHashState {
+    fn default() -> Self {
+        Self {
+            seed: RandomState::new().hash_one(0u8),
+        }
+    }
+}
+
+impl BuildHasher for TokenHashState {
+    type Hasher = TokenHasher;
+
+    fn build_hasher(&self) -> TokenHasher {
+        TokenHasher { hash: self.seed }
     }
 }
 
@@ -133,7 +158,7 @@ const FEW_CHILDREN: usize = 8;
 #[derive(Debug)]
 enum LiteralChildren<T> {
     Few(Vec<(Box<[u8]>, Node<T>)>),
-    Many(HashMap<Box<[u8]>, Node<T>, BuildHasherDefault<TokenHasher>>),
+    Many(HashMap<Box<[u8]>, Node<T>, TokenHashState>),
 }
 
 impl<T> LiteralChildren<T> {
