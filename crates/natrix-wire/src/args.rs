@@ -9,32 +9,30 @@ pub(crate) fn split_args<const N: usize>(
     arg: &[u8],
     crlf_sep: bool,
 ) -> ([(usize, usize); N], usize) {
+    // Every separator is <= b' ', so the common byte of a token costs one comparison.
+    let is_sep =
+        |b: u8| b <= b' ' && (b == b' ' || b == b'\t' || (crlf_sep && (b == b'\r' || b == b'\n')));
     let mut tokens = [(0usize, 0usize); N];
     let mut count = 0;
-    let mut start: Option<usize> = None;
-    for (i, &b) in arg.iter().enumerate() {
-        let sep = b == b' ' || b == b'\t' || (crlf_sep && (b == b'\r' || b == b'\n'));
-        match (sep, start) {
-            (true, Some(s)) => {
-                if count == N {
-                    return (tokens, N + 1);
-                }
-                tokens[count] = (s, i);
-                count += 1;
-                start = None;
-            }
-            (false, None) => start = Some(i),
-            _ => {}
+    let mut i = 0;
+    let n = arg.len();
+    loop {
+        while i < n && is_sep(arg[i]) {
+            i += 1;
         }
-    }
-    if let Some(s) = start {
+        if i == n {
+            return (tokens, count);
+        }
+        let start = i;
+        while i < n && !is_sep(arg[i]) {
+            i += 1;
+        }
         if count == N {
             return (tokens, N + 1);
         }
-        tokens[count] = (s, arg.len());
+        tokens[count] = (start, i);
         count += 1;
     }
-    (tokens, count)
 }
 
 /// nats-server's `parseSize`: 1 to 9 ASCII digits, nothing else (no sign, no spaces).
