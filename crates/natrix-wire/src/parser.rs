@@ -88,8 +88,9 @@ struct PendingMsg {
 enum State {
     /// At the first byte of an operation.
     Start,
-    /// Verb consumed; separators ran past the end of the buffer (also consumed).
-    Separators(ArgVerb),
+    /// Separators after the verb ran past the end of the buffer; `buf[..from]` holds the verb
+    /// and separators seen so far (dropped, and `from` reset to 0, if they grow too long).
+    Separators { verb: ArgVerb, from: usize },
     /// Control line of `verb` in progress: the argument starts at `arg_start`, and
     /// `buf[..scanned]` holds no `\n` after it; `saw_cr` records a `\r` in the argument.
     Line {
@@ -105,6 +106,10 @@ enum State {
     /// A previous call failed; the connection is to be closed.
     Failed(ParseError),
 }
+
+/// Blanks between a verb and its argument kept in the buffer before they are dropped
+/// (nats-server accepts any number of them).
+const MAX_BUFFERED_SEPARATORS: usize = 4096;
 
 /// Incremental parser state; one per connection.
 #[derive(Debug)]
@@ -140,7 +145,9 @@ impl ClientParser {
     }
 
     /// Parses the next operation from the front of `buf`, consuming exactly its bytes.
-    /// `Ok(None)` means more bytes are needed (nothing consumed that would be lost).
+    /// `Ok(None)` means more bytes are needed (nothing consumed that would be lost): an
+    /// incomplete op stays at the front of `buf`, except the ignored tail of a PING/PONG/+OK
+    /// line and runs of more than 4096 blanks after a verb, which are dropped as they arrive.
     /// After an `Err` the connection is to be closed; later calls return the same error.
     ///
     /// Between calls the caller may only append to `buf`.
@@ -169,11 +176,11 @@ impl ClientParser {
                         VerbMatch::Arg(verb, len) => self.skip_separators(buf, verb, len),
                     }
                 }
-                State::Separators(verb) => {
-                    if buf.is_empty() {
+                State::Separators { verb, from } => {
+                    if buf.len() <= from {
                         return Ok(None);
                     }
-                    self.skip_separators(buf, verb, 0);
+                    self.skip_separators(buf, verb, from);
                 }
                 State::SkipLine(verb) => match memchr::memchr(b'\n', buf) {
                     Some(nl) => {
@@ -263,9 +270,15 @@ impl ClientParser {
                 };
             }
             None => {
-                // Keep memory bounded however many separators a client sends.
-                buf.clear();
-                self.state = State::Separators(verb);
+                // Keep the verb in the buffer (so a caller sees an op start at its front) unless
+                // a client sends an absurd run of blanks: then drop them to bound memory.
+                let from = if buf.len() > MAX_BUFFERED_SEPARATORS {
+                    buf.clear();
+                    0
+                } else {
+                    buf.len()
+                };
+                self.state = State::Separators { verb, from };
             }
         }
     }

@@ -471,7 +471,13 @@ fn ping_pong_ok_lines_and_separators_are_not_limited_and_not_buffered() {
     assert_eq!(parser.next_op(&mut buf), Ok(Some(ClientOp::Ping)));
     buf.extend_from_slice(&[b' '; 100]);
     assert_eq!(parser.next_op(&mut buf), Ok(None));
-    assert!(buf.is_empty(), "separators are dropped, not buffered");
+    assert_eq!(buf.len(), 103, "a short run of blanks stays, with its verb");
+    buf.extend_from_slice(&[b'\t'; 5000]);
+    assert_eq!(parser.next_op(&mut buf), Ok(None));
+    assert!(
+        buf.is_empty(),
+        "a long run of blanks is dropped, not buffered"
+    );
     buf.extend_from_slice(b"foo 1\r\nx\r\n");
     assert_eq!(
         parser.next_op(&mut buf),
@@ -608,4 +614,21 @@ fn a_large_payload_arriving_in_many_reads_parses_to_one_publish() {
         panic!("expected PUB")
     };
     assert_eq!(p.payload.len(), 100_000);
+}
+
+#[test]
+fn an_incomplete_op_stays_at_the_front_of_the_buffer() {
+    // The server checks the first byte of a pre-CONNECT op for 'C' (auth); it must still be there.
+    for partial in [
+        &b"CONN"[..],
+        b"CONNECT ",
+        b"CONNECT  \t",
+        b"CONNECT {\"a\":",
+        b"PUB a 5\r\nhe",
+    ] {
+        let mut parser = ClientParser::new(ParserLimits::default());
+        let mut buf = BytesMut::from(partial);
+        assert_eq!(parser.next_op(&mut buf), Ok(None));
+        assert_eq!(&buf[..], partial);
+    }
 }
