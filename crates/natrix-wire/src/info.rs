@@ -139,6 +139,30 @@ mod tests {
     }
 
     #[test]
+    fn server_info_with_auth_jetstream_and_cluster_matches_nats_server() {
+        let info = ServerInfo {
+            server_id: "NID".into(),
+            server_name: "NID".into(),
+            version: "2.9.10".into(),
+            proto: 1,
+            go: "go1.19.8".into(),
+            host: "0.0.0.0".into(),
+            port: 14223,
+            headers: true,
+            auth_required: true,
+            max_payload: 1_048_576,
+            jetstream: true,
+            client_id: 4,
+            client_ip: "127.0.0.1".into(),
+            cluster: Some("c1".into()),
+            ..ServerInfo::default()
+        };
+        // nats-server 2.9.10 -js --user a --pass b --cluster_name c1 (ids shortened).
+        let expected = r#"{"server_id":"NID","server_name":"NID","version":"2.9.10","proto":1,"go":"go1.19.8","host":"0.0.0.0","port":14223,"headers":true,"auth_required":true,"max_payload":1048576,"jetstream":true,"client_id":4,"client_ip":"127.0.0.1","cluster":"c1"}"#;
+        assert_eq!(serde_json::to_string(&info).unwrap(), expected);
+    }
+
+    #[test]
     fn server_info_optional_fields_appear_when_set() {
         let info = ServerInfo {
             auth_required: true,
