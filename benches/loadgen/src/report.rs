@@ -35,7 +35,7 @@ pub const RECEIVE_RATE: Metric = Metric {
     flag_loss: true,
 };
 
-const METRICS: [Metric; 5] = [
+const METRICS: [Metric; 6] = [
     RECEIVE_RATE,
     Metric {
         title: "Request/reply latency p50",
@@ -57,6 +57,16 @@ const METRICS: [Metric; 5] = [
         read: |r| r.p999_us,
         higher_is_better: false,
         flag_loss: false,
+    },
+    Metric {
+        title: "Server CPU time per million deliveries",
+        unit: "CPU s",
+        read: |r| match (r.server_cpu_s, r.received) {
+            (Some(cpu), n) if n > 0 => Some(cpu / n as f64 * 1e6),
+            _ => None,
+        },
+        higher_is_better: false,
+        flag_loss: true,
     },
     Metric {
         title: "Server peak RSS, VmHWM",
@@ -219,6 +229,13 @@ impl Summary {
             }
         }
         let all: Vec<&BenchResult> = self.runs.values().flatten().collect();
+        let other: Vec<f64> = all.iter().filter_map(|r| r.other_cpu_pct).collect();
+        let worst = other.iter().copied().fold(0.0_f64, f64::max);
+        if let Some(mid) = median(other) {
+            out.push_str(&format!(
+                "\nOther processes used a median {mid:.0}% (at most {worst:.0}%) of the machine's CPU during runs.\n"
+            ));
+        }
         let busy = all.iter().filter(|r| r.machine_busy == Some(true)).count();
         if busy > 0 {
             out.push_str(&format!(
@@ -317,6 +334,9 @@ mod tests {
             p999_us: None,
             max_us: None,
             peak_rss_kib: Some(rss),
+            client_cpu_s: None,
+            server_cpu_s: None,
+            other_cpu_pct: None,
             machine_busy: None,
         }
     }

@@ -161,6 +161,9 @@ pub async fn run(plan: &Plan) -> Result<BenchResult> {
         p999_us: us(0.999),
         max_us: (!latency_ns.is_empty()).then(|| latency_ns.max() as f64 / 1000.0),
         peak_rss_kib: None,
+        client_cpu_s: crate::result::own_cpu_seconds(),
+        server_cpu_s: None,
+        other_cpu_pct: None,
         machine_busy: None,
     })
 }

@@ -48,9 +48,41 @@ pub struct BenchResult {
     /// The server's peak resident set (VmHWM), added by `run.sh` after the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_kib: Option<u64>,
+    /// CPU seconds (user + system) this load generator used, connecting included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cpu_s: Option<f64>,
+    /// CPU seconds the server process used over its life (added by `run.sh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cpu_s: Option<f64>,
+    /// Share of the machine's CPU used by neither the server nor this client during the run,
+    /// in percent (added by `run.sh`): other engineers' builds and tests on a shared machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_cpu_pct: Option<f64>,
     /// Whether `run.sh` saw a compiler running during this measurement (the machine is shared).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine_busy: Option<bool>,
+}
+
+/// Linux reports process times in USER_HZ ticks, which is 100 on every mainstream
+/// architecture (`getconf CLK_TCK`).
+const USER_HZ: f64 = 100.0;
+
+/// CPU seconds (user + system) used so far by this process, from `/proc/self/stat`;
+/// `None` where that file is missing or unreadable.
+pub fn own_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_cpu_ticks(&stat).map(|ticks| ticks as f64 / USER_HZ)
+}
+
+/// utime + stime from a `/proc/<pid>/stat` line. The command name (field 2) may contain
+/// spaces and parentheses, so fields are counted from the last `)`: field 3 is index 0 there,
+/// utime (field 14) index 11, stime (field 15) index 12.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// Rates and sizes computed from raw counts, so every scenario derives them the same way.
@@ -110,6 +142,13 @@ mod tests {
         let r = Rates::new(10, 0.0, 10, 100, 0.0);
         assert_eq!(r.publish_msgs_per_s, 0.0);
         assert_eq!(r.receive_msgs_per_s, 0.0);
+    }
+
+    #[test]
+    fn cpu_ticks_are_read_after_a_command_name_with_spaces() {
+        let line = "42 (natrix (bench)) S 1 42 42 0 -1 4194304 100 0 0 0 250 30 0 0 20 0 3 0";
+        assert_eq!(parse_cpu_ticks(line), Some(280));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
     }
 
     #[test]

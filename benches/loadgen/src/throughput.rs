@@ -215,6 +215,9 @@ pub async fn run(plan: &Plan) -> Result<BenchResult> {
         p999_us: None,
         max_us: None,
         peak_rss_kib: None,
+        client_cpu_s: crate::result::own_cpu_seconds(),
+        server_cpu_s: None,
+        other_cpu_pct: None,
         machine_busy: None,
     })
 }
