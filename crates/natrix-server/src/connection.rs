@@ -245,7 +245,17 @@ impl Connection {
                 }
             }
             ClientOp::Connect(json) => return self.on_connect(&json),
-            ClientOp::Info(_) | ClientOp::Ok => {}
+            ClientOp::Ok => {}
+            ClientOp::Info(json) => {
+                // Ignored, but like nats-server a client INFO must at least be a JSON object.
+                if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json)
+                    .is_err()
+                {
+                    tracing::debug!(cid = self.client.id, "invalid INFO json from client");
+                    self.client.close(CloseReason::ProtocolViolation);
+                    return false;
+                }
+            }
             ClientOp::Err(text) => {
                 // nats-server closes a client that sends -ERR, without a reply.
                 tracing::debug!(cid = self.client.id, text = %String::from_utf8_lossy(&text), "client sent -ERR");

@@ -319,3 +319,12 @@ async fn errors_on_one_connection_leave_others_untouched() -> anyhow::Result<()>
     assert_eq!(good.expect_msg().await?.1, b"ok");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_client_info_that_is_not_a_json_object_closes_silently() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut raw = connected(&server, r#"{"verbose":false}"#).await?;
+    raw.send("INFO {}\r\nPING\r\n").await?;
+    raw.expect_line("PONG").await?;
+    closes_with(&mut raw, "INFO bad\r\n", "").await
+}
