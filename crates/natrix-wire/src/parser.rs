@@ -146,8 +146,9 @@ impl ClientParser {
 
     /// Parses the next operation from the front of `buf`, consuming exactly its bytes.
     /// `Ok(None)` means more bytes are needed (nothing consumed that would be lost): an
-    /// incomplete op stays at the front of `buf`, except the ignored tail of a PING/PONG/+OK
-    /// line and runs of more than 4096 blanks after a verb, which are dropped as they arrive.
+    /// incomplete op stays at the front of `buf`, except a PING/PONG/+OK line (its verb and
+    /// ignored tail are consumed as they arrive) and runs of more than 4096 blanks after a
+    /// verb, which are dropped.
     /// After an `Err` the connection is to be closed; later calls return the same error.
     ///
     /// Between calls the caller may only append to `buf`.
