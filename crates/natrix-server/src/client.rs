@@ -62,13 +62,6 @@ impl CloseReason {
                 | CloseReason::SlowConsumerWriteDeadline
         )
     }
-
-    pub fn is_slow_consumer(self) -> bool {
-        matches!(
-            self,
-            CloseReason::SlowConsumerPendingBytes | CloseReason::SlowConsumerWriteDeadline
-        )
-    }
 }
 
 /// Bytes queued for the socket.
@@ -106,6 +99,12 @@ pub(crate) struct Client {
     pub started: SystemTime,
     pub started_instant: Instant,
     pub max_pending: u64,
+    /// Queued bytes above which publishers to this client are stalled (see `Enqueued::Stalled`).
+    pub stall_at: u64,
+    /// Set when a publisher was told to stall; the writer then signals `drained`.
+    pub stall_requested: AtomicBool,
+    /// Signalled when the queue drains below half of `stall_at`, or the client closes.
+    pub drained: Notify,
     pub flags: ClientFlags,
     pub out: Mutex<Outbound>,
     /// Wakes the writer task.
@@ -134,7 +133,14 @@ pub(crate) enum Enqueued {
     Dropped,
     /// This message pushed the client over `max_pending`: it was cut off as a slow consumer.
     SlowConsumer,
+    /// Queued, but the client's queue is over its stall threshold: the publisher should pause
+    /// (briefly, bounded) until it drains, as nats-server stalls fast producers.
+    Stalled,
 }
+
+/// Upper bound of a client's stall threshold: small enough to keep memory per receiver low,
+/// large enough that one write per wake-up moves a lot.
+const STALL_AT_MAX: u64 = 2 * 1024 * 1024;
 
 impl Client {
     pub fn new(id: u64, addr: SocketAddr, max_pending: u64) -> Self {
@@ -144,6 +150,9 @@ impl Client {
             started: SystemTime::now(),
             started_instant: Instant::now(),
             max_pending,
+            stall_at: (max_pending / 2).min(STALL_AT_MAX),
+            stall_requested: AtomicBool::new(false),
+            drained: Notify::new(),
             flags: ClientFlags {
                 headers: AtomicBool::new(false),
                 echo: AtomicBool::new(true),
@@ -208,7 +217,28 @@ impl Client {
             self.mark_closed(&mut out, CloseReason::SlowConsumerPendingBytes);
             return Enqueued::SlowConsumer;
         }
+        if out.pending > self.stall_at {
+            self.stall_requested.store(true, Ordering::Release);
+            return Enqueued::Stalled;
+        }
         Enqueued::Queued
+    }
+
+    /// True while the queue is above the level at which stalled publishers may resume.
+    pub fn is_backed_up(&self) -> bool {
+        !self.is_closed() && self.out.lock().pending > self.stall_at / 2
+    }
+
+    /// Called by the writer after each write: releases stalled publishers once drained.
+    pub fn after_write(&self, written: u64) {
+        let pending = {
+            let mut out = self.out.lock();
+            out.pending -= written;
+            out.pending
+        };
+        if pending <= self.stall_at / 2 && self.stall_requested.swap(false, Ordering::AcqRel) {
+            self.drained.notify_waiters();
+        }
     }
 
     /// Queues raw protocol bytes (INFO, PONG, +OK, PING) and wakes the writer.
@@ -253,6 +283,7 @@ impl Client {
             out.buf.clear();
         }
         self.closed.store(true, Ordering::Release);
+        self.drained.notify_waiters();
         self.writer_wake.notify_one();
         self.closed_wake.notify_one();
     }

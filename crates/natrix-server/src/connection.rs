@@ -25,6 +25,10 @@ const TRACE: &str = "natrix_server::trace";
 /// First read buffer size; it doubles while reads fill it, up to `READ_BUF_MAX`.
 const READ_BUF_MIN: usize = 16 * 1024;
 const READ_BUF_MAX: usize = 512 * 1024;
+/// Longest a publisher waits for one stalled receiver (nats-server: 5 ms).
+const STALL_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(5);
+/// Longest a publisher is stalled after one read batch (nats-server: 10 ms).
+const STALL_TOTAL_MAX: std::time::Duration = std::time::Duration::from_millis(10);
 
 pub(crate) struct Connection {
     state: Arc<ServerState>,
@@ -49,6 +53,8 @@ pub(crate) struct Connection {
     batch_subs: u32,
     /// Receivers whose writers must be woken at the end of this read batch.
     touched: Vec<Arc<Client>>,
+    /// Receivers over their stall threshold after this read batch.
+    stalled: Vec<Arc<Client>>,
     batch: BatchStats,
 }
 
@@ -89,6 +95,7 @@ impl Connection {
             last_activity: tokio::time::Instant::now(),
             batch_subs: 0,
             touched: Vec::with_capacity(16),
+            stalled: Vec::new(),
             batch: BatchStats::default(),
         }
     }
@@ -126,6 +133,9 @@ impl Connection {
                         }
                         self.client.touch();
                         self.process(&mut buf);
+                        if !self.stalled.is_empty() {
+                            self.wait_for_stalled_receivers().await;
+                        }
                     }
                     Err(err) => {
                         tracing::debug!(cid = self.client.id, %err, "read error");
@@ -466,7 +476,12 @@ impl Connection {
             remove_subscription(&self.state, sub);
         }
         match result {
-            Enqueued::Queued => {
+            Enqueued::Queued | Enqueued::Stalled => {
+                if result == Enqueued::Stalled
+                    && !self.stalled.iter().any(|c| Arc::ptr_eq(c, receiver))
+                {
+                    self.stalled.push(receiver.clone());
+                }
                 self.batch.out_msgs += 1;
                 self.batch.out_bytes +=
                     (p.payload.len() + p.headers.as_ref().map_or(0, |h| h.len())) as u64;
@@ -489,6 +504,24 @@ impl Connection {
         }
     }
 
+    /// Fast-producer backpressure, as nats-server's stall: when receivers' queues are over
+    /// their stall threshold, stop reading this publisher until they drain, bounded per wait and
+    /// per batch, so a fast publisher slows to its receivers' pace instead of them being cut
+    /// off as slow consumers. A receiver that stays stuck still reaches `max_pending`.
+    async fn wait_for_stalled_receivers(&mut self) {
+        let deadline = tokio::time::Instant::now() + STALL_TOTAL_MAX;
+        for receiver in std::mem::take(&mut self.stalled) {
+            let drained = receiver.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if !receiver.is_backed_up() {
+                continue;
+            }
+            let wait_until = deadline.min(tokio::time::Instant::now() + STALL_WAIT_MAX);
+            let _ = tokio::time::timeout_at(wait_until, drained).await;
+        }
+    }
+
     fn wake_later(&mut self, receiver: &Arc<Client>) {
         if !receiver.wake_pending.swap(true, Ordering::SeqCst) {
             self.touched.push(receiver.clone());
@@ -508,7 +541,7 @@ impl Connection {
             if self
                 .client
                 .enqueue_msg(reply, &sub.sid, None, Some(NO_RESPONDERS_HEADER), b"")
-                == Enqueued::Queued
+                != Enqueued::Dropped
             {
                 let me = self.client.clone();
                 self.wake_later(&me);

@@ -13,7 +13,7 @@ use crate::client::{Client, CloseReason};
 use crate::state::ServerState;
 
 /// Capacity above which an idle spare buffer is released instead of kept.
-const SPARE_KEEP_MAX: usize = 1024 * 1024;
+const SPARE_KEEP_MAX: usize = 4 * 1024 * 1024;
 
 pub(crate) async fn run_writer(
     state: Arc<ServerState>,
@@ -53,7 +53,7 @@ pub(crate) async fn run_writer(
                         break;
                     }
                 }
-                client.out.lock().pending -= len;
+                client.after_write(len);
                 spare.clear();
                 if spare.capacity() > SPARE_KEEP_MAX {
                     spare = BytesMut::with_capacity(4096);
