@@ -120,6 +120,11 @@ add_server() {
     fi
     LABELS+=("$label") BINS+=("$bin") PORTS+=("$port")
 }
+OUT="$ROOT/bench-results/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$OUT/logs" "$OUT/bin"
+# Snapshot natrix-server and the bench tool: others may rebuild target/release mid-run.
+if [[ -x $NATRIX ]]; then cp "$NATRIX" "$OUT/bin/natrix-server" && NATRIX="$OUT/bin/natrix-server"; fi
+cp "$BENCH" "$OUT/bin/natrix-bench" && BENCH="$OUT/bin/natrix-bench"
 add_server natrix natrix "$NATRIX" 17222
 add_server nats-pypi "nats-$(version_of "$NATS_PYPI")" "$NATS_PYPI" 17223
 add_server nats-debian "nats-$(version_of "$NATS_DEBIAN")" "$NATS_DEBIAN" 17224
@@ -127,8 +132,6 @@ add_server nats-debian "nats-$(version_of "$NATS_DEBIAN")" "$NATS_DEBIAN" 17224
 BASELINE=""
 for l in "${LABELS[@]}"; do [[ $l != natrix && -z $BASELINE ]] && BASELINE=$l; done
 
-OUT="$ROOT/bench-results/$(date -u +%Y%m%dT%H%M%SZ)"
-mkdir -p "$OUT/logs"
 RESULTS="$OUT/results.jsonl"
 : >"$RESULTS"
 
