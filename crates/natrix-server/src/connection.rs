@@ -162,7 +162,7 @@ impl Connection {
             if !self.connected
                 && self.state.config.auth.required()
                 && self.parser.is_idle()
-                && buf.first().is_some_and(|b| b.to_ascii_uppercase() != b'C')
+                && buf.first().is_some_and(|b| !b.eq_ignore_ascii_case(&b'C'))
             {
                 self.client.send_err_and_close(
                     "Authorization Violation",

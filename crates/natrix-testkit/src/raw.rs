@@ -159,6 +159,13 @@ impl RawClient {
         }
     }
 
+    /// Closes the sending side (the server reads EOF) and waits up to `timeout` for the server
+    /// to close its side, so that the server has forgotten this client when it returns.
+    pub async fn close_and_wait(mut self, timeout: Duration) -> anyhow::Result<()> {
+        self.stream.shutdown().await.context("shutdown")?;
+        self.expect_closed(timeout).await.map(drop)
+    }
+
     /// Reads `-ERR '<text>'` as the next line.
     pub async fn expect_err(&mut self, text: &str) -> anyhow::Result<()> {
         self.expect_line(&format!("-ERR '{text}'")).await

@@ -44,6 +44,7 @@ pub fn nats_server_bin() -> anyhow::Result<PathBuf> {
 /// A nats-server child process on `127.0.0.1:<port>`, killed when dropped.
 pub struct ReferenceServer {
     child: Child,
+    bin: PathBuf,
     port: u16,
     config_file: Option<PathBuf>,
 }
@@ -81,6 +82,7 @@ impl ReferenceServer {
             .with_context(|| format!("spawn {}", bin.display()))?;
         let mut server = Self {
             child,
+            bin: bin.clone(),
             port,
             config_file,
         };
@@ -97,6 +99,16 @@ impl ReferenceServer {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         bail!("{} did not listen on port {port} within 5 s", bin.display())
+    }
+
+    /// The binary and its `--version` output, for failure messages.
+    pub fn describe(&self) -> String {
+        let version = Command::new(&self.bin)
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|err| format!("--version failed: {err}"));
+        format!("{} ({version})", self.bin.display())
     }
 
     pub fn addr(&self) -> SocketAddr {
