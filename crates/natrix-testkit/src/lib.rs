@@ -15,7 +15,11 @@ use natrix_server::{Server, ServerConfig};
 
 /// A node configuration for tests: loopback, a free client port, monitoring off.
 pub fn test_config() -> ServerConfig {
-    ServerConfig { host: "127.0.0.1".to_string(), port: 0, ..ServerConfig::default() }
+    ServerConfig {
+        host: "127.0.0.1".to_string(),
+        port: 0,
+        ..ServerConfig::default()
+    }
 }
 
 /// A running in-process node.
@@ -31,7 +35,11 @@ impl TestServer {
 
     /// Starts a node with monitoring on a free port.
     pub async fn start_with_monitoring() -> anyhow::Result<Self> {
-        Self::start_with(ServerConfig { http_port: Some(0), ..test_config() }).await
+        Self::start_with(ServerConfig {
+            http_port: Some(0),
+            ..test_config()
+        })
+        .await
     }
 
     pub async fn start_with(config: ServerConfig) -> anyhow::Result<Self> {
