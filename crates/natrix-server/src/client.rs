@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use natrix_wire::{write_err, write_hmsg, write_msg};
@@ -103,7 +103,7 @@ pub(crate) struct Client {
     pub stall_at: u64,
     /// Set when a publisher was told to stall; the writer then signals `drained`.
     pub stall_requested: AtomicBool,
-    /// Signalled when the queue drains below half of `stall_at`, or the client closes.
+    /// Signalled when a write brings the queue back to `stall_at` or below, or on close.
     pub drained: Notify,
     pub flags: ClientFlags,
     pub out: Mutex<Outbound>,
@@ -134,13 +134,19 @@ pub(crate) enum Enqueued {
     /// This message pushed the client over `max_pending`: it was cut off as a slow consumer.
     SlowConsumer,
     /// Queued, but the client's queue is over its stall threshold: the publisher should pause
-    /// (briefly, bounded) until it drains, as nats-server stalls fast producers.
+    /// (bounded by [`Client::stall_timeout`]) until it drains, as nats-server stalls fast
+    /// producers.
     Stalled,
 }
 
-/// Upper bound of a client's stall threshold: small enough to keep memory per receiver low,
-/// large enough that one write per wake-up moves a lot.
+/// Upper bound of a client's stall threshold (nats-server stalls at half of max_pending; natrix
+/// earlier): small enough to keep memory per receiver low, large enough that one write per
+/// wake-up moves a lot.
 const STALL_AT_MAX: u64 = 2 * 1024 * 1024;
+/// Shortest and longest a publisher waits for a stalled receiver per read batch (nats-server's
+/// per-message stall spans the same range).
+const STALL_MIN: Duration = Duration::from_millis(100);
+const STALL_MAX: Duration = Duration::from_secs(1);
 
 impl Client {
     pub fn new(id: u64, addr: SocketAddr, max_pending: u64) -> Self {
@@ -224,9 +230,23 @@ impl Client {
         Enqueued::Queued
     }
 
-    /// True while the queue is above the level at which stalled publishers may resume.
-    pub fn is_backed_up(&self) -> bool {
-        !self.is_closed() && self.out.lock().pending > self.stall_at / 2
+    /// How long a stalled publisher may wait for this client now, or `None` if it need not
+    /// wait (drained or closed). Like nats-server, the wait grows from `STALL_MIN` to
+    /// `STALL_MAX` as the queue approaches `max_pending`: a consumer that is merely behind
+    /// paces its publishers, one that is stuck still reaches `max_pending` or the write
+    /// deadline and is cut off.
+    pub fn stall_timeout(&self) -> Option<Duration> {
+        if self.is_closed() {
+            return None;
+        }
+        let pending = self.out.lock().pending;
+        if pending <= self.stall_at {
+            return None;
+        }
+        let span = self.max_pending.saturating_sub(self.stall_at).max(1);
+        let over = (pending - self.stall_at).min(span);
+        let extra = (STALL_MAX - STALL_MIN).as_micros() as u64 * over / span;
+        Some(STALL_MIN + Duration::from_micros(extra))
     }
 
     /// Called by the writer after each write: releases stalled publishers once drained.
@@ -236,7 +256,7 @@ impl Client {
             out.pending -= written;
             out.pending
         };
-        if pending <= self.stall_at / 2 && self.stall_requested.swap(false, Ordering::AcqRel) {
+        if pending <= self.stall_at && self.stall_requested.swap(false, Ordering::AcqRel) {
             self.drained.notify_waiters();
         }
     }

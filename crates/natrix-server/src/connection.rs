@@ -25,10 +25,6 @@ const TRACE: &str = "natrix_server::trace";
 /// First read buffer size; it doubles while reads fill it, up to `READ_BUF_MAX`.
 const READ_BUF_MIN: usize = 16 * 1024;
 const READ_BUF_MAX: usize = 512 * 1024;
-/// Longest a publisher waits for one stalled receiver (nats-server: 5 ms).
-const STALL_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(5);
-/// Longest a publisher is stalled after one read batch (nats-server: 10 ms).
-const STALL_TOTAL_MAX: std::time::Duration = std::time::Duration::from_millis(10);
 
 pub(crate) struct Connection {
     state: Arc<ServerState>,
@@ -505,20 +501,24 @@ impl Connection {
     }
 
     /// Fast-producer backpressure, as nats-server's stall: when receivers' queues are over
-    /// their stall threshold, stop reading this publisher until they drain, bounded per wait and
-    /// per batch, so a fast publisher slows to its receivers' pace instead of them being cut
-    /// off as slow consumers. A receiver that stays stuck still reaches `max_pending`.
+    /// their stall threshold, stop reading this publisher until they drain (each wait bounded,
+    /// see `Client::stall_timeout`), so a fast publisher slows to its receivers' pace instead of
+    /// them being cut off as slow consumers.
     async fn wait_for_stalled_receivers(&mut self) {
-        let deadline = tokio::time::Instant::now() + STALL_TOTAL_MAX;
         for receiver in std::mem::take(&mut self.stalled) {
             let drained = receiver.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
-            if !receiver.is_backed_up() {
+            let Some(timeout) = receiver.stall_timeout() else {
                 continue;
+            };
+            if tokio::time::timeout(timeout, drained).await.is_err() {
+                tracing::debug!(
+                    cid = self.client.id,
+                    receiver = receiver.id,
+                    "timed out of fast producer stall ({timeout:?})"
+                );
             }
-            let wait_until = deadline.min(tokio::time::Instant::now() + STALL_WAIT_MAX);
-            let _ = tokio::time::timeout_at(wait_until, drained).await;
         }
     }
 

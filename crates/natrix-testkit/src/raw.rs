@@ -58,6 +58,15 @@ impl RawClient {
     }
 
     /// The INFO JSON as a value.
+    /// The socket itself, for tests that read at their own pace. Fails if the server already
+    /// sent bytes that were not consumed.
+    pub fn into_stream(self) -> anyhow::Result<TcpStream> {
+        if !self.buf.is_empty() {
+            bail!("unread bytes: {:?}", String::from_utf8_lossy(&self.buf));
+        }
+        Ok(self.stream)
+    }
+
     pub fn info_json(&self) -> anyhow::Result<serde_json::Value> {
         Ok(serde_json::from_str(&self.info["INFO ".len()..])?)
     }
