@@ -276,7 +276,8 @@ fn fmt_value(v: Option<f64>) -> String {
         None => "-".to_owned(),
         Some(v) if v >= 10_000.0 => group_thousands(v.round() as u64),
         Some(v) if v >= 100.0 => format!("{v:.0}"),
-        Some(v) => format!("{v:.1}"),
+        Some(v) if v >= 10.0 => format!("{v:.1}"),
+        Some(v) => format!("{v:.2}"),
     }
 }
 
@@ -366,7 +367,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("| pubsub 16B | 1.0 | 2.0 | 0.50x |"),
+            text.contains("| pubsub 16B | 1.00 | 2.00 | 0.50x |"),
             "{text}"
         );
         assert!(text.contains("None: every run delivered"), "{text}");
