@@ -248,8 +248,19 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    // One line with the cause chain; a backtrace (RUST_BACKTRACE) says nothing about a refused
+    // connection.
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("natrix-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let (scenario, args) = match cli.command {
         Command::Report(r) => return report::print_report(&r.input, &r.subject),
         Command::Chart(c) => return chart::draw(&c.input, &c.output, c.baseline.as_deref()),
