@@ -1,0 +1,134 @@
+"""Starts natrix or the reference nats-server for each test, so every test runs against both.
+
+The binaries come from NATRIX_BIN (default target/debug/natrix-server) and NATS_SERVER_BIN
+(default target/test-deps/usr/sbin/nats-server). A missing binary fails the test: a suite that
+silently skips the reference proves nothing.
+"""
+
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+SERVERS = {
+    "natrix": ("NATRIX_BIN", ROOT / "target/debug/natrix-server"),
+    "nats-server": ("NATS_SERVER_BIN", ROOT / "target/test-deps/usr/sbin/nats-server"),
+}
+PORT_RANGE = (20000, 20999)
+_used_ports: set = set()
+
+
+def free_port() -> int:
+    """A port in the range this project's tests use that nothing listens on right now."""
+    for _ in range(200):
+        port = random.randint(*PORT_RANGE)
+        if port in _used_ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _used_ports.add(port)
+        return port
+    raise RuntimeError("no free port in 20000-20999")
+
+
+def server_binary(kind: str) -> str:
+    var, default = SERVERS[kind]
+    path = os.environ.get(var) or str(default)
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{kind} binary not found at {path} (set {var})")
+    return path
+
+
+class Server:
+    """One server process on 127.0.0.1; restartable on the same ports."""
+
+    def __init__(self, kind: str, args: list, monitor: bool = False):
+        self.kind = kind
+        self.binary = server_binary(kind)
+        self.args = list(args)
+        self.port = free_port()
+        self.monitor_port = free_port() if monitor else None
+        self.proc = None
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{kind}-", suffix=".log", delete=False)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> "Server":
+        cmd = [self.binary, "-a", "127.0.0.1", "-p", str(self.port)]
+        if self.monitor_port:
+            cmd += ["-m", str(self.monitor_port)]
+        cmd += self.args
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}: {self.output()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    if s.recv(5) == b"INFO ":
+                        return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"{self.kind} did not accept connections on {self.port}: {self.output()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def output(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace")[-2000:]
+
+
+@pytest.fixture(params=list(SERVERS))
+def kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def start_server(kind):
+    """Starts a server of this test's kind with extra arguments; stopped after the test."""
+    started = []
+
+    def start(*args, monitor: bool = False) -> Server:
+        server = Server(kind, list(args), monitor=monitor).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+        os.unlink(server.log.name)
+
+
+@pytest.fixture
+def server(start_server) -> Server:
+    return start_server()
+
+
+def run(coro, timeout: float = 15):
+    """Runs one test coroutine on a fresh event loop, bounded in time."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
