@@ -44,6 +44,7 @@ pub struct Server {
     client_addr: SocketAddr,
     monitor_addr: Option<SocketAddr>,
     shutdown_tx: watch::Sender<bool>,
+    lame_duck_tx: watch::Sender<bool>,
     stopped_rx: watch::Receiver<bool>,
 }
 
@@ -93,6 +94,7 @@ impl Server {
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (stopped_tx, stopped_rx) = watch::channel(false);
+        let (lame_duck_tx, lame_duck_rx) = watch::channel(false);
 
         let monitor_addr = match state.config.http_port {
             Some(port) => {
@@ -119,6 +121,7 @@ impl Server {
             listener,
             state.clone(),
             shutdown_rx,
+            lame_duck_rx,
             stopped_tx,
         ));
         Ok(Server {
@@ -126,6 +129,7 @@ impl Server {
             client_addr,
             monitor_addr,
             shutdown_tx,
+            lame_duck_tx,
             stopped_rx,
         })
     }
@@ -156,6 +160,15 @@ impl Server {
         self.stopped().await;
     }
 
+    /// Lame duck mode (nats-server's SIGUSR2 / `--signal ldm`): stop accepting clients, tell
+    /// connected clients with an INFO carrying `"ldm":true` so they move elsewhere, wait
+    /// `lame_duck_grace_period`, then close the remaining clients spread over the rest of
+    /// `lame_duck_duration`, and stop. Returns at once; [`Server::stopped`] resolves at the end.
+    /// A [`Server::shutdown`] meanwhile cuts the waits short.
+    pub fn enter_lame_duck(&self) {
+        let _ = self.lame_duck_tx.send(true);
+    }
+
     /// Resolves once the server has fully stopped.
     pub async fn stopped(&self) {
         let mut rx = self.stopped_rx.clone();
@@ -176,12 +189,18 @@ async fn accept_loop(
     listener: TcpListener,
     state: Arc<ServerState>,
     mut shutdown: watch::Receiver<bool>,
+    mut lame_duck: watch::Receiver<bool>,
     stopped: watch::Sender<bool>,
 ) {
     let mut connections = JoinSet::new();
+    let mut entering_lame_duck = false;
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
+            _ = lame_duck.changed() => {
+                entering_lame_duck = true;
+                break;
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
                     connections.spawn(serve_client(state.clone(), stream, addr));
@@ -196,6 +215,9 @@ async fn accept_loop(
         }
     }
     drop(listener);
+    if entering_lame_duck {
+        run_lame_duck(&state, &mut connections, &mut shutdown).await;
+    }
     tracing::info!("Initiating Shutdown...");
     let clients: Vec<Arc<Client>> = state.clients.read().values().cloned().collect();
     for client in clients {
@@ -210,6 +232,61 @@ async fn accept_loop(
     }
     tracing::info!("Server Exiting..");
     let _ = stopped.send(true);
+}
+
+/// The lame-duck sequence after the listener closed; returns early on shutdown.
+async fn run_lame_duck(
+    state: &ServerState,
+    connections: &mut JoinSet<()>,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let config = &state.config;
+    tracing::info!(
+        "Entering lame duck mode, stop accepting new clients (grace period {:?}, duration {:?})",
+        config.lame_duck_grace_period,
+        config.lame_duck_duration
+    );
+    let mut info = state.info.clone();
+    info.ldm = true;
+    let mut buf = BytesMut::with_capacity(512);
+    write_info(&mut buf, &info);
+    let clients: Vec<Arc<Client>> = state.clients.read().values().cloned().collect();
+    for client in &clients {
+        client.send_proto(&buf);
+    }
+    if !wait_unless_shutdown(config.lame_duck_grace_period, connections, shutdown).await {
+        return;
+    }
+    let clients: Vec<Arc<Client>> = state.clients.read().values().cloned().collect();
+    if clients.is_empty() {
+        return;
+    }
+    let spread = config
+        .lame_duck_duration
+        .saturating_sub(config.lame_duck_grace_period);
+    let interval = (spread / clients.len().max(1) as u32).min(Duration::from_secs(1));
+    for client in clients {
+        client.close(CloseReason::ServerShutdown);
+        if !wait_unless_shutdown(interval, connections, shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Sleeps for `wait` while reaping finished connections; false if shutdown was requested.
+async fn wait_unless_shutdown(
+    wait: Duration,
+    connections: &mut JoinSet<()>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return true,
+            _ = shutdown.changed() => return false,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
 }
 
 async fn serve_client(state: Arc<ServerState>, stream: TcpStream, addr: SocketAddr) {

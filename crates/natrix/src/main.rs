@@ -104,6 +104,7 @@ async fn serve(settings: Settings) -> Result<(), RunError> {
     let mut sigint = listen_for(SignalKind::interrupt(), "SIGINT")?;
     let mut sigterm = listen_for(SignalKind::terminate(), "SIGTERM")?;
     let mut sighup = listen_for(SignalKind::hangup(), "SIGHUP")?;
+    let mut sigusr2 = listen_for(SignalKind::user_defined2(), "SIGUSR2")?;
 
     let server = Server::start(settings.server).await?;
     tracing::info!("  Name:     {}", server.server_name());
@@ -132,6 +133,10 @@ async fn serve(settings: Settings) -> Result<(), RunError> {
             }
             _ = sighup.recv() => {
                 tracing::warn!("Trapped \"hangup\" signal: configuration reload is not supported by natrix yet");
+            }
+            _ = sigusr2.recv() => {
+                tracing::info!("Trapped \"user defined signal 2\" signal: entering lame duck mode");
+                server.enter_lame_duck();
             }
             _ = server.stopped() => break,
         }

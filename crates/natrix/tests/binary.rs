@@ -242,6 +242,34 @@ fn sigterm_shuts_down_gracefully_and_exits_zero_promptly() {
 }
 
 #[test]
+fn sigusr2_enters_lame_duck_mode_then_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write(
+        dir.path(),
+        "ldm.conf",
+        "listen: 127.0.0.1:-1\nlame_duck_duration: \"30s\"\nlame_duck_grace_period: \"300ms\"\n",
+    );
+    let mut server = Running::start(&["-c", &conf]);
+    let port = server.client_port();
+    server.wait_for_line("Server is ready");
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut info = String::new();
+    reader.read_line(&mut info).unwrap();
+
+    server.signal(libc::SIGUSR2);
+    server.wait_for_line("lame duck");
+    let mut ldm = String::new();
+    reader.read_line(&mut ldm).unwrap();
+    assert!(ldm.contains("\"ldm\":true"), "{ldm}");
+    let status = wait_with_timeout(&mut server.child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
 fn sigint_also_stops_the_server() {
     let mut server = Running::start(&["-a", "127.0.0.1", "-p", "-1"]);
     server.client_port();
