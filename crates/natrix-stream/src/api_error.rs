@@ -1,0 +1,231 @@
+//! The JetStream API error catalog: nats-server's `{code, err_code, description}` triples for the
+//! stream operations natrix serves, with the texts of nats-server 2.15.1 (`server/errors.json`,
+//! checked against a running 2.15.1 and 2.9.10).
+
+use serde::{Deserialize, Serialize};
+
+/// One JetStream API error, serialised exactly as nats-server nests it under `"error"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{description} ({code}/{err_code})")]
+pub struct ApiError {
+    /// HTTP-like status (400, 404, 500, 503).
+    pub code: u16,
+    /// JetStream error code (`err_code`, e.g. 10059).
+    pub err_code: u16,
+    pub description: String,
+}
+
+impl ApiError {
+    pub fn new(code: u16, err_code: u16, description: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            err_code,
+            description: description.into(),
+        }
+    }
+
+    /// A whole API response carrying only this error:
+    /// `{"type":"io.nats.jetstream.api.v1.<kind>_response","error":{...}}`.
+    pub fn response_json(&self, kind: &str) -> String {
+        let error = serde_json::to_string(self).unwrap_or_default();
+        let kind = serde_json::to_string(&format!("io.nats.jetstream.api.v1.{kind}_response"))
+            .unwrap_or_default();
+        format!("{{\"type\":{kind},\"error\":{error}}}")
+    }
+
+    // --- general -------------------------------------------------------------------------
+
+    /// 10003 (400).
+    pub fn bad_request() -> ApiError {
+        ApiError::new(400, 10003, "bad request")
+    }
+    /// 10025 (400) `invalid JSON: {err}`.
+    pub fn invalid_json(err: impl std::fmt::Display) -> ApiError {
+        ApiError::new(400, 10025, format!("invalid JSON: {err}"))
+    }
+    /// 10023 (503).
+    pub fn insufficient_resources() -> ApiError {
+        ApiError::new(503, 10023, "insufficient resources")
+    }
+    /// 10047 (500).
+    pub fn storage_resources_exceeded() -> ApiError {
+        ApiError::new(500, 10047, "insufficient storage resources available")
+    }
+    /// 10028 (500).
+    pub fn memory_resources_exceeded() -> ApiError {
+        ApiError::new(500, 10028, "insufficient memory resources available")
+    }
+
+    // --- stream lifecycle ----------------------------------------------------------------
+
+    /// 10059 (404).
+    pub fn stream_not_found() -> ApiError {
+        ApiError::new(404, 10059, "stream not found")
+    }
+    /// 10058 (400).
+    pub fn stream_name_exists() -> ApiError {
+        ApiError::new(
+            400,
+            10058,
+            "stream name already in use with a different configuration",
+        )
+    }
+    /// 10065 (400).
+    pub fn stream_subject_overlap() -> ApiError {
+        ApiError::new(400, 10065, "subjects overlap with an existing stream")
+    }
+    /// 10056 (400): the name in the API subject differs from the config's.
+    pub fn stream_mismatch() -> ApiError {
+        ApiError::new(400, 10056, "stream name in subject does not match request")
+    }
+    /// 10052 (500) with nats-server's validation text.
+    pub fn stream_invalid_config(text: impl Into<String>) -> ApiError {
+        ApiError::new(500, 10052, text)
+    }
+    /// 10128 (400).
+    pub fn stream_name_contains_path_separators() -> ApiError {
+        ApiError::new(400, 10128, "Stream name can not contain path separators")
+    }
+    /// 10133 (400).
+    pub fn replicas_negative() -> ApiError {
+        ApiError::new(400, 10133, "replicas count cannot be negative")
+    }
+    /// 10074 (500): the node decides this (it knows whether it is clustered).
+    pub fn replicas_not_supported() -> ApiError {
+        ApiError::new(
+            500,
+            10074,
+            "replicas > 1 not supported in non-clustered mode",
+        )
+    }
+    /// 10061 (400).
+    pub fn replicas_not_updatable() -> ApiError {
+        ApiError::new(400, 10061, "Replicas configuration can not be updated")
+    }
+    /// 10055 (400).
+    pub fn mirror_not_updatable() -> ApiError {
+        ApiError::new(400, 10055, "stream mirror configuration can not be updated")
+    }
+    /// 10027 (400).
+    pub fn maximum_streams_limit() -> ApiError {
+        ApiError::new(400, 10027, "maximum number of streams reached")
+    }
+    /// 10026 (400).
+    pub fn maximum_consumers_limit() -> ApiError {
+        ApiError::new(400, 10026, "maximum consumers limit reached")
+    }
+
+    // --- publish -------------------------------------------------------------------------
+
+    /// 10109 (400).
+    pub fn stream_sealed() -> ApiError {
+        ApiError::new(400, 10109, "invalid operation on sealed stream")
+    }
+    /// 10054 (400).
+    pub fn message_exceeds_maximum() -> ApiError {
+        ApiError::new(400, 10054, "message size exceeds maximum allowed")
+    }
+    /// 10097 (400).
+    pub fn header_exceeds_maximum() -> ApiError {
+        ApiError::new(400, 10097, "header size exceeds maximum allowed of 64k")
+    }
+    /// 10060 (400).
+    pub fn expected_stream_mismatch() -> ApiError {
+        ApiError::new(400, 10060, "expected stream does not match")
+    }
+    /// 10071 (400) `wrong last sequence: {seq}` (the stream's, or the subject's, last sequence).
+    pub fn wrong_last_sequence(seq: u64) -> ApiError {
+        ApiError::new(400, 10071, format!("wrong last sequence: {seq}"))
+    }
+    /// 10070 (400) `wrong last msg ID: {id}` (the stream's last message id, possibly empty).
+    pub fn wrong_last_msg_id(id: &str) -> ApiError {
+        ApiError::new(400, 10070, format!("wrong last msg ID: {id}"))
+    }
+    /// 10111 (500) `rollup not permitted`.
+    pub fn rollup_not_permitted() -> ApiError {
+        ApiError::new(500, 10111, "rollup not permitted")
+    }
+    /// 10111 (500) `rollup value invalid: "{value}"`.
+    pub fn rollup_value_invalid(value: &str) -> ApiError {
+        let quoted = serde_json::to_string(value).unwrap_or_default();
+        ApiError::new(500, 10111, format!("rollup value invalid: {quoted}"))
+    }
+    /// 10077 (503) with a store error text such as `maximum messages exceeded`.
+    pub fn store_failed(text: impl Into<String>) -> ApiError {
+        ApiError::new(503, 10077, text)
+    }
+    /// 10077 `maximum messages exceeded` (discard new, max_msgs).
+    pub fn max_msgs_exceeded() -> ApiError {
+        ApiError::store_failed("maximum messages exceeded")
+    }
+    /// 10077 `maximum bytes exceeded` (discard new, max_bytes).
+    pub fn max_bytes_exceeded() -> ApiError {
+        ApiError::store_failed("maximum bytes exceeded")
+    }
+    /// 10077 `maximum messages per subject exceeded` (discard_new_per_subject).
+    pub fn max_msgs_per_subject_exceeded() -> ApiError {
+        ApiError::store_failed("maximum messages per subject exceeded")
+    }
+
+    // --- delete / purge ------------------------------------------------------------------
+
+    /// 10057 (500) `message delete not permitted` (deny_delete).
+    pub fn delete_not_permitted() -> ApiError {
+        ApiError::new(500, 10057, "message delete not permitted")
+    }
+    /// 10057 (500) with a store text (`no message found`, `stream store EOF`).
+    pub fn msg_delete_failed(text: impl Into<String>) -> ApiError {
+        ApiError::new(500, 10057, text)
+    }
+    /// 10043 (400) `sequence {seq} not found`.
+    pub fn sequence_not_found(seq: u64) -> ApiError {
+        ApiError::new(400, 10043, format!("sequence {seq} not found"))
+    }
+    /// 10110 (500) `stream purge not permitted` (deny_purge).
+    pub fn purge_not_permitted() -> ApiError {
+        ApiError::new(500, 10110, "stream purge not permitted")
+    }
+    /// 10037 (404).
+    pub fn no_message_found() -> ApiError {
+        ApiError::new(404, 10037, "no message found")
+    }
+    /// 10117 (500).
+    pub fn info_max_subjects() -> ApiError {
+        ApiError::new(500, 10117, "subject details would exceed maximum allowed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_response_matches_nats_server_bytes() {
+        assert_eq!(
+            ApiError::stream_not_found().response_json("stream_info"),
+            r#"{"type":"io.nats.jetstream.api.v1.stream_info_response","error":{"code":404,"err_code":10059,"description":"stream not found"}}"#
+        );
+    }
+
+    #[test]
+    fn formatted_texts_match_nats_server() {
+        assert_eq!(
+            ApiError::wrong_last_sequence(3).description,
+            "wrong last sequence: 3"
+        );
+        assert_eq!(
+            ApiError::wrong_last_msg_id("").description,
+            "wrong last msg ID: "
+        );
+        assert_eq!(
+            ApiError::rollup_value_invalid("bogus").description,
+            "rollup value invalid: \"bogus\""
+        );
+        assert_eq!(
+            ApiError::sequence_not_found(2).description,
+            "sequence 2 not found"
+        );
+        assert_eq!(ApiError::max_msgs_exceeded().code, 503);
+        assert_eq!(ApiError::max_msgs_exceeded().err_code, 10077);
+    }
+}

@@ -1,0 +1,177 @@
+//! What the API reports about a stream's contents: `StreamState` (the `state` object of a stream
+//! info) and `PubAck` (the reply to a stream publish), with nats-server's JSON, and the
+//! RFC 3339 nanosecond timestamps Go prints.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api_error::ApiError;
+
+/// The `state` object of a stream info response.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StreamState {
+    pub messages: u64,
+    pub bytes: u64,
+    pub first_seq: u64,
+    /// RFC 3339 UTC with up to nanoseconds; `0001-01-01T00:00:00Z` when the stream is empty.
+    pub first_ts: String,
+    pub last_seq: u64,
+    pub last_ts: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub num_subjects: u64,
+    /// Per-subject counts, only when the info request asked with `subjects_filter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subjects: Option<BTreeMap<String, u64>>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub num_deleted: u64,
+    /// Interior deleted sequences, only when asked with `deleted_details`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<Vec<u64>>,
+    pub consumer_count: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// The reply to a publish that a stream stored (or recognised as a duplicate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PubAck {
+    pub stream: String,
+    pub seq: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+}
+
+impl PubAck {
+    /// The exact bytes nats-server 2.15.1 sends: `{"stream":"S","seq":1}`,
+    /// `{"stream":"S","domain":"D","seq":1}`, `{"stream":"S","seq":1,"duplicate": true}`
+    /// (the space is nats-server's).
+    pub fn to_json(&self) -> String {
+        let mut out = format!("{{\"stream\":{}", quote(&self.stream));
+        if let Some(domain) = &self.domain {
+            out.push_str(&format!(",\"domain\":{}", quote(domain)));
+        }
+        out.push_str(&format!(",\"seq\":{}", self.seq));
+        if self.duplicate {
+            out.push_str(",\"duplicate\": true");
+        }
+        out.push('}');
+        out
+    }
+
+    /// A rejected publish: `{"error":{...},"stream":"S","seq":0}` (nats-server 2.15.1; 2.9.10
+    /// omits `stream` and `seq`).
+    pub fn error_json(stream: &str, error: &ApiError) -> String {
+        format!(
+            "{{\"error\":{},\"stream\":{},\"seq\":0}}",
+            serde_json::to_string(error).unwrap_or_default(),
+            quote(stream)
+        )
+    }
+}
+
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// Go's zero `time.Time` in RFC 3339, which nats-server prints for an empty stream.
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// Formats Unix nanoseconds as Go's `time.RFC3339Nano` in UTC (trailing fractional zeros
+/// trimmed, no fraction when it is zero).
+pub fn rfc3339_nanos(unix_ns: i64) -> String {
+    let secs = unix_ns.div_euclid(1_000_000_000);
+    let nanos = unix_ns.rem_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let mut out = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    );
+    if nanos != 0 {
+        let frac = format!("{nanos:09}");
+        out.push('.');
+        out.push_str(frac.trim_end_matches('0'));
+    }
+    out.push('Z');
+    out
+}
+
+/// Howard Hinnant's days-from-civil inverse: days since 1970-01-01 → (year, month, day).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_print_like_go_rfc3339nano() {
+        assert_eq!(rfc3339_nanos(0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339_nanos(1_795_655_784_511_727_425),
+            "2026-11-26T01:16:24.511727425Z"
+        );
+        assert_eq!(
+            rfc3339_nanos(1_795_655_972_554_167_200),
+            "2026-11-26T01:19:32.5541672Z"
+        );
+        assert_eq!(
+            rfc3339_nanos(951_782_400_000_000_000),
+            "2000-02-29T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn pub_ack_bytes_match_nats_server() {
+        let mut ack = PubAck {
+            stream: "S".into(),
+            seq: 1,
+            duplicate: false,
+            domain: None,
+        };
+        assert_eq!(ack.to_json(), r#"{"stream":"S","seq":1}"#);
+        ack.duplicate = true;
+        assert_eq!(ack.to_json(), r#"{"stream":"S","seq":1,"duplicate": true}"#);
+        ack.duplicate = false;
+        ack.domain = Some("hub".into());
+        assert_eq!(ack.to_json(), r#"{"stream":"S","domain":"hub","seq":1}"#);
+        assert_eq!(
+            PubAck::error_json("P", &ApiError::message_exceeds_maximum()),
+            r#"{"error":{"code":400,"err_code":10054,"description":"message size exceeds maximum allowed"},"stream":"P","seq":0}"#
+        );
+        let parsed: PubAck = serde_json::from_str(r#"{"stream":"S","seq":1,"duplicate": true}"#)
+            .expect("nats-server's duplicate ack is JSON");
+        assert!(parsed.duplicate);
+    }
+
+    #[test]
+    fn empty_state_serialises_like_nats_server() {
+        let state = StreamState {
+            first_ts: ZERO_TIME.into(),
+            last_ts: ZERO_TIME.into(),
+            ..StreamState::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&state).expect("state is JSON"),
+            r#"{"messages":0,"bytes":0,"first_seq":0,"first_ts":"0001-01-01T00:00:00Z","last_seq":0,"last_ts":"0001-01-01T00:00:00Z","consumer_count":0}"#
+        );
+    }
+}
