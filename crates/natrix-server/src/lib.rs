@@ -11,4 +11,5 @@ mod state;
 mod writer;
 
 pub use config::{AuthConfig, ClusterConfig, JetStreamConfig, Limits, ServerConfig};
+pub use monitor::log_timestamp;
 pub use server::{Server, ServerError, VERSION};

@@ -4,12 +4,17 @@
 //! the level selection entirely.
 
 use std::fs::OpenOptions;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use std::time::SystemTime;
+
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::options::LogConfig;
 
@@ -50,7 +55,7 @@ fn filter(log: &LogConfig) -> Result<EnvFilter, LoggingError> {
 /// Installs the global subscriber for the process.
 pub fn init(log: &LogConfig) -> Result<(), LoggingError> {
     let filter = filter(log)?;
-    let (writer, ansi) = match &log.log_file {
+    let writer = match &log.log_file {
         Some(path) => {
             let file = OpenOptions::new()
                 .create(true)
@@ -60,30 +65,78 @@ pub fn init(log: &LogConfig) -> Result<(), LoggingError> {
                     path: path.clone(),
                     source,
                 })?;
-            (BoxMakeWriter::new(Mutex::new(file)), false)
+            BoxMakeWriter::new(Mutex::new(file))
         }
-        None => (
-            BoxMakeWriter::new(std::io::stderr),
-            std::io::stderr().is_terminal(),
-        ),
+        None => BoxMakeWriter::new(std::io::stderr),
     };
-    // Like nats-server, plain lines by default; with -D/-V the module is worth seeing.
-    let builder = tracing_subscriber::fmt()
+    tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
-        .with_ansi(ansi)
-        .with_target(log.debug || log.trace);
-    let installed = if log.logtime {
-        builder.try_init()
-    } else {
-        builder.without_time().try_init()
-    };
-    installed.map_err(|err| LoggingError::AlreadyInstalled(err.to_string()))
+        .with_ansi(false)
+        .event_format(NatsLogFormat {
+            pid: std::process::id(),
+            logtime: log.logtime,
+        })
+        .try_init()
+        .map_err(|err| LoggingError::AlreadyInstalled(err.to_string()))
+}
+
+/// nats-server's log line: `[pid] 2026/11/26 00:48:04.551939 [INF] message key=value`
+/// (without the timestamp when `-T=false`), so operators' log tooling keeps working. Times are
+/// UTC (nats-server's `logtime_utc`).
+struct NatsLogFormat {
+    pid: u32,
+    logtime: bool,
+}
+
+impl<S, N> FormatEvent<S, N> for NatsLogFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: format::Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "[{}] ", self.pid)?;
+        if self.logtime {
+            write!(
+                writer,
+                "{} ",
+                natrix_server::log_timestamp(SystemTime::now())
+            )?;
+        }
+        write!(writer, "{} ", level_tag(*event.metadata().level()))?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+/// nats-server's three-letter level tags.
+fn level_tag(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "[ERR]",
+        Level::WARN => "[WRN]",
+        Level::INFO => "[INF]",
+        Level::DEBUG => "[DBG]",
+        Level::TRACE => "[TRC]",
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn level_tags_are_nats_servers() {
+        assert_eq!(level_tag(Level::INFO), "[INF]");
+        assert_eq!(level_tag(Level::DEBUG), "[DBG]");
+        assert_eq!(level_tag(Level::TRACE), "[TRC]");
+        assert_eq!(level_tag(Level::WARN), "[WRN]");
+        assert_eq!(level_tag(Level::ERROR), "[ERR]");
+    }
 
     #[test]
     fn levels_follow_nats_server_flags() {

@@ -345,7 +345,22 @@ fn log_file_receives_the_logs_and_protocol_trace_with_dash_dv() {
         text.contains("<<- [CONNECT"),
         "no protocol trace in:\n{text}"
     );
-    assert!(text.contains("DEBUG") || text.contains("TRACE"), "{text}");
+    // nats-server's line shape: `[pid] date time [TRC] ...`, no colour codes in a file.
+    let pid_prefix = format!("[{}] ", server.child.id());
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&pid_prefix) && l.contains(" [DBG] ")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&pid_prefix) && l.contains(" [TRC] <<- [CONNECT")),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI escapes in the log file:\n{text}"
+    );
     assert!(!pid.exists(), "pid file left behind");
 }
 

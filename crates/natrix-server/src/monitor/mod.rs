@@ -11,6 +11,8 @@ mod metrics;
 mod process;
 mod subsz;
 mod time;
+
+pub use time::log_timestamp;
 mod topology;
 mod varz;
 

@@ -25,6 +25,21 @@ pub(crate) fn rfc3339_nano(t: SystemTime) -> String {
     out
 }
 
+/// `2024/03/01 12:34:56.123456` (UTC, microseconds): the timestamp of nats-server's log lines.
+pub fn log_timestamp(t: SystemTime) -> String {
+    let since_epoch = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{year:04}/{month:02}/{day:02} {:02}:{:02}:{:02}.{:06}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        since_epoch.subsec_micros()
+    )
+}
+
 /// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01
 /// (Howard Hinnant's `civil_from_days`).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -114,6 +129,15 @@ mod tests {
 
     fn at(secs: u64, nanos: u32) -> SystemTime {
         UNIX_EPOCH + Duration::new(secs, nanos)
+    }
+
+    #[test]
+    fn log_timestamps_look_like_nats_server_log_lines() {
+        assert_eq!(
+            log_timestamp(at(1_709_296_496, 123_456_789)),
+            "2024/03/01 12:34:56.123456"
+        );
+        assert_eq!(log_timestamp(at(0, 0)), "1970/01/01 00:00:00.000000");
     }
 
     #[test]
