@@ -106,6 +106,21 @@ impl MsgIndex {
         self.bytes += size;
     }
 
+    /// Extends the sequence space to `last_seq` with tombstones (a deleted tail, on recovery).
+    pub fn pad_to(&mut self, last_seq: u64) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let ts = self.slots.back().map_or(0, |s| s.timestamp_ns);
+        while self.base + (self.slots.len() as u64) <= last_seq {
+            self.slots.push_back(Slot {
+                subject: TOMBSTONE,
+                size: 0,
+                timestamp_ns: ts,
+            });
+        }
+    }
+
     fn intern(&mut self, subject: &Bytes) -> u32 {
         if let Some(&id) = self.ids.get(subject) {
             return id;

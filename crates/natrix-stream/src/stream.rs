@@ -240,6 +240,7 @@ impl Stream {
             }
             stream.last_seq = p.last_seq;
             stream.last_msg_id = p.last_msg_id;
+            stream.index.pad_to(p.last_seq);
         }
         Ok(stream)
     }
