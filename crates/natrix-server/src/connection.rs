@@ -18,6 +18,7 @@ use tokio::net::tcp::OwnedReadHalf;
 
 use crate::auth;
 use crate::client::{Client, CloseReason, Enqueued};
+use crate::internal::InternalMsg;
 use crate::router::{MatchCache, SubRef, Subscription};
 use crate::state::{ServerState, Stats};
 
@@ -367,6 +368,7 @@ impl Connection {
             sid: copy(&sid),
             max: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            internal: None,
         });
         if self.state.router.insert(&sub).is_err() {
             self.client.send_err("Invalid Subject");
@@ -443,6 +445,17 @@ impl Connection {
     /// Queues the message for one subscription; false if it was not delivered.
     fn deliver(&mut self, sub: &SubRef, p: &Publish) -> bool {
         let sub = &sub.0;
+        if let Some(handler) = &sub.internal {
+            handler.call(InternalMsg {
+                subject: &p.subject,
+                reply: p.reply.as_deref(),
+                headers: p.headers.as_deref(),
+                payload: &p.payload,
+                client_id: self.client.id,
+            });
+            self.batch.out_msgs += 1;
+            return true;
+        }
         let receiver = &sub.client;
         if !self.echo && receiver.id == self.client.id {
             return false;

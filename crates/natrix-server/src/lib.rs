@@ -4,6 +4,8 @@ mod auth;
 mod client;
 pub mod config;
 mod connection;
+mod internal;
+mod jetstream_unavailable;
 mod monitor;
 mod router;
 mod server;

@@ -24,6 +24,8 @@ pub(crate) struct Subscription {
     pub max: AtomicU64,
     /// Messages delivered so far.
     pub delivered: AtomicU64,
+    /// Set for subscriptions of services inside the node: called instead of queueing a MSG.
+    pub internal: Option<crate::internal::InternalHandler>,
 }
 
 impl PartialEq for Subscription {

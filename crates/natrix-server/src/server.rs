@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use crate::ServerConfig;
 use crate::client::{Client, CloseReason};
 use crate::connection::Connection;
+use crate::jetstream_unavailable;
 use crate::monitor;
 use crate::router::Router;
 use crate::state::{ServerState, Stats, generate_server_id};
@@ -85,6 +86,11 @@ impl Server {
             info,
             router: Router::default(),
             clients: Default::default(),
+            system_client: Arc::new(Client::new(
+                0,
+                SocketAddr::from(([0, 0, 0, 0], 0)),
+                u64::MAX,
+            )),
             stats: Stats::default(),
             next_cid: Default::default(),
             started: SystemTime::now(),
@@ -92,6 +98,13 @@ impl Server {
             closed: Default::default(),
         });
 
+        if state.config.jetstream.is_some() {
+            tracing::warn!(
+                "JetStream is not available in this natrix version: $JS.API requests get \"jetstream not enabled for account\""
+            );
+            jetstream_unavailable::serve(&state)
+                .map_err(|err| ServerError::Config(format!("JetStream API subscription: {err}")))?;
+        }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (stopped_tx, stopped_rx) = watch::channel(false);
         let (lame_duck_tx, lame_duck_rx) = watch::channel(false);

@@ -42,6 +42,8 @@ pub(crate) struct ServerState {
     pub info: ServerInfo,
     pub router: Router,
     pub clients: RwLock<HashMap<u64, Arc<Client>>>,
+    /// The node's own client: owner of internal subscriptions (cid 0, never in /connz).
+    pub system_client: Arc<Client>,
     pub stats: Stats,
     pub next_cid: AtomicU64,
     pub started: SystemTime,
