@@ -199,11 +199,9 @@ impl MsgIndex {
             }
             emptied = entry.seqs.is_empty();
         }
-        if emptied {
-            if let Some(entry) = self.subjects[id as usize].take() {
-                self.ids.remove(&entry.name);
-                self.free.push(id);
-            }
+        if emptied && let Some(entry) = self.subjects[id as usize].take() {
+            self.ids.remove(&entry.name);
+            self.free.push(id);
         }
         while self.slots.front().is_some_and(|s| s.subject == TOMBSTONE) {
             self.slots.pop_front();

@@ -34,7 +34,7 @@ pub enum Command {
     /// Remove messages older than `max_age` as of `now_ns`.
     Expire { now_ns: i64 },
     /// `$JS.API.STREAM.UPDATE` with the requested config (validated again here).
-    UpdateConfig(StreamConfig),
+    UpdateConfig(Box<StreamConfig>),
     /// Seal the stream (same as an update with `sealed: true`).
     Seal,
     /// Interest / work-queue retention: the consumer layer found these messages acknowledged by
@@ -153,10 +153,10 @@ impl DedupWindow {
             if ts.saturating_add(window_ns) > now_ns {
                 break;
             }
-            if let Some((ts, id)) = self.order.pop_front() {
-                if self.ids.get(&id).is_some_and(|e| e.1 == ts) {
-                    self.ids.remove(&id);
-                }
+            if let Some((ts, id)) = self.order.pop_front()
+                && self.ids.get(&id).is_some_and(|e| e.1 == ts)
+            {
+                self.ids.remove(&id);
             }
         }
     }
@@ -407,10 +407,10 @@ impl Stream {
             return Err(ApiError::stream_sealed());
         }
         let header_len = headers.as_ref().map_or(0, |h| h.len());
-        if let Some(max) = StreamConfig::limit(cfg.max_msg_size) {
-            if (header_len + payload.len()) as u64 > max {
-                return Err(ApiError::message_exceeds_maximum());
-            }
+        if let Some(max) = StreamConfig::limit(cfg.max_msg_size)
+            && (header_len + payload.len()) as u64 > max
+        {
+            return Err(ApiError::message_exceeds_maximum());
         }
         let hdr = PublishHeaders::parse(headers.as_deref());
         if hdr.expected_stream.as_ref().is_some_and(|s| *s != cfg.name) {
@@ -422,10 +422,10 @@ impl Stream {
                 return Err(ApiError::wrong_last_sequence(current));
             }
         }
-        if let Some(expected) = hdr.expected_last_seq {
-            if expected != self.last_seq {
-                return Err(ApiError::wrong_last_sequence(self.last_seq));
-            }
+        if let Some(expected) = hdr.expected_last_seq
+            && expected != self.last_seq
+        {
+            return Err(ApiError::wrong_last_sequence(self.last_seq));
         }
         if let Some(expected) = &hdr.expected_last_msg_id {
             let last = self.last_msg_id.as_deref().unwrap_or("");
@@ -434,18 +434,18 @@ impl Stream {
             }
         }
         let window = cfg.duplicate_window;
-        if let Some(id) = &hdr.msg_id {
-            if let Some(seq) = self.dedup.get(id, timestamp_ns, window) {
-                return Ok(Applied {
-                    reply: Reply::PubAck(PubAck {
-                        stream: cfg.name.clone(),
-                        seq,
-                        duplicate: true,
-                        domain: None,
-                    }),
-                    ops: Vec::new(),
-                });
-            }
+        if let Some(id) = &hdr.msg_id
+            && let Some(seq) = self.dedup.get(id, timestamp_ns, window)
+        {
+            return Ok(Applied {
+                reply: Reply::PubAck(PubAck {
+                    stream: cfg.name.clone(),
+                    seq,
+                    duplicate: true,
+                    domain: None,
+                }),
+                ops: Vec::new(),
+            });
         }
         let rollup = if hdr.rollup.is_some() {
             if !cfg.allow_rollup_hdrs || cfg.deny_purge {
@@ -529,10 +529,11 @@ impl Stream {
         if cfg.discard_new_per_subject && at_subject_limit {
             return Err(ApiError::max_msgs_per_subject_exceeded());
         }
-        if let Some(max) = StreamConfig::limit(cfg.max_msgs) {
-            if self.index.len() >= max && !at_subject_limit {
-                return Err(ApiError::max_msgs_exceeded());
-            }
+        if let Some(max) = StreamConfig::limit(cfg.max_msgs)
+            && self.index.len() >= max
+            && !at_subject_limit
+        {
+            return Err(ApiError::max_msgs_exceeded());
         }
         if let Some(max) = StreamConfig::limit(cfg.max_bytes) {
             let mut after = self.index.bytes() + size;

@@ -213,7 +213,7 @@ fn run(ops: Vec<Op>, discard_new: bool) -> Result<(), TestCaseError> {
                 c.max_bytes = max_bytes;
                 c.max_msgs_per_subject = mmps;
                 let a = s
-                    .apply(Command::UpdateConfig(c))
+                    .apply(Command::UpdateConfig(Box::new(c)))
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 m.max_msgs = s.config().max_msgs;
                 m.max_bytes = s.config().max_bytes;

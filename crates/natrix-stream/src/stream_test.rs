@@ -379,10 +379,11 @@ fn max_age_expires_by_command_time_and_updates_trim() {
     }
     let mut c = s.config().clone();
     c.max_msgs = 4;
-    s.apply(Command::UpdateConfig(c.clone())).expect("ok");
+    s.apply(Command::UpdateConfig(Box::new(c.clone())))
+        .expect("ok");
     assert_eq!((s.messages(), s.first_seq()), (4, 7));
     c.max_msgs_per_subject = 1;
-    s.apply(Command::UpdateConfig(c)).expect("ok");
+    s.apply(Command::UpdateConfig(Box::new(c))).expect("ok");
     assert_eq!(s.messages(), 3);
     assert_eq!(s.subjects_matching(">").values().sum::<u64>(), 3);
 }
