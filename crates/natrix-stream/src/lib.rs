@@ -1,7 +1,7 @@
 //! Stream and consumer semantics (the JetStream model) as deterministic, pure state machines:
 //! commands in, effects out. No I/O: the node persists the effects (`natrix-store`) and sends the
 //! replies; a Raft log can later feed the very same commands to every replica.
-//! See `ARCHITECTURE.md` beside this crate for the command/effect model and the index.
+//! `docs/architecture.md` (section "Streams") describes the command/effect model and the index.
 
 mod api_error;
 mod config;
