@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every unit, property, integration and oracle test, and
-# the official Python client (nats-py) against natrix and nats-server. Needs only the Rust
-# toolchain and apt: scripts/install-test-deps.sh fetches the reference nats-server and
-# scripts/install-python-deps.sh the Python environment.
+# the official Python (nats-py) and Go (nats.go) clients against natrix and nats-server. Needs only
+# the Rust toolchain and apt: scripts/install-test-deps.sh fetches the reference nats-server,
+# scripts/install-python-deps.sh the Python environment and scripts/install-go-deps.sh Go and nats.go.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -21,3 +21,24 @@ NATRIX_BIN="$PWD/target/debug/natrix-server"
 export NATRIX_BIN
 # pytest exits 5 when it collected no tests; with `set -e` that fails the script, as it should.
 "$PYTHON" -m pytest -q tests/clients/python
+
+# The official Go client (nats.go, Debian's package) against natrix and the reference nats-server,
+# built offline in GOPATH mode; everything Go writes stays under target/test-deps.
+GO="$(scripts/install-go-deps.sh)"
+deps="$PWD/target/test-deps"
+go_log="$deps/go-test.log"
+if ! (cd tests/clients/go && env GO111MODULE=off GOFLAGS=-count=1 \
+    GOPATH="$deps/gopath:/usr/share/gocode" GOCACHE="$deps/gocache" \
+    "$GO" test -v ./...) >"$go_log" 2>&1; then
+    cat "$go_log"
+    echo "Go client suite failed (log: $go_log)" >&2
+    exit 1
+fi
+go_passed="$(grep -c -- '--- PASS' "$go_log" || true)"
+if [[ "$go_passed" -eq 0 ]]; then
+    cat "$go_log"
+    echo "Go client suite ran no test" >&2
+    exit 1
+fi
+grep -E '^(ok|FAIL)' "$go_log"
+echo "Go client suite: $go_passed tests and subtests passed"
