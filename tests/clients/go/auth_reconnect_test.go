@@ -3,6 +3,7 @@ package natsgo
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -175,6 +176,61 @@ func TestLameDuckModeNotifiesClients(t *testing.T) {
 		if late, err := nats.Connect(s.URL(), nats.Timeout(500*time.Millisecond), nats.NoReconnect()); err == nil {
 			late.Close()
 			t.Fatal("a new connection was accepted in lame duck mode")
+		}
+	})
+}
+
+func TestReconnectKeepsAutoUnsubscribeLimitsAndManySubscriptions(t *testing.T) {
+	EachKind(t, func(t *testing.T, kind string) {
+		s := StartServer(t, kind)
+		reconnected, disconnected := make(chan struct{}, 1), make(chan struct{}, 1)
+		nc := Connect(t, s.URL(), reconnectOptions(reconnected, disconnected)...)
+		limited, _ := nc.SubscribeSync("limited")
+		limited.AutoUnsubscribe(5)
+		const many = 2000
+		var got int64
+		for i := 0; i < many; i++ {
+			nc.Subscribe(fmt.Sprintf("many.%d", i), func(*nats.Msg) { atomic.AddInt64(&got, 1) })
+		}
+		nc.Publish("limited", nil)
+		nc.Publish("limited", nil)
+		nc.Flush()
+		for i := 0; i < 2; i++ {
+			if _, err := limited.NextMsg(2 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.Stop()
+		Wait(t, disconnected, 5*time.Second, "disconnect")
+		s.Start()
+		Wait(t, reconnected, 5*time.Second, "reconnect")
+		// The resent SUBs are on the wire; a round trip makes sure the server has them all.
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+
+		pub := Connect(t, s.URL())
+		for i := 0; i < 10; i++ {
+			pub.Publish("limited", nil)
+		}
+		for i := 0; i < many; i++ {
+			pub.Publish(fmt.Sprintf("many.%d", i), nil)
+		}
+		pub.Flush()
+		for i := 0; i < 3; i++ {
+			if _, err := limited.NextMsg(2 * time.Second); err != nil {
+				t.Fatalf("message %d of the remaining 3: %v", i, err)
+			}
+		}
+		deadline := time.Now().Add(3 * time.Second)
+		for atomic.LoadInt64(&got) < many && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := atomic.LoadInt64(&got); n != many {
+			t.Fatalf("%d of %d resubscribed subscriptions got their message", n, many)
+		}
+		if _, err := limited.NextMsg(100 * time.Millisecond); err == nil {
+			t.Fatal("more than 5 messages on a subscription limited to 5")
 		}
 	})
 }

@@ -169,3 +169,15 @@ func TestPingsKeepConnectionAlive(t *testing.T) {
 		}
 	})
 }
+
+func TestMaxControlLineErrorClosesClient(t *testing.T) {
+	EachServer(t, func(t *testing.T, s *Server) {
+		nc, closed := closedWith(t, s.URL())
+		if _, err := nc.SubscribeSync(strings.Repeat("x", 5000)); err != nil {
+			t.Fatalf("Subscribe = %v (nats.go has no length check)", err)
+		}
+		nc.Flush()
+		Wait(t, closed, 3*time.Second, "close after -ERR")
+		expectLastError(t, nc, "nats: maximum control line exceeded")
+	})
+}
