@@ -1,0 +1,62 @@
+//! The errors of this crate, each with the context needed to act on it.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("creating the store directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("opening the RocksDB store at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rocksdb::Error,
+    },
+    #[error("opening the RocksDB store at {path}: column family {cf} is missing after open")]
+    MissingColumnFamily { path: PathBuf, cf: &'static str },
+    #[error("starting the committer thread: {0}")]
+    SpawnCommitter(std::io::Error),
+    /// The write of a commit group failed; none of the group's commits is acknowledged.
+    #[error("writing a group of {requests} commits: {source}")]
+    Write {
+        requests: usize,
+        source: rocksdb::Error,
+    },
+    #[error("syncing the write-ahead log to disk: {source}")]
+    SyncWal { source: rocksdb::Error },
+    /// After a failed write or fsync the store refuses every later write: what reached the disk
+    /// is unknown until RocksDB recovers from its files, i.e. until the node restarts.
+    #[error(
+        "the store refuses writes since an earlier failure ({reason}); restart the node to recover from disk"
+    )]
+    Poisoned { reason: String },
+    #[error("reading {what}: {source}")]
+    Read {
+        what: String,
+        source: rocksdb::Error,
+    },
+    #[error("corrupt record in column family {cf} at key {key}: {reason}")]
+    Corrupt {
+        cf: &'static str,
+        key: String,
+        reason: String,
+    },
+    #[error("reading RocksDB property {property} of column family {cf}: {source}")]
+    Property {
+        cf: &'static str,
+        property: &'static str,
+        source: rocksdb::Error,
+    },
+    #[error("measuring disk use of {path}: {source}")]
+    DiskUsage {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("stream ids are exhausted")]
+    StreamIdsExhausted,
+    /// The store was closed (dropped) before the request was written.
+    #[error("the store is closed")]
+    Closed,
+}

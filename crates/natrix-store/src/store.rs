@@ -1,0 +1,526 @@
+//! The store handle: opening RocksDB with the node's column families, the write API (which
+//! queues requests for the committer thread) and the read API (which reads RocksDB directly).
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use natrix_stream::StoredMsg;
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType,
+    DBRawIteratorWithThreadMode, DBRecoveryMode, Options, ReadOptions,
+};
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::batch::Floors;
+use crate::committer::{Committer, Counters, Queued, Request};
+use crate::disk::{self, DiskUsage};
+use crate::{CommitStats, ConsumerUpdate, StoreError, StoreOptions, StreamBatch, keys};
+
+/// One node's store. Dropping it writes what is queued, stops the committer and closes RocksDB.
+pub struct Store {
+    db: Arc<DB>,
+    path: PathBuf,
+    queue: CommitQueue,
+    counters: Arc<Counters>,
+    committer: Option<JoinHandle<()>>,
+}
+
+/// The sending side of the committer's queue; bounded by semaphore permits (a slot is held from
+/// enqueue until the answer), so waiting for a slot is async backpressure, not a blocked thread.
+#[derive(Clone)]
+struct CommitQueue {
+    tx: mpsc::Sender<Queued>,
+    permits: Arc<Semaphore>,
+}
+
+impl CommitQueue {
+    async fn submit<T>(
+        self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
+    ) -> Result<T, StoreError> {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Queued {
+                request: make(reply),
+                _permit: Some(permit),
+            })
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, creating missing column families, and starts the
+    /// committer thread.
+    pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StoreError> {
+        let path = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&path).map_err(|source| StoreError::CreateDir {
+            path: path.clone(),
+            source,
+        })?;
+        let cache = Cache::new_lru_cache(options.block_cache_bytes);
+        let descriptors = keys::ALL_CFS
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &options, &cache)));
+        let db = DB::open_cf_descriptors(&db_options(&options), &path, descriptors).map_err(
+            |source| StoreError::Open {
+                path: path.clone(),
+                source,
+            },
+        )?;
+        for cf in keys::ALL_CFS {
+            if db.cf_handle(cf).is_none() {
+                return Err(StoreError::MissingColumnFamily { path, cf });
+            }
+        }
+        let db = Arc::new(db);
+        let next_stream_id = read_next_stream_id(&db)?;
+
+        let capacity = options.queue_capacity.clamp(1, Semaphore::MAX_PERMITS);
+        let permits = Arc::new(Semaphore::new(capacity));
+        let (tx, rx) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let committer = Committer {
+            db: Arc::clone(&db),
+            rx,
+            policy: options.sync,
+            counters: Arc::clone(&counters),
+            max_group: capacity,
+            permits: Arc::clone(&permits),
+            next_stream_id,
+            floors: Floors::default(),
+            poisoned: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name("natrix-store-commit".to_owned())
+            .spawn(move || committer.run())
+            .map_err(StoreError::SpawnCommitter)?;
+        Ok(Store {
+            db,
+            path,
+            queue: CommitQueue { tx, permits },
+            counters,
+            committer: Some(handle),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes one stream command's effects (messages, consumer updates, applied position) in one
+    /// atomic batch. Resolves once the batch is durable per the [`crate::SyncPolicy`]; an error
+    /// means the batch may or may not be on disk, and the store refuses later writes.
+    pub fn commit(
+        &self,
+        batch: StreamBatch,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        self.queue
+            .clone()
+            .submit(move |reply| Request::Stream { batch, reply })
+    }
+
+    /// Writes consumer state changes of one stream atomically, without moving its applied
+    /// position (acks, delivery progress).
+    pub fn update_consumers(
+        &self,
+        stream_id: u64,
+        updates: Vec<ConsumerUpdate>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        self.queue.clone().submit(move |reply| Request::Consumers {
+            stream_id,
+            updates,
+            reply,
+        })
+    }
+
+    pub fn delete_consumer(
+        &self,
+        stream_id: u64,
+        name: impl Into<String>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let updates = vec![ConsumerUpdate::Delete { name: name.into() }];
+        self.update_consumers(stream_id, updates)
+    }
+
+    /// Allocates a new stream id (never reused, starting at 1) and stores its config with it.
+    pub fn create_stream(
+        &self,
+        config: Bytes,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send + 'static {
+        self.queue
+            .clone()
+            .submit(move |reply| Request::CreateStream { config, reply })
+    }
+
+    /// Replaces a stream's config (stream update).
+    pub fn put_stream_config(
+        &self,
+        stream_id: u64,
+        config: Bytes,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        self.queue
+            .clone()
+            .submit(move |reply| Request::PutStreamConfig {
+                stream_id,
+                config,
+                reply,
+            })
+    }
+
+    /// Removes every key of a stream (messages, consumers, applied position, config) in one
+    /// atomic batch.
+    pub fn delete_stream(
+        &self,
+        stream_id: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        self.queue
+            .clone()
+            .submit(move |reply| Request::DeleteStream { stream_id, reply })
+    }
+
+    pub fn get_msg(&self, stream_id: u64, seq: u64) -> Result<Option<StoredMsg>, StoreError> {
+        let key = keys::msg_key(stream_id, seq);
+        let value = self
+            .db
+            .get_pinned_cf(self.cf(keys::CF_MSGS)?, key)
+            .map_err(|source| StoreError::Read {
+                what: format!("message {seq} of stream {stream_id}"),
+                source,
+            })?;
+        value.map(|v| decode_msg(&key, &v)).transpose()
+    }
+
+    /// The messages of `stream_id` with `seq >= from_seq`, in sequence order. Never yields
+    /// another stream's messages. Ends after the first error.
+    pub fn scan_msgs(&self, stream_id: u64, from_seq: u64) -> Result<MsgScan<'_>, StoreError> {
+        let mut iter = self.stream_iter(keys::CF_MSGS, stream_id)?;
+        iter.seek(keys::msg_key(stream_id, from_seq));
+        Ok(MsgScan {
+            iter,
+            stream_id,
+            started: false,
+            done: false,
+        })
+    }
+
+    /// The message of `stream_id` with the highest sequence `<= seq`, if any (`u64::MAX` gives
+    /// the stream's last message).
+    pub fn last_msg_at_or_before(
+        &self,
+        stream_id: u64,
+        seq: u64,
+    ) -> Result<Option<StoredMsg>, StoreError> {
+        let mut iter = self.stream_iter(keys::CF_MSGS, stream_id)?;
+        iter.seek_for_prev(keys::msg_key(stream_id, seq));
+        match iter.item() {
+            Some((key, value)) => decode_msg(key, value).map(Some),
+            None => iter
+                .status()
+                .map(|()| None)
+                .map_err(|source| StoreError::Read {
+                    what: format!("last message at or before {seq} of stream {stream_id}"),
+                    source,
+                }),
+        }
+    }
+
+    /// The stream's applied position (the `applied` of its last committed batch), if any.
+    pub fn applied(&self, stream_id: u64) -> Result<Option<u64>, StoreError> {
+        let key = keys::applied_key(stream_id);
+        let value = self.get_meta(&key, || format!("applied position of stream {stream_id}"))?;
+        value
+            .map(|v| keys::decode_u64(&v).ok_or_else(|| corrupt(keys::CF_META, &key, "not a u64")))
+            .transpose()
+    }
+
+    pub fn stream_config(&self, stream_id: u64) -> Result<Option<Bytes>, StoreError> {
+        self.get_meta(&keys::config_key(stream_id), || {
+            format!("config of stream {stream_id}")
+        })
+    }
+
+    /// Every stored stream config, by stream id.
+    pub fn stream_configs(&self) -> Result<Vec<(u64, Bytes)>, StoreError> {
+        let (lower, upper) = keys::prefix_range(keys::CONFIG_PREFIX);
+        let mut iter = self.bounded_iter(keys::CF_META, lower, upper)?;
+        iter.seek_to_first();
+        let mut out = Vec::new();
+        while let Some((key, value)) = iter.item() {
+            let id = keys::decode_config_key(key)
+                .ok_or_else(|| corrupt(keys::CF_META, key, "stream config key without an id"))?;
+            out.push((id, Bytes::copy_from_slice(value)));
+            iter.next();
+        }
+        iter.status().map_err(|source| StoreError::Read {
+            what: "stream configs".to_owned(),
+            source,
+        })?;
+        Ok(out)
+    }
+
+    pub fn consumer_state(&self, stream_id: u64, name: &str) -> Result<Option<Bytes>, StoreError> {
+        let value = self
+            .db
+            .get_pinned_cf(
+                self.cf(keys::CF_CONSUMERS)?,
+                keys::consumer_key(stream_id, name),
+            )
+            .map_err(|source| StoreError::Read {
+                what: format!("consumer {name:?} of stream {stream_id}"),
+                source,
+            })?;
+        Ok(value.map(|v| Bytes::copy_from_slice(&v)))
+    }
+
+    /// Every consumer of `stream_id` with its state, ordered by name bytes.
+    pub fn consumers(&self, stream_id: u64) -> Result<Vec<(String, Bytes)>, StoreError> {
+        let mut iter = self.stream_iter(keys::CF_CONSUMERS, stream_id)?;
+        iter.seek_to_first();
+        let mut out = Vec::new();
+        while let Some((key, value)) = iter.item() {
+            let name = key
+                .get(8..)
+                .and_then(|n| std::str::from_utf8(n).ok())
+                .ok_or_else(|| corrupt(keys::CF_CONSUMERS, key, "consumer name is not UTF-8"))?;
+            out.push((name.to_owned(), Bytes::copy_from_slice(value)));
+            iter.next();
+        }
+        iter.status().map_err(|source| StoreError::Read {
+            what: format!("consumers of stream {stream_id}"),
+            source,
+        })?;
+        Ok(out)
+    }
+
+    /// Counters of the committer (commits, write groups, fsyncs).
+    pub fn stats(&self) -> CommitStats {
+        self.counters.snapshot()
+    }
+
+    /// The store's disk use and its file system's free space.
+    pub fn disk_usage(&self) -> Result<DiskUsage, StoreError> {
+        let mut usage = DiskUsage::default();
+        for name in keys::ALL_CFS {
+            let cf = self.cf(name)?;
+            usage.sst_bytes += self.int_property(cf, name, "rocksdb.live-sst-files-size")?;
+            usage.memtable_bytes +=
+                self.int_property(cf, name, "rocksdb.cur-size-all-mem-tables")?;
+        }
+        let io_err = |source| StoreError::DiskUsage {
+            path: self.path.clone(),
+            source,
+        };
+        usage.dir_bytes = disk::dir_bytes(&self.path).map_err(io_err)?;
+        let (available, total) = disk::fs_space(&self.path).map_err(io_err)?;
+        usage.fs_available_bytes = available;
+        usage.fs_total_bytes = total;
+        Ok(usage)
+    }
+
+    fn int_property(
+        &self,
+        cf: &ColumnFamily,
+        cf_name: &'static str,
+        property: &'static str,
+    ) -> Result<u64, StoreError> {
+        self.db
+            .property_int_value_cf(cf, property)
+            .map(|v| v.unwrap_or(0))
+            .map_err(|source| StoreError::Property {
+                cf: cf_name,
+                property,
+                source,
+            })
+    }
+
+    fn cf(&self, name: &'static str) -> Result<&ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StoreError::MissingColumnFamily {
+                path: self.path.clone(),
+                cf: name,
+            })
+    }
+
+    fn get_meta(
+        &self,
+        key: &[u8],
+        what: impl FnOnce() -> String,
+    ) -> Result<Option<Bytes>, StoreError> {
+        let value = self
+            .db
+            .get_pinned_cf(self.cf(keys::CF_META)?, key)
+            .map_err(|source| StoreError::Read {
+                what: what(),
+                source,
+            })?;
+        Ok(value.map(|v| Bytes::copy_from_slice(&v)))
+    }
+
+    /// A raw iterator over one stream's keys in a CF keyed by stream id first.
+    fn stream_iter(
+        &self,
+        cf: &'static str,
+        stream_id: u64,
+    ) -> Result<DBRawIteratorWithThreadMode<'_, DB>, StoreError> {
+        let (lower, upper) = keys::stream_range(stream_id);
+        self.bounded_iter(cf, lower, upper)
+    }
+
+    fn bounded_iter(
+        &self,
+        cf: &'static str,
+        lower: Vec<u8>,
+        upper: Vec<u8>,
+    ) -> Result<DBRawIteratorWithThreadMode<'_, DB>, StoreError> {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_lower_bound(lower);
+        opts.set_iterate_upper_bound(upper);
+        Ok(self.db.raw_iterator_cf_opt(self.cf(cf)?, opts))
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // The queue is unbounded underneath the permits, so this never blocks; the committer
+        // writes everything queued before it, then exits.
+        let _ = self.queue.tx.send(Queued {
+            request: Request::Shutdown,
+            _permit: None,
+        });
+        if let Some(handle) = self.committer.take()
+            && handle.join().is_err()
+        {
+            tracing::error!(path = %self.path.display(), "store: the committer thread panicked");
+        }
+    }
+}
+
+/// Iterator over one stream's messages, from [`Store::scan_msgs`].
+pub struct MsgScan<'a> {
+    iter: DBRawIteratorWithThreadMode<'a, DB>,
+    stream_id: u64,
+    started: bool,
+    done: bool,
+}
+
+impl Iterator for MsgScan<'_> {
+    type Item = Result<StoredMsg, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if self.started {
+            self.iter.next();
+        }
+        self.started = true;
+        let item = match self.iter.item() {
+            Some((key, value)) => decode_msg(key, value),
+            None => {
+                self.done = true;
+                let stream_id = self.stream_id;
+                return self.iter.status().err().map(|source| {
+                    Err(StoreError::Read {
+                        what: format!("messages of stream {stream_id}"),
+                        source,
+                    })
+                });
+            }
+        };
+        if item.is_err() {
+            self.done = true;
+        }
+        Some(item)
+    }
+}
+
+fn decode_msg(key: &[u8], value: &[u8]) -> Result<StoredMsg, StoreError> {
+    let (_, seq) = keys::decode_msg_key(key)
+        .ok_or_else(|| corrupt(keys::CF_MSGS, key, "key is not 16 bytes"))?;
+    let msg = StoredMsg::decode(Bytes::copy_from_slice(value))
+        .map_err(|e| corrupt(keys::CF_MSGS, key, &e.to_string()))?;
+    if msg.seq != seq {
+        return Err(corrupt(
+            keys::CF_MSGS,
+            key,
+            &format!("record holds sequence {}", msg.seq),
+        ));
+    }
+    Ok(msg)
+}
+
+fn corrupt(cf: &'static str, key: &[u8], reason: &str) -> StoreError {
+    StoreError::Corrupt {
+        cf,
+        key: keys::hex(key),
+        reason: reason.to_owned(),
+    }
+}
+
+fn read_next_stream_id(db: &DB) -> Result<u64, StoreError> {
+    let cf = db
+        .cf_handle(keys::CF_META)
+        .ok_or_else(|| StoreError::MissingColumnFamily {
+            path: PathBuf::from(db.path()),
+            cf: keys::CF_META,
+        })?;
+    let value = db
+        .get_pinned_cf(cf, keys::NEXT_STREAM_ID_KEY)
+        .map_err(|source| StoreError::Read {
+            what: "stream id allocator".to_owned(),
+            source,
+        })?;
+    match value {
+        None => Ok(1),
+        Some(v) => keys::decode_u64(&v)
+            .ok_or_else(|| corrupt(keys::CF_META, keys::NEXT_STREAM_ID_KEY, "not a u64")),
+    }
+}
+
+fn db_options(options: &StoreOptions) -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    // Every write reaches the WAL file at once; `sync` then makes it durable. Manual flushing
+    // would leave acknowledged-looking writes in a user-space buffer.
+    opts.set_manual_wal_flush(false);
+    // Replay the WAL up to the first torn or corrupt record (a crash mid-write) and stop there:
+    // everything synced before it is intact.
+    opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+    opts.set_max_total_wal_size(options.max_total_wal_bytes);
+    // Two cores: one flush and one compaction at a time.
+    opts.set_max_background_jobs(2);
+    // Write SSTs out in 1 MiB steps instead of one burst at the end (smooths fsync latency).
+    opts.set_bytes_per_sync(1 << 20);
+    opts.set_keep_log_file_num(4);
+    opts.set_max_log_file_size(8 << 20);
+    opts
+}
+
+fn cf_options(name: &str, options: &StoreOptions, cache: &Cache) -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    let mut opts = Options::default();
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts.set_level_compaction_dynamic_level_bytes(true);
+    if name == keys::CF_MSGS || name == keys::CF_RAFT_LOG {
+        // Written once in sequence order, read back by point lookups and forward scans, deleted
+        // in prefixes: large memtables, bloom filters for lookups of deleted sequences.
+        table.set_bloom_filter(10.0, false);
+        opts.set_write_buffer_size(options.msgs_write_buffer_bytes);
+        opts.set_max_write_buffer_number(3);
+    } else {
+        opts.set_write_buffer_size(options.small_write_buffer_bytes);
+    }
+    opts.set_block_based_table_factory(&table);
+    opts
+}

@@ -1,0 +1,230 @@
+//! Round trips through a real RocksDB store in a temporary directory.
+
+mod common;
+
+use bytes::Bytes;
+use common::{append, msg};
+use natrix_store::{ConsumerUpdate, Store, StoreOp, StoreOptions, StreamBatch};
+
+type Result<T = ()> = anyhow::Result<T>;
+
+fn seqs(store: &Store, stream_id: u64, from: u64) -> Result<Vec<u64>> {
+    store
+        .scan_msgs(stream_id, from)?
+        .map(|m| Ok(m?.seq))
+        .collect()
+}
+
+#[tokio::test]
+async fn committed_messages_read_back_byte_for_byte() -> Result {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path(), StoreOptions::default())?;
+    store.commit(append(1, 1..=3)).await?;
+    assert_eq!(store.get_msg(1, 2)?, Some(msg(1, 2)));
+    assert_eq!(store.get_msg(1, 4)?, None);
+    assert_eq!(store.applied(1)?, Some(3));
+    assert_eq!(store.applied(2)?, None);
+    let all: Vec<_> = store
+        .scan_msgs(1, 0)?
+        .collect::<std::result::Result<_, _>>()?;
+    assert_eq!(all, vec![msg(1, 1), msg(1, 2), msg(1, 3)]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stream_scan_never_sees_another_streams_messages() -> Result {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path(), StoreOptions::default())?;
+    // Neighbouring ids, and seqs that cross byte boundaries, interleaved.
+    for (id, range) in [(2, 250..=260), (1, 1..=5), (3, 1..=1), (256, 1..=2)] {
+        store.commit(append(id, range)).await?;
+    }
+    assert_eq!(seqs(&store, 1, 0)?, vec![1, 2, 3, 4, 5]);
+    assert_eq!(seqs(&store, 2, 255)?, (255..=260).collect::<Vec<_>>());
+    assert_eq!(seqs(&store, 3, 2)?, Vec::<u64>::new());
+    assert_eq!(seqs(&store, 4, 0)?, Vec::<u64>::new());
+    assert_eq!(seqs(&store, 256, 0)?, vec![1, 2]);
+    assert_eq!(store.last_msg_at_or_before(1, u64::MAX)?, Some(msg(1, 5)));
+    assert_eq!(store.last_msg_at_or_before(2, 249)?, None);
+    assert_eq!(store.last_msg_at_or_before(3, 0)?, None);
+    assert_eq!(store.last_msg_at_or_before(4, u64::MAX)?, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn remove_and_remove_below_delete_exactly_their_messages() -> Result {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path(), StoreOptions::default())?;
+    store.commit(append(1, 1..=200)).await?;
+    store.commit(append(2, 1..=10)).await?;
+    let ops = vec![
+        StoreOp::Remove { seq: 150 },
+        StoreOp::RemoveBelow { seq: 100 },
+    ];
+    store
+        .commit(StreamBatch {
+            stream_id: 1,
+            ops,
+            applied: 201,
+            consumer_updates: vec![],
+        })
+        .await?;
+    // A narrow trim after a wide one (point deletes from the known floor).
+    for below in [103, 104, 104, 102] {
+        store
+            .commit(StreamBatch {
+                stream_id: 1,
+                ops: vec![StoreOp::RemoveBelow { seq: below }],
+                applied: 202,
+                consumer_updates: vec![],
+            })
+            .await?;
+    }
+    let mut expected: Vec<u64> = (104..=200).collect();
+    expected.retain(|s| *s != 150);
+    assert_eq!(seqs(&store, 1, 0)?, expected);
+    assert_eq!(store.last_msg_at_or_before(1, 150)?, Some(msg(1, 149)));
+    assert_eq!(seqs(&store, 2, 0)?, (1..=10).collect::<Vec<_>>());
+    assert_eq!(store.applied(1)?, Some(202));
+
+    // A message appended below the floor (not something streams do) is still trimmed later.
+    store.commit(append(1, 50..=50)).await?;
+    assert_eq!(store.get_msg(1, 50)?, Some(msg(1, 50)));
+    store
+        .commit(StreamBatch {
+            stream_id: 1,
+            ops: vec![StoreOp::RemoveBelow { seq: 120 }],
+            applied: 203,
+            consumer_updates: vec![],
+        })
+        .await?;
+    assert_eq!(seqs(&store, 1, 0)?.first(), Some(&120));
+    Ok(())
+}
+
+#[tokio::test]
+async fn applied_position_and_consumer_state_move_with_the_messages() -> Result {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path(), StoreOptions::default())?;
+    let mut batch = append(7, 1..=2);
+    batch.consumer_updates = vec![
+        ConsumerUpdate::Put {
+            name: "worker".into(),
+            state: Bytes::from_static(b"ack-floor 0"),
+        },
+        ConsumerUpdate::Put {
+            name: "audit".into(),
+            state: Bytes::from_static(b"{}"),
+        },
+    ];
+    store.commit(batch).await?;
+    store
+        .update_consumers(
+            7,
+            vec![ConsumerUpdate::Put {
+                name: "worker".into(),
+                state: Bytes::from_static(b"ack-floor 2"),
+            }],
+        )
+        .await?;
+    assert_eq!(
+        store.applied(7)?,
+        Some(2),
+        "consumer updates leave applied alone"
+    );
+    assert_eq!(
+        store.consumer_state(7, "worker")?,
+        Some(Bytes::from_static(b"ack-floor 2"))
+    );
+    store.delete_consumer(7, "audit").await?;
+    assert_eq!(store.consumer_state(7, "audit")?, None);
+    let names: Vec<String> = store.consumers(7)?.into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, vec!["worker".to_owned()]);
+    assert!(store.consumers(8)?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn stream_ids_are_allocated_once_and_survive_a_reopen() -> Result {
+    let dir = tempfile::tempdir()?;
+    {
+        let store = Store::open(dir.path(), StoreOptions::default())?;
+        let a = store
+            .create_stream(Bytes::from_static(b"{\"name\":\"A\"}"))
+            .await?;
+        let b = store
+            .create_stream(Bytes::from_static(b"{\"name\":\"B\"}"))
+            .await?;
+        assert_eq!((a, b), (1, 2));
+        store
+            .put_stream_config(b, Bytes::from_static(b"{\"name\":\"B\",\"max_msgs\":5}"))
+            .await?;
+        store.commit(append(a, 1..=3)).await?;
+        store.commit(append(b, 1..=4)).await?;
+    }
+    let store = Store::open(dir.path(), StoreOptions::default())?;
+    assert_eq!(
+        store.stream_configs()?,
+        vec![
+            (1, Bytes::from_static(b"{\"name\":\"A\"}")),
+            (2, Bytes::from_static(b"{\"name\":\"B\",\"max_msgs\":5}")),
+        ]
+    );
+    assert_eq!(seqs(&store, 1, 0)?, vec![1, 2, 3]);
+    assert_eq!(seqs(&store, 2, 0)?, vec![1, 2, 3, 4]);
+    assert_eq!(store.applied(2)?, Some(4));
+    assert_eq!(store.create_stream(Bytes::new()).await?, 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn deleting_a_stream_removes_all_its_keys_and_nothing_else() -> Result {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path(), StoreOptions::default())?;
+    let a = store.create_stream(Bytes::from_static(b"a")).await?;
+    let b = store.create_stream(Bytes::from_static(b"b")).await?;
+    for id in [a, b] {
+        let mut batch = append(id, 1..=100);
+        batch.consumer_updates = vec![ConsumerUpdate::Put {
+            name: "c".into(),
+            state: Bytes::from_static(b"s"),
+        }];
+        store.commit(batch).await?;
+    }
+    store.delete_stream(a).await?;
+    assert_eq!(seqs(&store, a, 0)?, Vec::<u64>::new());
+    assert_eq!(store.applied(a)?, None);
+    assert_eq!(store.stream_config(a)?, None);
+    assert!(store.consumers(a)?.is_empty());
+    assert_eq!(seqs(&store, b, 0)?.len(), 100);
+    assert_eq!(store.applied(b)?, Some(100));
+    assert_eq!(store.stream_configs()?, vec![(b, Bytes::from_static(b"b"))]);
+    assert_eq!(store.consumers(b)?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn disk_usage_reports_the_store_and_its_file_system() -> Result {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path(), StoreOptions::default())?;
+    store.commit(append(1, 1..=500)).await?;
+    let usage = store.disk_usage()?;
+    assert!(usage.memtable_bytes > 0, "{usage:?}");
+    assert!(usage.dir_bytes > 0, "{usage:?}");
+    assert!(usage.fs_total_bytes > 0 && usage.fs_available_bytes <= usage.fs_total_bytes);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_commit_polled_after_the_store_is_dropped_is_refused_not_reported_written() -> Result {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path(), StoreOptions::default())?;
+    // Futures created before the drop but polled after it: the commit is refused (Closed), never
+    // reported as written.
+    let late = store.commit(append(1, 1..=1));
+    drop(store);
+    assert!(matches!(late.await, Err(natrix_store::StoreError::Closed)));
+    let store = Store::open(dir.path(), StoreOptions::default())?;
+    assert_eq!(store.get_msg(1, 1)?, None);
+    Ok(())
+}
