@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# The bundled RocksDB (natrix-store) needs a C++ compiler and libclang to build.
+scripts/install-build-deps.sh
+
 NATS_SERVER_BIN="$(scripts/install-test-deps.sh)"
 export NATS_SERVER_BIN
 echo "reference server: $NATS_SERVER_BIN ($("$NATS_SERVER_BIN" --version))"
