@@ -90,6 +90,9 @@ pub(crate) struct ClientMeta {
 pub(crate) struct ClientFlags {
     pub headers: AtomicBool,
     pub echo: AtomicBool,
+    /// CONNECT said `protocol` >= 1: the client takes asynchronous INFO (lame duck notice);
+    /// nats-server sends none to protocol 0 clients.
+    pub async_info: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -162,6 +165,7 @@ impl Client {
             flags: ClientFlags {
                 headers: AtomicBool::new(false),
                 echo: AtomicBool::new(true),
+                async_info: AtomicBool::new(false),
             },
             out: Mutex::new(Outbound {
                 buf: BytesMut::with_capacity(4096),

@@ -326,6 +326,10 @@ impl Connection {
             .headers
             .store(info.headers, Ordering::Relaxed);
         self.client.flags.echo.store(self.echo, Ordering::Relaxed);
+        self.client
+            .flags
+            .async_info
+            .store(info.protocol >= 1, Ordering::Relaxed);
         {
             let mut meta = self.client.meta.lock();
             meta.name = info.name.unwrap_or_default();

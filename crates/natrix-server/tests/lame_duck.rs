@@ -16,9 +16,11 @@ async fn lame_duck_announces_ldm_stops_accepting_and_closes_clients() -> anyhow:
     .await?;
     let addr = server.addr();
     let mut first = server.raw().await?;
-    first.handshake(r#"{"verbose":false}"#).await?;
+    first.handshake(r#"{"verbose":false,"protocol":1}"#).await?;
     let mut second = server.raw().await?;
-    second.handshake(r#"{"verbose":false}"#).await?;
+    second
+        .handshake(r#"{"verbose":false,"protocol":1}"#)
+        .await?;
 
     server.server.enter_lame_duck();
 
@@ -60,11 +62,42 @@ async fn shutdown_during_lame_duck_does_not_wait_out_the_grace_period() -> anyho
     })
     .await?;
     let mut client = server.raw().await?;
-    client.handshake(r#"{"verbose":false}"#).await?;
+    client
+        .handshake(r#"{"verbose":false,"protocol":1}"#)
+        .await?;
     server.server.enter_lame_duck();
     let line = client.line().await?;
     assert!(line.contains(r#""ldm":true"#), "{line}");
     tokio::time::timeout(Duration::from_secs(5), server.server.shutdown()).await?;
     client.expect_closed(Duration::from_secs(5)).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lame_duck_info_goes_only_to_protocol_1_clients_with_their_client_id() -> anyhow::Result<()>
+{
+    let server = TestServer::start_with(ServerConfig {
+        lame_duck_grace_period: Duration::from_secs(60),
+        lame_duck_duration: Duration::from_secs(120),
+        ..test_config()
+    })
+    .await?;
+    let mut old = server.raw().await?;
+    old.handshake(r#"{"verbose":false}"#).await?;
+    let mut modern = server.raw().await?;
+    modern
+        .handshake(r#"{"verbose":false,"protocol":1}"#)
+        .await?;
+    server.server.enter_lame_duck();
+
+    // nats.go replaces its server info with this INFO: it must keep client_id and client_ip.
+    let line = modern.line().await?;
+    assert!(line.contains(r#""ldm":true"#), "{line}");
+    assert!(line.contains(r#""client_id":"#), "{line}");
+    assert!(line.contains(r#""client_ip":"127.0.0.1""#), "{line}");
+    // A protocol 0 client gets no asynchronous INFO, as from nats-server.
+    old.send("PING\r\n").await?;
+    old.expect_line("PONG").await?;
+    tokio::time::timeout(Duration::from_secs(5), server.server.shutdown()).await?;
     Ok(())
 }

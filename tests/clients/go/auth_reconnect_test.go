@@ -164,8 +164,16 @@ func TestLameDuckModeNotifiesClients(t *testing.T) {
 		}))
 		sub, _ := nc.SubscribeSync("ldm")
 		nc.Flush()
+		clientID, _ := nc.GetClientID()
 		s.Signal(syscall.SIGUSR2)
 		Wait(t, ldm, 3*time.Second, "lame duck mode callback")
+		// nats.go replaces its server info with the lame duck INFO: the client id must survive.
+		if id, err := nc.GetClientID(); err != nil || id != clientID {
+			t.Errorf("GetClientID in lame duck mode = %d, %v; was %d", id, err, clientID)
+		}
+		if ip, err := nc.GetClientIP(); err != nil || ip.String() != "127.0.0.1" {
+			t.Errorf("GetClientIP in lame duck mode = %v, %v", ip, err)
+		}
 
 		// The connection still works during the lame duck duration...
 		nc.Publish("ldm", []byte("still here"))
