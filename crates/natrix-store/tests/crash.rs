@@ -173,7 +173,10 @@ fn check_store(dir: &std::path::Path, acked: &HashMap<u64, u64>) -> anyhow::Resu
             applied >= acked,
             "stream {id}: acked {acked} but applied {applied}"
         );
-        assert!(applied.is_multiple_of(PER_BATCH), "stream {id}: applied {applied}");
+        assert!(
+            applied.is_multiple_of(PER_BATCH),
+            "stream {id}: applied {applied}"
+        );
         let batches = applied / PER_BATCH;
         let expected: Vec<u64> = if batches == 0 {
             Vec::new()

@@ -11,7 +11,8 @@ pub fn msg(stream_id: u64, seq: u64) -> StoredMsg {
         seq,
         timestamp_ns: 1_764_115_200_000_000_000 + seq as i64,
         subject: Bytes::from(format!("orders.{stream_id}.{}", seq % 7)),
-        headers: (!seq.is_multiple_of(2)).then(|| Bytes::from(format!("NATS/1.0\r\nSeq: {seq}\r\n\r\n"))),
+        headers: (!seq.is_multiple_of(2))
+            .then(|| Bytes::from(format!("NATS/1.0\r\nSeq: {seq}\r\n\r\n"))),
         payload: Bytes::from(payload),
     }
 }
