@@ -1,5 +1,5 @@
 //! A node's RocksDB storage (one database per node): stream messages, each stream's applied
-//! position, stream configs and consumer state (design §5; layouts and paths in ARCHITECTURE.md).
+//! position, stream configs and consumer state (design §5; layouts and paths in docs/architecture.md, "Storage").
 //!
 //! Writes go through one committer thread that groups every queued commit into one write batch
 //! and one fsync ([`SyncPolicy::Always`]), then acknowledges them all: an acknowledged commit is
