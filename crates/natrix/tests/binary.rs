@@ -259,6 +259,15 @@ fn sigusr2_enters_lame_duck_mode_then_exits_zero() {
     let mut reader = BufReader::new(stream);
     let mut info = String::new();
     reader.read_line(&mut info).unwrap();
+    // Like nats-server, the lame-duck INFO goes to clients that speak protocol 1 or later.
+    std::io::Write::write_all(
+        reader.get_mut(),
+        b"CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\n",
+    )
+    .unwrap();
+    let mut pong = String::new();
+    reader.read_line(&mut pong).unwrap();
+    assert_eq!(pong, "PONG\r\n");
 
     server.signal(libc::SIGUSR2);
     server.wait_for_line("lame duck");
