@@ -14,10 +14,10 @@ export NATS_SERVER_BIN
 echo "reference server: $NATS_SERVER_BIN ($("$NATS_SERVER_BIN" --version))"
 
 cargo fmt --all -- --check
-# Lints in the `test` profile: build scripts (RocksDB's C++ compile, ~10 min on 2 cores) are keyed
-# by profile, so this shares them with `cargo test` instead of compiling RocksDB twice.
-cargo clippy --workspace --all-targets --locked --profile test -- -D warnings
 cargo test --workspace --locked
+# Lints after the tests and in the `test` profile: clippy then reuses what `cargo test` built,
+# including RocksDB's C++ build (~10 min on 2 cores), instead of compiling it a second time.
+cargo clippy --workspace --all-targets --locked --profile test -- -D warnings
 
 # The official Python client against natrix and the reference nats-server, side by side.
 PYTHON="$(scripts/install-python-deps.sh)"
