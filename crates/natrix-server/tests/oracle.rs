@@ -655,8 +655,20 @@ async fn max_connections_exchange_matches_nats_server() -> anyhow::Result<()> {
     let ours = TestServer::start_with(natrix).await?;
     let mut outcomes = Vec::new();
     for addr in [reference.addr(), ours.addr()] {
-        let mut first = RawClient::connect(addr).await?;
-        first.handshake(r#"{"verbose":false}"#).await?;
+        // The reference server may still count the connection its readiness probe opened;
+        // retry the first client (bounded) until the slot is free.
+        let mut attempts = 0;
+        let mut first = loop {
+            let mut client = RawClient::connect(addr).await?;
+            match client.handshake(r#"{"verbose":false}"#).await {
+                Ok(()) => break client,
+                Err(_) if attempts < 100 => {
+                    attempts += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        };
         let over = case("over the limit", vec![quiet("")]);
         outcomes.push(transcript(addr, &over).await);
         first.send("PING\r\n").await?;
