@@ -19,7 +19,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use crate::auth;
 use crate::client::{Client, CloseReason, Enqueued};
 use crate::internal::InternalMsg;
-use crate::router::{MatchCache, SubRef, Subscription};
+use crate::router::{MatchCache, SubRef, Subscription, deliver_to_matches};
 use crate::state::{ServerState, Stats};
 
 const TRACE: &str = "natrix_server::trace";
@@ -421,23 +421,7 @@ impl Connection {
         // The +OK precedes any copy of the message the publisher itself receives.
         self.ok();
         let matches = self.cache.lookup(&self.state.router, &p.subject);
-        let mut delivered = false;
-        for sub in &matches.plain {
-            delivered |= self.deliver(sub, &p);
-        }
-        for group in &matches.queues {
-            let n = group.members.len();
-            if n == 0 {
-                continue;
-            }
-            let start = fastrand::usize(..n);
-            for i in 0..n {
-                if self.deliver(&group.members[(start + i) % n], &p) {
-                    delivered = true;
-                    break;
-                }
-            }
-        }
+        let delivered = deliver_to_matches(&matches, |sub| self.deliver(sub, &p));
         if !delivered
             && self.no_responders
             && let Some(reply) = &p.reply

@@ -15,7 +15,7 @@ use natrix_subject::TrieError;
 
 use crate::client::Enqueued;
 use crate::connection::remove_subscription;
-use crate::router::Subscription;
+use crate::router::{Subscription, deliver_to_matches};
 use crate::state::ServerState;
 
 /// A message delivered to an internal subscription; borrowed from the publisher's buffers.
@@ -94,24 +94,7 @@ impl ServerState {
             payload,
             client_id: 0,
         };
-        let mut delivered = false;
-        for sub in &matches.plain {
-            delivered |= self.deliver_internal(&sub.0, msg);
-        }
-        for group in &matches.queues {
-            let n = group.members.len();
-            if n == 0 {
-                continue;
-            }
-            let start = fastrand::usize(..n);
-            for i in 0..n {
-                if self.deliver_internal(&group.members[(start + i) % n].0, msg) {
-                    delivered = true;
-                    break;
-                }
-            }
-        }
-        delivered
+        deliver_to_matches(&matches, |sub| self.deliver_internal(&sub.0, msg))
     }
 
     fn deliver_internal(&self, sub: &Arc<Subscription>, msg: InternalMsg<'_>) -> bool {

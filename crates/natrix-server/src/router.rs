@@ -46,6 +46,30 @@ impl PartialEq for SubRef {
 
 pub(crate) type Matches = Arc<MatchResult<SubRef>>;
 
+/// Offers a message to every plain subscriber and to one member of each queue group, starting
+/// at a random member and moving on while `deliver` declines (closed, echo off, max reached).
+/// Returns whether anyone took it.
+pub(crate) fn deliver_to_matches(
+    matches: &MatchResult<SubRef>,
+    mut deliver: impl FnMut(&SubRef) -> bool,
+) -> bool {
+    let mut delivered = false;
+    for sub in &matches.plain {
+        delivered |= deliver(sub);
+    }
+    for group in &matches.queues {
+        let n = group.members.len();
+        if n == 0 {
+            continue;
+        }
+        let start = fastrand::usize(..n);
+        if (0..n).any(|i| deliver(&group.members[(start + i) % n])) {
+            delivered = true;
+        }
+    }
+    delivered
+}
+
 /// The server-wide subscription index.
 #[derive(Debug, Default)]
 pub(crate) struct Router {
