@@ -486,15 +486,7 @@ impl Connection {
                 true
             }
             Enqueued::SlowConsumer => {
-                tracing::warn!(
-                    cid = receiver.id,
-                    "Slow Consumer Detected: MaxPending of {} Exceeded",
-                    receiver.max_pending
-                );
-                self.state
-                    .stats
-                    .slow_consumers
-                    .fetch_add(1, Ordering::Relaxed);
+                self.state.note_slow_consumer(receiver);
                 false
             }
             Enqueued::Dropped => false,

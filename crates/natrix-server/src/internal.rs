@@ -127,12 +127,7 @@ impl ServerState {
                 true
             }
             Enqueued::SlowConsumer => {
-                tracing::warn!(
-                    cid = receiver.id,
-                    "Slow Consumer Detected: MaxPending of {} Exceeded",
-                    receiver.max_pending
-                );
-                self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                self.note_slow_consumer(receiver);
                 false
             }
             Enqueued::Dropped => false,

@@ -56,6 +56,16 @@ impl ServerState {
     pub fn next_client_id(&self) -> u64 {
         self.next_cid.fetch_add(1, Ordering::Relaxed) + 1
     }
+
+    /// Logs and counts a receiver cut off for exceeding `max_pending`.
+    pub fn note_slow_consumer(&self, receiver: &Client) {
+        tracing::warn!(
+            cid = receiver.id,
+            "Slow Consumer Detected: MaxPending of {} Exceeded",
+            receiver.max_pending
+        );
+        self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A server id in nats-server's shape: 56 upper-case base32 characters starting with `N`.
