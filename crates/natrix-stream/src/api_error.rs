@@ -193,6 +193,252 @@ impl ApiError {
     pub fn info_max_subjects() -> ApiError {
         ApiError::new(500, 10117, "subject details would exceed maximum allowed")
     }
+
+    // --- consumers (nats-server 2.9.10's texts unless noted) -------------------------------
+
+    /// 10014 (404).
+    pub fn consumer_not_found() -> ApiError {
+        ApiError::new(404, 10014, "consumer not found")
+    }
+    /// 10013 (400): a push consumer's deliver subject is bound, or the name is taken.
+    pub fn consumer_name_exists() -> ApiError {
+        ApiError::new(400, 10013, "consumer name already in use")
+    }
+    /// 10012 (500) with the reason (`deliver policy can not be updated`, ...).
+    pub fn consumer_create(text: impl Into<String>) -> ApiError {
+        ApiError::new(500, 10012, text)
+    }
+    /// 10103 (400).
+    pub fn consumer_bad_durable_name() -> ApiError {
+        ApiError::new(400, 10103, "durable name can not contain '.', '*', '>'")
+    }
+    /// 10132 (400).
+    pub fn consumer_durable_and_name_mismatch() -> ApiError {
+        ApiError::new(
+            400,
+            10132,
+            "Consumer Durable and Name have to be equal if both are provided",
+        )
+    }
+    /// 10183 (400), nats-server 2.11+.
+    pub fn consumer_ack_wait_negative() -> ApiError {
+        ApiError::new(400, 10183, "consumer ack wait needs to be positive")
+    }
+    /// 10116 (400).
+    pub fn consumer_max_deliver_backoff() -> ApiError {
+        ApiError::new(
+            400,
+            10116,
+            "max deliver is required to be > length of backoff values",
+        )
+    }
+    /// 10107 (400).
+    pub fn consumer_description_too_long() -> ApiError {
+        ApiError::new(
+            400,
+            10107,
+            "consumer description is too long, maximum allowed is 4096",
+        )
+    }
+    /// 10079 (400).
+    pub fn consumer_deliver_to_wildcards() -> ApiError {
+        ApiError::new(400, 10079, "consumer deliver subject has wildcards")
+    }
+    /// 10112 (400).
+    pub fn consumer_invalid_deliver_subject() -> ApiError {
+        ApiError::new(400, 10112, "invalid push consumer deliver subject")
+    }
+    /// 10081 (400).
+    pub fn consumer_deliver_cycle() -> ApiError {
+        ApiError::new(400, 10081, "consumer deliver subject forms a cycle")
+    }
+    /// 10080 (400).
+    pub fn consumer_push_max_waiting() -> ApiError {
+        ApiError::new(400, 10080, "consumer in push mode can not set max waiting")
+    }
+    /// 10082 (400).
+    pub fn consumer_max_pending_ack_policy_required() -> ApiError {
+        ApiError::new(
+            400,
+            10082,
+            "consumer requires ack policy for max ack pending",
+        )
+    }
+    /// 10083 (400).
+    pub fn consumer_small_heartbeat() -> ApiError {
+        ApiError::new(400, 10083, "consumer idle heartbeat needs to be >= 100ms")
+    }
+    /// 10084 (400).
+    pub fn consumer_pull_requires_ack() -> ApiError {
+        ApiError::new(400, 10084, "consumer in pull mode requires ack policy")
+    }
+    /// 10086 (400).
+    pub fn consumer_pull_with_rate_limit() -> ApiError {
+        ApiError::new(
+            400,
+            10086,
+            "consumer in pull mode can not have rate limit set",
+        )
+    }
+    /// 10087 (400).
+    pub fn consumer_max_waiting_negative() -> ApiError {
+        ApiError::new(400, 10087, "consumer max waiting needs to be positive")
+    }
+    /// 10088 (400).
+    pub fn consumer_heartbeat_requires_push() -> ApiError {
+        ApiError::new(
+            400,
+            10088,
+            "consumer idle heartbeat requires a push based consumer",
+        )
+    }
+    /// 10089 (400).
+    pub fn consumer_flow_control_requires_push() -> ApiError {
+        ApiError::new(
+            400,
+            10089,
+            "consumer flow control requires a push based consumer",
+        )
+    }
+    /// 10114 (400).
+    pub fn consumer_max_request_batch_negative() -> ApiError {
+        ApiError::new(400, 10114, "consumer max request batch needs to be > 0")
+    }
+    /// 10115 (400).
+    pub fn consumer_max_request_expires_too_small() -> ApiError {
+        ApiError::new(
+            400,
+            10115,
+            "consumer max request expires needs to be >= 1ms",
+        )
+    }
+    /// 10121 (400), nats-server 2.10+ (stream `consumer_limits`).
+    pub fn consumer_max_ack_pending_excess(limit: i64) -> ApiError {
+        ApiError::new(
+            400,
+            10121,
+            format!("consumer max ack pending exceeds system limit of {limit}"),
+        )
+    }
+    /// 10153 (400), nats-server 2.10+ (stream `consumer_limits`).
+    pub fn consumer_inactive_threshold_excess(limit_ns: i64) -> ApiError {
+        ApiError::new(
+            400,
+            10153,
+            format!(
+                "consumer inactive threshold exceeds system limit of {}",
+                crate::consumer_config::go_duration(limit_ns)
+            ),
+        )
+    }
+    /// 10093 (400).
+    pub fn consumer_filter_not_matching() -> ApiError {
+        ApiError::new(
+            400,
+            10093,
+            "consumer filter subject is not a valid subset of the interest subjects",
+        )
+    }
+    /// 10136 (400), nats-server 2.10+.
+    pub fn consumer_duplicate_filter_subjects() -> ApiError {
+        ApiError::new(
+            400,
+            10136,
+            "consumer cannot have both FilterSubject and FilterSubjects specified",
+        )
+    }
+    /// 10138 (400), nats-server 2.10+.
+    pub fn consumer_overlapping_filter_subjects() -> ApiError {
+        ApiError::new(400, 10138, "consumer subject filters cannot overlap")
+    }
+    /// 10094 (400) with the policy text.
+    pub fn consumer_invalid_policy(text: impl Into<String>) -> ApiError {
+        ApiError::new(400, 10094, text)
+    }
+    /// 10095 (400) with Go's parse error text.
+    pub fn consumer_invalid_sampling(err: &str) -> ApiError {
+        ApiError::new(
+            400,
+            10095,
+            format!("failed to parse consumer sampling configuration: {err}"),
+        )
+    }
+    /// 10108 (400).
+    pub fn consumer_flow_control_needs_heartbeats() -> ApiError {
+        ApiError::new(
+            400,
+            10108,
+            "consumer with flow control also needs heartbeats",
+        )
+    }
+    /// 10098 (400).
+    pub fn consumer_wq_requires_explicit_ack() -> ApiError {
+        ApiError::new(400, 10098, "workqueue stream requires explicit ack")
+    }
+    /// 10099 (400).
+    pub fn consumer_wq_multiple_unfiltered() -> ApiError {
+        ApiError::new(
+            400,
+            10099,
+            "multiple non-filtered consumers not allowed on workqueue stream",
+        )
+    }
+    /// 10100 (400).
+    pub fn consumer_wq_not_unique() -> ApiError {
+        ApiError::new(
+            400,
+            10100,
+            "filtered consumer not unique on workqueue stream",
+        )
+    }
+    /// 10101 (400).
+    pub fn consumer_wq_not_deliver_all() -> ApiError {
+        ApiError::new(
+            400,
+            10101,
+            "consumer must be deliver all on workqueue stream",
+        )
+    }
+    /// 10148 (400), nats-server 2.10+ (`action: create`).
+    pub fn consumer_already_exists() -> ApiError {
+        ApiError::new(400, 10148, "consumer already exists")
+    }
+    /// 10149 (400), nats-server 2.10+ (`action: update`).
+    pub fn consumer_does_not_exist() -> ApiError {
+        ApiError::new(400, 10149, "consumer does not exist")
+    }
+    /// 10020 (400).
+    pub fn consumer_ephemeral_with_durable_name() -> ApiError {
+        ApiError::new(
+            400,
+            10020,
+            "consumer expected to be ephemeral but a durable name was set in request",
+        )
+    }
+    /// 10017 (400).
+    pub fn consumer_durable_name_not_match_subject() -> ApiError {
+        ApiError::new(
+            400,
+            10017,
+            "consumer name in subject does not match durable name in request",
+        )
+    }
+    /// 10018 (400).
+    pub fn consumer_durable_name_not_set() -> ApiError {
+        ApiError::new(
+            400,
+            10018,
+            "consumer expected to be durable but a durable name was not set",
+        )
+    }
+    /// 10131 (400).
+    pub fn consumer_create_filter_subject_mismatch() -> ApiError {
+        ApiError::new(
+            400,
+            10131,
+            "Consumer create request did not match filtered subject from create subject",
+        )
+    }
 }
 
 #[cfg(test)]

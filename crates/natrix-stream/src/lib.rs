@@ -5,11 +5,15 @@
 
 mod api_error;
 mod config;
+mod consumer;
+mod consumer_config;
+mod consumer_info;
 mod headers;
 mod index;
 mod info;
 mod message;
 mod ops;
+mod pull;
 mod stream;
 mod subjects;
 
@@ -18,11 +22,25 @@ pub use config::{
     Compression, ConsumerLimits, DEFAULT_DUPLICATE_WINDOW_NS, DiscardPolicy, Placement,
     RetentionPolicy, StorageType, StreamConfig, is_valid_stream_name,
 };
+pub use consumer::{
+    AckKind, AckOutcome, Advisory, Consumer, ConsumerState, Delivery, PendingAck, SequencePair,
+    StateDecodeError, StreamView,
+};
+pub use consumer_config::{
+    AckPolicy, ConsumerConfig, CreateAction, CreateConsumerRequest, CreateSubject,
+    DEFAULT_ACK_WAIT_NS, DEFAULT_MAX_ACK_PENDING, DEFAULT_MAX_WAITING, DeliverPolicy, ReplayPolicy,
+    check_workqueue_partition, go_duration, parse_rfc3339_nanos,
+};
+pub use consumer_info::{ConsumerInfo, SequenceInfo};
 pub use headers::{PublishHeaders, Rollup, header_value};
 pub use index::MsgMeta;
 pub use info::{PubAck, StreamState, ZERO_TIME, rfc3339_nanos};
 pub use message::{MessageDecodeError, StoredMsg};
 pub use ops::StoreOp;
+pub use pull::{
+    AckSubject, NextWaiting, PullRequest, StatusReply, WaitingQueue, WaitingRequest,
+    ack_reply_subject, parse_ack_subject,
+};
 pub use stream::{
     Applied, Command, PurgeRequest, RecoverError, RecoveredMsg, Reply, Stream, StreamPosition,
     stored_size_for,

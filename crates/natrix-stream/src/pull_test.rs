@@ -1,0 +1,1 @@
+//! Tests of pull requests, the waiting queue and status replies.
