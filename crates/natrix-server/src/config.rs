@@ -97,6 +97,10 @@ pub struct JetStreamConfig {
     /// Bytes; `None` means the nats-server default (up to 1 TB / available disk).
     pub max_file_store: Option<i64>,
     pub domain: Option<String>,
+    /// `sync_interval`: `None` (the default, `sync: always`) fsyncs every write batch before its
+    /// publishes are acknowledged; `Some(d)` acknowledges after the write and fsyncs every `d`
+    /// (nats-server's behaviour, which a power cut can make lose acknowledged messages).
+    pub sync_interval: Option<std::time::Duration>,
 }
 
 /// `cluster { name, listen, routes }` / `--cluster`, `--routes`, `--cluster_name`.

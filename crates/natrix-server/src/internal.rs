@@ -86,7 +86,21 @@ impl ServerState {
         headers: Option<&[u8]>,
         payload: &[u8],
     ) -> bool {
-        let matches = self.router.matches(subject);
+        self.publish_internal_to(subject, subject, reply, headers, payload)
+    }
+
+    /// Like [`ServerState::publish_internal`], routed on `route` while receivers see `subject`:
+    /// JetStream delivers a stored message to a consumer's deliver subject (or a pull request's
+    /// reply subject) under the subject it was published on, as nats-server does.
+    pub fn publish_internal_to(
+        &self,
+        route: &[u8],
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) -> bool {
+        let matches = self.router.matches(route);
         let msg = InternalMsg {
             subject,
             reply,
@@ -95,6 +109,11 @@ impl ServerState {
             client_id: 0,
         };
         deliver_to_matches(&matches, |sub| self.deliver_internal(&sub.0, msg))
+    }
+
+    /// Whether any subscription matches `subject` (e.g. a push consumer's deliver subject).
+    pub fn has_interest(&self, subject: &[u8]) -> bool {
+        !self.router.matches(subject).is_empty()
     }
 
     fn deliver_internal(&self, sub: &Arc<Subscription>, msg: InternalMsg<'_>) -> bool {

@@ -5,7 +5,7 @@ mod client;
 pub mod config;
 mod connection;
 mod internal;
-mod jetstream_unavailable;
+mod jetstream;
 mod monitor;
 mod router;
 mod server;
@@ -13,5 +13,6 @@ mod state;
 mod writer;
 
 pub use config::{AuthConfig, ClusterConfig, JetStreamConfig, Limits, ServerConfig};
+pub use jetstream::JetStreamError;
 pub use monitor::log_timestamp;
 pub use server::{Server, ServerError, VERSION};

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use crate::ServerConfig;
 use crate::client::{Client, CloseReason};
 use crate::connection::Connection;
-use crate::jetstream_unavailable;
+use crate::jetstream::JetStream;
 use crate::monitor;
 use crate::router::Router;
 use crate::state::{ServerState, Stats, generate_server_id};
@@ -37,6 +37,8 @@ pub enum ServerError {
     },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("JetStream: {0}")]
+    JetStream(#[from] crate::jetstream::JetStreamError),
 }
 
 /// A running node. Dropping it does not stop it; call [`Server::shutdown`].
@@ -96,14 +98,14 @@ impl Server {
             started: SystemTime::now(),
             started_instant: Instant::now(),
             closed: Default::default(),
+            jetstream: Default::default(),
         });
 
         if state.config.jetstream.is_some() {
-            tracing::warn!(
-                "JetStream is not available in this natrix version: $JS.API requests get \"jetstream not enabled for account\""
-            );
-            jetstream_unavailable::serve(&state)
-                .map_err(|err| ServerError::Config(format!("JetStream API subscription: {err}")))?;
+            let js = JetStream::start(&state)?;
+            tracing::info!("Starting JetStream");
+            tracing::info!("  Store Directory: \"{}\"", js.store_dir.display());
+            let _ = state.jetstream.set(js);
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (stopped_tx, stopped_rx) = watch::channel(false);

@@ -50,6 +50,8 @@ pub(crate) struct ServerState {
     pub started_instant: Instant,
     /// The last closed client connections, for /connz.
     pub closed: crate::monitor::ClosedConnections,
+    /// JetStream, when enabled (set once at start, after the state exists).
+    pub jetstream: std::sync::OnceLock<Arc<crate::jetstream::JetStream>>,
 }
 
 impl ServerState {

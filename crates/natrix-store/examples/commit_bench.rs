@@ -77,6 +77,7 @@ async fn run_committers(
                     stream_id,
                     ops: vec![StoreOp::Append(msg)],
                     applied: seq,
+                    position: None,
                     consumer_updates: Vec::new(),
                 };
                 let t = Instant::now();

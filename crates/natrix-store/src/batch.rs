@@ -17,6 +17,10 @@ pub struct StreamBatch {
     pub ops: Vec<StoreOp>,
     /// The stream's applied position after this command (stored as `stream_applied/<id>`).
     pub applied: u64,
+    /// The stream's sequence position after this command (opaque, the caller's encoding;
+    /// stored as `stream_pos/<id>` when present). It outlives the messages: an emptied stream
+    /// still knows its last sequence after a restart.
+    pub position: Option<Bytes>,
     pub consumer_updates: Vec<ConsumerUpdate>,
 }
 
@@ -117,6 +121,9 @@ pub(crate) fn add_stream_batch(
         }
     }
     add_consumer_updates(wb, cfs, id, &batch.consumer_updates);
+    if let Some(position) = &batch.position {
+        wb.put_cf(cfs.meta, keys::position_key(id), position);
+    }
     wb.put_cf(
         cfs.meta,
         keys::applied_key(id),
@@ -154,6 +161,7 @@ pub(crate) fn add_stream_deletion(
         wb.delete_range_cf(cf, &start, &end);
     }
     wb.delete_cf(cfs.meta, keys::applied_key(stream_id));
+    wb.delete_cf(cfs.meta, keys::position_key(stream_id));
     wb.delete_cf(cfs.meta, keys::config_key(stream_id));
     floors.set(stream_id, None);
 }

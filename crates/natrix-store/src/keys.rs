@@ -8,6 +8,7 @@
 //! | `consumers` | `stream_id u64 | consumer name (UTF-8)`    | opaque consumer state (caller's)   |
 //! | `meta`      | `"stream_applied/" | stream_id u64`        | applied position `u64`             |
 //! | `meta`      | `"stream_cfg/" | stream_id u64`            | opaque stream config (caller's)    |
+//! | `meta`      | `"stream_pos/" | stream_id u64`            | opaque stream position (caller's)  |
 //! | `meta`      | `"next_stream_id"`                         | next id to allocate `u64`          |
 //! | `subj_idx`  | reserved: `stream_id u64 | subject | seq u64` | (not written yet)                 |
 //! | `raft_log`  | reserved: `group_id u64 | index u64`       | (not written yet)                  |
@@ -35,6 +36,7 @@ pub const ALL_CFS: [&str; 6] = [
 
 pub const APPLIED_PREFIX: &[u8] = b"stream_applied/";
 pub const CONFIG_PREFIX: &[u8] = b"stream_cfg/";
+pub const POSITION_PREFIX: &[u8] = b"stream_pos/";
 pub const NEXT_STREAM_ID_KEY: &[u8] = b"next_stream_id";
 
 pub fn msg_key(stream_id: u64, seq: u64) -> [u8; 16] {
@@ -76,6 +78,10 @@ pub fn prefix_range(prefix: &[u8]) -> (Vec<u8>, Vec<u8>) {
 
 pub fn applied_key(stream_id: u64) -> Vec<u8> {
     prefixed_id(APPLIED_PREFIX, stream_id)
+}
+
+pub fn position_key(stream_id: u64) -> Vec<u8> {
+    prefixed_id(POSITION_PREFIX, stream_id)
 }
 
 pub fn config_key(stream_id: u64) -> Vec<u8> {

@@ -41,6 +41,15 @@ impl CommitQueue {
         self,
         make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
     ) -> Result<T, StoreError> {
+        self.enqueue(make).await?.await
+    }
+
+    /// Waits for a queue slot, queues the request and returns the answer to wait for: once this
+    /// resolves the request is in the committer's FIFO, ahead of anything queued later.
+    async fn enqueue<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
+    ) -> Result<CommitTicket<T>, StoreError> {
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
@@ -52,7 +61,26 @@ impl CommitQueue {
                 _permit: Some(permit),
             })
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        Ok(CommitTicket { answer })
+    }
+}
+
+/// A queued commit: resolves when the committer has written it (durably, per the
+/// [`crate::SyncPolicy`]) or failed.
+pub struct CommitTicket<T = ()> {
+    answer: oneshot::Receiver<Result<T, StoreError>>,
+}
+
+impl<T> Future for CommitTicket<T> {
+    type Output = Result<T, StoreError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.answer)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(StoreError::Closed)))
     }
 }
 
@@ -125,6 +153,30 @@ impl Store {
         self.queue
             .clone()
             .submit(move |reply| Request::Stream { batch, reply })
+    }
+
+    /// Queues one stream command's effects like [`Store::commit`], returning once it is queued:
+    /// commits queued one after another are written in that order, so a caller can keep
+    /// applying commands while earlier ones are being fsynced (and share their fsync).
+    pub async fn enqueue_commit(&self, batch: StreamBatch) -> Result<CommitTicket, StoreError> {
+        self.queue
+            .enqueue(move |reply| Request::Stream { batch, reply })
+            .await
+    }
+
+    /// Like [`Store::enqueue_commit`] for [`Store::update_consumers`].
+    pub async fn enqueue_consumer_updates(
+        &self,
+        stream_id: u64,
+        updates: Vec<ConsumerUpdate>,
+    ) -> Result<CommitTicket, StoreError> {
+        self.queue
+            .enqueue(move |reply| Request::Consumers {
+                stream_id,
+                updates,
+                reply,
+            })
+            .await
     }
 
     /// Writes consumer state changes of one stream atomically, without moving its applied
@@ -241,6 +293,13 @@ impl Store {
             .transpose()
     }
 
+    /// The stream's position as its last committed batch carrying one recorded it.
+    pub fn stream_position(&self, stream_id: u64) -> Result<Option<Bytes>, StoreError> {
+        self.get_meta(&keys::position_key(stream_id), || {
+            format!("position of stream {stream_id}")
+        })
+    }
+
     pub fn stream_config(&self, stream_id: u64) -> Result<Option<Bytes>, StoreError> {
         self.get_meta(&keys::config_key(stream_id), || {
             format!("config of stream {stream_id}")
@@ -303,6 +362,14 @@ impl Store {
     /// Counters of the committer (commits, write groups, fsyncs).
     pub fn stats(&self) -> CommitStats {
         self.counters.snapshot()
+    }
+
+    /// `(available, total)` bytes of the file system holding the store (cheap: one statvfs).
+    pub fn fs_space(&self) -> Result<(u64, u64), StoreError> {
+        disk::fs_space(&self.path).map_err(|source| StoreError::DiskUsage {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// The store's disk use and its file system's free space.

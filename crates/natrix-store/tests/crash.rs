@@ -49,6 +49,7 @@ fn batch(stream_id: u64, b: u64) -> StreamBatch {
         stream_id,
         ops,
         applied: last,
+        position: None,
         consumer_updates: vec![ConsumerUpdate::Put {
             name: "tracker".into(),
             state: Bytes::copy_from_slice(&last.to_be_bytes()),

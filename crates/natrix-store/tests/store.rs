@@ -66,6 +66,7 @@ async fn remove_and_remove_below_delete_exactly_their_messages() -> Result {
             stream_id: 1,
             ops,
             applied: 201,
+            position: None,
             consumer_updates: vec![],
         })
         .await?;
@@ -76,6 +77,7 @@ async fn remove_and_remove_below_delete_exactly_their_messages() -> Result {
                 stream_id: 1,
                 ops: vec![StoreOp::RemoveBelow { seq: below }],
                 applied: 202,
+                position: None,
                 consumer_updates: vec![],
             })
             .await?;
@@ -95,6 +97,7 @@ async fn remove_and_remove_below_delete_exactly_their_messages() -> Result {
             stream_id: 1,
             ops: vec![StoreOp::RemoveBelow { seq: 120 }],
             applied: 203,
+            position: None,
             consumer_updates: vec![],
         })
         .await?;

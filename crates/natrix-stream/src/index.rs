@@ -125,6 +125,9 @@ impl MsgIndex {
         if let Some(&id) = self.ids.get(subject) {
             return id;
         }
+        // A copy, not a clone: `subject` usually slices a whole message (payload included) that
+        // the index must not keep alive.
+        let subject = Bytes::copy_from_slice(subject);
         let entry = SubjectEntry {
             name: subject.clone(),
             seqs: VecDeque::new(),

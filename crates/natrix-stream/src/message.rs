@@ -34,16 +34,6 @@ pub enum MessageDecodeError {
 }
 
 impl StoredMsg {
-    /// Bytes this message counts against a stream's `max_bytes` (nats-server counts subject,
-    /// headers, payload and a fixed overhead per record).
-    pub fn stored_size(&self) -> u64 {
-        stored_size(
-            self.subject.len(),
-            self.headers.as_ref().map_or(0, |h| h.len()),
-            self.payload.len(),
-        )
-    }
-
     pub fn encoded_len(&self) -> usize {
         1 + 8
             + 8
@@ -102,39 +92,33 @@ impl StoredMsg {
     }
 }
 
-/// nats-server's accounting of a record's size: subject + headers + payload + 16 bytes of
-/// sequence/timestamp + 6 of lengths/checksum framing (its `fileStoreMsgSize` shape).
-pub fn stored_size(subject: usize, headers: usize, payload: usize) -> u64 {
-    (subject + headers + payload) as u64 + 22
-}
-
 fn len_u32(len: usize) -> u32 {
     // Lengths are bounded by max_payload and max_control_line, far below u32::MAX.
     u32::try_from(len).expect("message field longer than 4 GiB cannot be accepted")
 }
 
-fn take_u8(b: &mut Bytes) -> Result<u8, MessageDecodeError> {
+pub(crate) fn take_u8(b: &mut Bytes) -> Result<u8, MessageDecodeError> {
     if b.remaining() < 1 {
         return Err(MessageDecodeError::Truncated);
     }
     Ok(b.get_u8())
 }
 
-fn take_u32(b: &mut Bytes) -> Result<u32, MessageDecodeError> {
+pub(crate) fn take_u32(b: &mut Bytes) -> Result<u32, MessageDecodeError> {
     if b.remaining() < 4 {
         return Err(MessageDecodeError::Truncated);
     }
     Ok(b.get_u32())
 }
 
-fn take_u64(b: &mut Bytes) -> Result<u64, MessageDecodeError> {
+pub(crate) fn take_u64(b: &mut Bytes) -> Result<u64, MessageDecodeError> {
     if b.remaining() < 8 {
         return Err(MessageDecodeError::Truncated);
     }
     Ok(b.get_u64())
 }
 
-fn take_bytes(b: &mut Bytes, n: usize) -> Result<Bytes, MessageDecodeError> {
+pub(crate) fn take_bytes(b: &mut Bytes, n: usize) -> Result<Bytes, MessageDecodeError> {
     if b.remaining() < n {
         return Err(MessageDecodeError::Truncated);
     }

@@ -5,13 +5,14 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::api_error::ApiError;
 use crate::config::{DiscardPolicy, StorageType, StreamConfig};
 use crate::headers::{PublishHeaders, Rollup};
 use crate::index::{MsgIndex, MsgMeta};
 use crate::info::{PubAck, StreamState, ZERO_TIME, rfc3339_nanos};
+use crate::message::{MessageDecodeError, take_bytes, take_u8, take_u32, take_u64};
 use crate::subjects::{is_match_all, subject_matches};
 use crate::{StoreOp, StoredMsg};
 
@@ -90,6 +91,48 @@ pub struct StreamPosition {
     pub last_timestamp_ns: Option<i64>,
     /// `Nats-Msg-Id` of the last stored message (for `Nats-Expected-Last-Msg-Id`).
     pub last_msg_id: Option<String>,
+}
+
+/// Version byte of [`StreamPosition::encode`].
+const POSITION_VERSION: u8 = 1;
+
+impl StreamPosition {
+    /// Portable layout: version `u8`, last_seq `u64`, timestamp flag `u8` + `i64`, msg-id flag
+    /// `u8` + length `u32` + UTF-8 bytes; integers big-endian.
+    pub fn encode(&self) -> Bytes {
+        let id = self.last_msg_id.as_deref().unwrap_or("");
+        let mut out = BytesMut::with_capacity(1 + 8 + 9 + 5 + id.len());
+        out.put_u8(POSITION_VERSION);
+        out.put_u64(self.last_seq);
+        out.put_u8(u8::from(self.last_timestamp_ns.is_some()));
+        out.put_i64(self.last_timestamp_ns.unwrap_or(0));
+        out.put_u8(u8::from(self.last_msg_id.is_some()));
+        // Msg ids come from a header line, bounded by max_payload: far below u32::MAX.
+        out.put_u32(u32::try_from(id.len()).unwrap_or(u32::MAX));
+        out.put_slice(&id.as_bytes()[..id.len().min(u32::MAX as usize)]);
+        out.freeze()
+    }
+
+    pub fn decode(mut bytes: Bytes) -> Result<StreamPosition, MessageDecodeError> {
+        let version = take_u8(&mut bytes)?;
+        if version != POSITION_VERSION {
+            return Err(MessageDecodeError::UnknownVersion(version));
+        }
+        let last_seq = take_u64(&mut bytes)?;
+        let has_ts = take_u8(&mut bytes)? != 0;
+        let ts = take_u64(&mut bytes)? as i64;
+        let has_id = take_u8(&mut bytes)? != 0;
+        let id_len = take_u32(&mut bytes)? as usize;
+        let id = take_bytes(&mut bytes, id_len)?;
+        if !bytes.is_empty() {
+            return Err(MessageDecodeError::TrailingBytes(bytes.len()));
+        }
+        Ok(StreamPosition {
+            last_seq,
+            last_timestamp_ns: has_ts.then_some(ts),
+            last_msg_id: has_id.then(|| String::from_utf8_lossy(&id).into_owned()),
+        })
+    }
 }
 
 /// A stored message as recovery needs it: no payload.
@@ -296,9 +339,11 @@ impl Stream {
             last_seq: self.last_seq,
             last_ts: ts(self.last_ts),
             num_subjects: self.index.num_subjects(),
+            // An empty map is omitted, as Go's `omitempty` does.
             subjects: subjects_filter
                 .filter(|f| !f.is_empty())
-                .map(|f| self.subjects_matching(f)),
+                .map(|f| self.subjects_matching(f))
+                .filter(|m| !m.is_empty()),
             num_deleted: self.index.num_deleted(),
             deleted: deleted_details
                 .then(|| self.index.deleted())
@@ -313,6 +358,19 @@ impl Stream {
 
     pub fn last_seq_for_subject(&self, subject: &[u8]) -> Option<u64> {
         self.index.subject_seqs(subject)?.back().copied()
+    }
+
+    /// The last live sequence whose subject matches `filter` (a subject or a wildcard filter).
+    pub fn last_seq_matching(&self, filter: &str) -> Option<u64> {
+        let f = filter.as_bytes();
+        if !f.contains(&b'*') && !f.contains(&b'>') {
+            return self.last_seq_for_subject(f);
+        }
+        self.index
+            .subjects()
+            .filter(|(name, _)| is_match_all(f) || subject_matches(f, name))
+            .filter_map(|(name, _)| self.last_seq_for_subject(name))
+            .max()
     }
 
     /// Live subjects matching `filter` with their message counts.
@@ -375,7 +433,7 @@ impl Stream {
             Command::Expire { now_ns } => Ok(self.expire(now_ns)),
             Command::UpdateConfig(config) => self.update_config(&config),
             Command::Seal => {
-                self.config.sealed = true;
+                self.config.seal();
                 Ok(Applied {
                     reply: Reply::Sealed,
                     ops: Vec::new(),

@@ -464,3 +464,45 @@ pub(crate) fn apply_ops(
 
 #[path = "stream_model_test.rs"]
 mod model;
+
+#[test]
+fn stream_position_round_trips_through_its_portable_encoding() {
+    let cases = [
+        StreamPosition::default(),
+        StreamPosition {
+            last_seq: u64::MAX,
+            last_timestamp_ns: Some(-5),
+            last_msg_id: Some(String::new()),
+        },
+        StreamPosition {
+            last_seq: 42,
+            last_timestamp_ns: Some(1_700_000_000_000_000_000),
+            last_msg_id: Some("order-7".into()),
+        },
+    ];
+    for p in cases {
+        assert_eq!(StreamPosition::decode(p.encode()), Ok(p));
+    }
+}
+
+#[test]
+fn a_truncated_or_unknown_stream_position_is_an_error_not_a_guess() {
+    let encoded = StreamPosition {
+        last_seq: 9,
+        last_timestamp_ns: None,
+        last_msg_id: Some("id".into()),
+    }
+    .encode();
+    for n in 0..encoded.len() {
+        assert!(
+            StreamPosition::decode(encoded.slice(..n)).is_err(),
+            "prefix {n}"
+        );
+    }
+    let mut wrong = encoded.to_vec();
+    wrong[0] = 9;
+    assert_eq!(
+        StreamPosition::decode(Bytes::from(wrong)),
+        Err(MessageDecodeError::UnknownVersion(9))
+    );
+}

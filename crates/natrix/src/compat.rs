@@ -110,7 +110,6 @@ pub fn jetstream(key: &str) -> Option<Support> {
         | "max_outstanding_catchup"
         | "extension_hint"
         | "limits"
-        | "sync_interval"
         | "strict"
         | "max_buffered_msgs"
         | "max_buffered_size"

@@ -150,10 +150,6 @@ impl Settings {
             return Err(OptionsError::Invalid(errors));
         }
         self.server.jetstream = self.jetstream_enabled.then(|| self.jetstream.clone());
-        if self.server.jetstream.is_some() {
-            self.warnings
-                .push("JetStream is not available in natrix yet; it stays disabled".into());
-        }
         if self.server.cluster.is_some() {
             self.warnings.push(
                 "Clustering is not available in natrix yet; routes are not solicited or accepted"
@@ -628,6 +624,19 @@ impl Mapper<'_> {
                                 self.settings.jetstream.domain = Some(domain);
                             }
                         }
+                        // nats-server 2.10's option: "always" or a duration. natrix defaults
+                        // to "always" (fsync before every ack), nats-server to 2 minutes.
+                        "sync_interval" | "sync" => match &e.value.value {
+                            Value::String(s) if s.eq_ignore_ascii_case("always") => {
+                                self.settings.jetstream.sync_interval = None;
+                            }
+                            _ => {
+                                if let Some(d) = self.duration(e) {
+                                    self.settings.jetstream.sync_interval =
+                                        (!d.is_zero()).then_some(d);
+                                }
+                            }
+                        },
                         "enable" | "enabled" => {
                             if let Some(b) = self.bool(e) {
                                 enabled = b;

@@ -140,6 +140,7 @@ fn a_documentation_style_file_with_includes_variables_and_env_maps_to_the_expect
             max_memory_store: Some(1 << 30),
             max_file_store: Some(10 << 30),
             domain: Some("hub".into()),
+            sync_interval: None,
         }),
         cluster: Some(ClusterConfig {
             name: Some("c1".into()),
@@ -159,14 +160,7 @@ fn a_documentation_style_file_with_includes_variables_and_env_maps_to_the_expect
     assert_eq!(s.server, expected);
     assert_eq!(s.log.log_file, Some(PathBuf::from("/var/log/natrix.log")));
     assert!(s.log.logtime && !s.log.debug && !s.log.trace);
-    // JetStream and clustering are accepted but announced as not available yet.
-    assert!(
-        s.warnings
-            .iter()
-            .any(|w| w.contains("JetStream is not available")),
-        "{:?}",
-        s.warnings
-    );
+    // Clustering is accepted but announced as not available yet.
     assert!(
         s.warnings
             .iter()

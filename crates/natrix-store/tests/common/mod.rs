@@ -23,6 +23,7 @@ pub fn append(stream_id: u64, seqs: std::ops::RangeInclusive<u64>) -> StreamBatc
         stream_id,
         ops: seqs.map(|s| StoreOp::Append(msg(stream_id, s))).collect(),
         applied,
+        position: Some(Bytes::copy_from_slice(&applied.to_be_bytes())),
         consumer_updates: Vec::new(),
     }
 }

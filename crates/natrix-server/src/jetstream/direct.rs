@@ -1,0 +1,80 @@
+//! `$JS.API.DIRECT.GET.<stream>[.<subject>]`: a stored message answered as itself, with the
+//! `Nats-Stream`, `Nats-Subject`, `Nats-Sequence` and `Nats-Time-Stamp` headers nats-server adds,
+//! or a status-only reply (`404 Message Not Found`; `408 Empty Request`, `408 Malformed Request`
+//! or `408 Bad Request` for a request without, with unreadable or with conflicting options). Only
+//! streams with `allow_direct` answer.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use natrix_stream::{StoredMsg, rfc3339_nanos};
+
+use super::JetStream;
+use super::api::ApiResponse;
+use super::stream_api::{MsgGetRequest, find_msg};
+
+const NOT_FOUND: &[u8] = b"NATS/1.0 404 Message Not Found\r\n\r\n";
+const EMPTY: &[u8] = b"NATS/1.0 408 Empty Request\r\n\r\n";
+const MALFORMED: &[u8] = b"NATS/1.0 408 Malformed Request\r\n\r\n";
+const BAD: &[u8] = b"NATS/1.0 408 Bad Request\r\n\r\n";
+
+fn status(headers: &'static [u8]) -> ApiResponse {
+    ApiResponse::Msg {
+        headers: Some(Bytes::from_static(headers)),
+        payload: Bytes::new(),
+    }
+}
+
+pub(crate) fn get(
+    js: &JetStream,
+    stream: &str,
+    last_by_subject: Option<&str>,
+    payload: &[u8],
+) -> ApiResponse {
+    let Some(host) = js.stream(stream) else {
+        return ApiResponse::None;
+    };
+    if !host.config().allow_direct {
+        return ApiResponse::None;
+    }
+    let req = match last_by_subject {
+        Some(subject) => MsgGetRequest {
+            last_by_subj: subject.to_owned(),
+            ..MsgGetRequest::default()
+        },
+        None if payload.is_empty() => return status(EMPTY),
+        None => match serde_json::from_slice::<MsgGetRequest>(payload) {
+            Ok(req) if req.is_empty() => return status(EMPTY),
+            Ok(req) if req.conflicts() => return status(BAD),
+            Ok(req) => req,
+            Err(_) => return status(MALFORMED),
+        },
+    };
+    match find_msg(&host, &req) {
+        Ok(Some(msg)) => message(stream, msg),
+        _ => status(NOT_FOUND),
+    }
+}
+
+/// The stored message with the direct-get headers appended to its own.
+fn message(stream: &str, msg: StoredMsg) -> ApiResponse {
+    let mut h = BytesMut::with_capacity(128 + msg.headers.as_ref().map_or(0, Bytes::len));
+    match &msg.headers {
+        // Keep the message's own header lines, drop its blank terminator line.
+        Some(own) if own.len() >= 4 && own.ends_with(b"\r\n\r\n") => {
+            h.put_slice(&own[..own.len() - 2]);
+        }
+        _ => h.put_slice(b"NATS/1.0\r\n"),
+    }
+    h.put_slice(b"Nats-Stream: ");
+    h.put_slice(stream.as_bytes());
+    h.put_slice(b"\r\nNats-Subject: ");
+    h.put_slice(&msg.subject);
+    h.put_slice(b"\r\nNats-Sequence: ");
+    h.put_slice(msg.seq.to_string().as_bytes());
+    h.put_slice(b"\r\nNats-Time-Stamp: ");
+    h.put_slice(rfc3339_nanos(msg.timestamp_ns).as_bytes());
+    h.put_slice(b"\r\n\r\n");
+    ApiResponse::Msg {
+        headers: Some(h.freeze()),
+        payload: msg.payload,
+    }
+}

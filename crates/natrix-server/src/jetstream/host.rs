@@ -1,0 +1,722 @@
+//! One stream on this node. A task owns the order of its commands: it takes every publish and API
+//! command queued so far, applies them to the pure [`Stream`] state machine, queues their effects
+//! as ONE store commit (file storage) and hands the answers to a settle task that sends them only
+//! when the commit is durable. While a commit is being fsynced the next batch is already being
+//! applied, and commits queued meanwhile share the committer's next fsync (group commit).
+//!
+//! Reads (info, message get) lock the state machine briefly and read messages from the store
+//! (file) or the in-memory map (memory storage).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use natrix_store::{CommitTicket, ConsumerUpdate, StoreError, StreamBatch};
+use natrix_stream::{
+    ApiError, Applied, Command, PubAck, RecoveredMsg, Reply, StorageType, StoreOp, StoredMsg,
+    Stream, StreamConfig, StreamPosition,
+};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::consumer_host::{ConsumerHost, Event};
+use super::record::{ConsumerRecord, StreamRecord};
+use super::{JetStream, now_ns};
+use crate::internal::InternalHandler;
+use crate::router::Subscription;
+use crate::state::ServerState;
+
+/// Most commands applied and committed as one batch.
+const MAX_BATCH: usize = 1024;
+
+/// Bytes of publishes queued for a stream and not yet applied, at most. Beyond it publishes are
+/// refused (with an error to their reply subject) instead of growing the queue without bound.
+const MAX_QUEUED_BYTES: u64 = 256 << 20;
+
+/// A publish or API command waiting for the stream task.
+pub(crate) enum Inbound {
+    Publish {
+        subject: Bytes,
+        reply: Option<Bytes>,
+        headers: Option<Bytes>,
+        payload: Bytes,
+    },
+    Command {
+        cmd: Command,
+        done: oneshot::Sender<Result<Reply, ApiError>>,
+    },
+    /// A command of the node itself (retention), answered to nobody.
+    Apply(Command),
+    /// The stream was deleted: stop.
+    Stop,
+}
+
+impl Inbound {
+    fn queued_bytes(&self) -> u64 {
+        match self {
+            Inbound::Publish {
+                subject,
+                headers,
+                payload,
+                ..
+            } => (subject.len() + headers.as_ref().map_or(0, Bytes::len) + payload.len()) as u64,
+            _ => 0,
+        }
+    }
+}
+
+/// An answer to send once the batch it belongs to is durable.
+enum Answer {
+    PubAck {
+        reply: Bytes,
+        json: String,
+    },
+    /// A refused publish: no effect to wait for, but sent in order with the rest.
+    PubError {
+        reply: Bytes,
+        json: String,
+    },
+    Command {
+        done: oneshot::Sender<Result<Reply, ApiError>>,
+        result: Result<Reply, ApiError>,
+    },
+}
+
+/// One applied batch on its way to disk.
+struct Settle {
+    ticket: Option<CommitTicket>,
+    answers: Vec<Answer>,
+    last_seq: u64,
+}
+
+/// The state machine and, for memory storage, the messages.
+pub(crate) struct StreamCore {
+    pub stream: Stream,
+    memory: Option<BTreeMap<u64, StoredMsg>>,
+    /// Commands applied so far (the store's `applied` position).
+    applied: u64,
+}
+
+pub(crate) struct StreamHost {
+    pub name: String,
+    /// The store's stream id (file storage) or a node-local id (memory storage).
+    pub id: u64,
+    pub created_ns: i64,
+    storage: StorageType,
+    js: Weak<JetStream>,
+    core: Mutex<StreamCore>,
+    inbound: mpsc::UnboundedSender<Inbound>,
+    queued_bytes: Arc<AtomicU64>,
+    subs: Mutex<Vec<Arc<Subscription>>>,
+    /// The last sequence whose batch is durable: what consumers may deliver.
+    committed: watch::Sender<u64>,
+    consumers: RwLock<BTreeMap<String, Arc<ConsumerHost>>>,
+}
+
+impl StreamHost {
+    /// Creates a new stream: stores its record (file storage) and starts serving it.
+    pub async fn create(
+        state: &Arc<ServerState>,
+        js: &Arc<JetStream>,
+        config: StreamConfig,
+    ) -> Result<Arc<StreamHost>, ApiError> {
+        let created_ns = now_ns();
+        let id = match config.storage {
+            StorageType::File => {
+                let record = StreamRecord {
+                    config: config.clone(),
+                    created_ns,
+                };
+                js.store()
+                    .create_stream(record.encode())
+                    .await
+                    .map_err(|e| store_failed(&e))?
+            }
+            StorageType::Memory => js.next_memory_id(),
+        };
+        let host = StreamHost::start(state, js, id, created_ns, Stream::new(config), 0)
+            .map_err(ApiError::stream_invalid_config)?;
+        js.insert(host.clone());
+        Ok(host)
+    }
+
+    /// Rebuilds a file-stored stream from the store at start.
+    pub fn recover(
+        state: &Arc<ServerState>,
+        js: &Arc<JetStream>,
+        id: u64,
+        record: &[u8],
+    ) -> Result<Arc<StreamHost>, String> {
+        let record = StreamRecord::decode(record)?;
+        let store = js.store();
+        let position = store
+            .stream_position(id)
+            .map_err(|e| e.to_string())?
+            .map(StreamPosition::decode)
+            .transpose()
+            .map_err(|e| format!("stream position: {e}"))?;
+        let applied = store.applied(id).map_err(|e| e.to_string())?.unwrap_or(0);
+        let storage = record.config.storage;
+        let mut scan_error = None;
+        let msgs = store
+            .scan_msgs(id, 0)
+            .map_err(|e| e.to_string())?
+            .map_while(|m| match m {
+                Ok(m) => Some(RecoveredMsg::from_stored(&m, storage)),
+                Err(e) => {
+                    scan_error = Some(e);
+                    None
+                }
+            });
+        let stream = Stream::recover(record.config, position, msgs).map_err(|e| e.to_string())?;
+        if let Some(e) = scan_error {
+            return Err(e.to_string());
+        }
+        let host = StreamHost::start(state, js, id, record.created_ns, stream, applied)?;
+        for (name, bytes) in store.consumers(id).map_err(|e| e.to_string())? {
+            let record =
+                ConsumerRecord::decode(&bytes).map_err(|e| format!("consumer {name:?}: {e}"))?;
+            let consumer =
+                natrix_stream::Consumer::restore(record.config, record.created_ns, record.state);
+            let consumer = ConsumerHost::start(state, &host, name.clone(), consumer);
+            host.consumers.write().insert(name, consumer);
+        }
+        Ok(host)
+    }
+
+    fn start(
+        state: &Arc<ServerState>,
+        js: &Arc<JetStream>,
+        id: u64,
+        created_ns: i64,
+        stream: Stream,
+        applied: u64,
+    ) -> Result<Arc<StreamHost>, String> {
+        let config = stream.config().clone();
+        let (inbound, rx) = mpsc::unbounded_channel();
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+        let last_seq = stream.last_seq();
+        let host = Arc::new(StreamHost {
+            name: config.name.clone(),
+            id,
+            created_ns,
+            storage: config.storage,
+            js: Arc::downgrade(js),
+            core: Mutex::new(StreamCore {
+                stream,
+                memory: (config.storage == StorageType::Memory).then(BTreeMap::new),
+                applied,
+            }),
+            inbound,
+            queued_bytes: Arc::new(AtomicU64::new(0)),
+            subs: Mutex::new(Vec::new()),
+            committed: watch::Sender::new(last_seq),
+            consumers: RwLock::new(BTreeMap::new()),
+        });
+        host.subscribe(state, &config.subjects)?;
+        tokio::spawn(host.clone().run(rx, settle_tx));
+        tokio::spawn(settle(
+            Arc::downgrade(&host),
+            Arc::downgrade(state),
+            settle_rx,
+        ));
+        Ok(host)
+    }
+
+    /// Captures the stream's subjects: every publish on them is queued for the stream task.
+    fn subscribe(&self, state: &Arc<ServerState>, subjects: &[String]) -> Result<(), String> {
+        let mut subs = self.subs.lock();
+        for subject in subjects {
+            let tx = self.inbound.clone();
+            let queued = self.queued_bytes.clone();
+            let weak = Arc::downgrade(state);
+            let name = self.name.clone();
+            let handler = InternalHandler::new(move |msg| {
+                let item = Inbound::Publish {
+                    subject: Bytes::copy_from_slice(msg.subject),
+                    reply: msg.reply.map(Bytes::copy_from_slice),
+                    headers: msg.headers.map(Bytes::copy_from_slice),
+                    payload: Bytes::copy_from_slice(msg.payload),
+                };
+                let size = item.queued_bytes();
+                if queued.fetch_add(size, Ordering::AcqRel) + size > MAX_QUEUED_BYTES {
+                    queued.fetch_sub(size, Ordering::AcqRel);
+                    if let (Some(state), Some(reply)) = (weak.upgrade(), msg.reply) {
+                        let json = PubAck::error_json(&name, &ApiError::insufficient_resources());
+                        state.publish_internal(reply, None, None, json.as_bytes());
+                    }
+                    return;
+                }
+                // A closed channel means the stream was just deleted: the publish is dropped,
+                // as nats-server drops a publish to a subject nobody captures any more.
+                let _ = tx.send(item);
+            });
+            let sub = state
+                .subscribe_internal(subject, None, handler)
+                .map_err(|e| format!("subject {subject:?}: {e}"))?;
+            subs.push(sub);
+        }
+        Ok(())
+    }
+
+    fn unsubscribe(&self, state: &ServerState) {
+        for sub in self.subs.lock().drain(..) {
+            crate::connection::remove_subscription(state, &sub);
+        }
+    }
+
+    /// Re-captures the subjects after an update changed them.
+    fn resubscribe(&self, state: &Arc<ServerState>, subjects: &[String]) -> Result<(), String> {
+        self.unsubscribe(state);
+        self.subscribe(state, subjects)
+    }
+
+    pub fn storage(&self) -> StorageType {
+        self.storage
+    }
+
+    pub fn config(&self) -> StreamConfig {
+        self.core.lock().stream.config().clone()
+    }
+
+    pub fn messages(&self) -> u64 {
+        self.core.lock().stream.messages()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.core.lock().stream.bytes()
+    }
+
+    pub fn consumer_count(&self) -> u64 {
+        self.consumers.read().len() as u64
+    }
+
+    pub fn consumers(&self) -> Vec<Arc<ConsumerHost>> {
+        self.consumers.read().values().cloned().collect()
+    }
+
+    pub fn consumer(&self, name: &str) -> Option<Arc<ConsumerHost>> {
+        self.consumers.read().get(name).cloned()
+    }
+
+    pub fn add_consumer(&self, consumer: Arc<ConsumerHost>) {
+        self.consumers
+            .write()
+            .insert(consumer.name.clone(), consumer);
+    }
+
+    /// Stops a consumer and removes its state; false if there is no such consumer.
+    pub async fn remove_consumer(&self, _state: &ServerState, name: &str) -> bool {
+        let Some(consumer) = self.consumers.write().remove(name) else {
+            return false;
+        };
+        consumer.stop();
+        if self.storage == StorageType::File
+            && let Some(js) = self.js.upgrade()
+            && let Err(err) = js.store().delete_consumer(self.id, name).await
+        {
+            tracing::error!(
+                "JetStream consumer '{} > {name}': delete failed: {err}",
+                self.name
+            );
+        }
+        true
+    }
+
+    /// Writes consumer state changes durably (file storage).
+    pub async fn write_consumers(&self, updates: Vec<ConsumerUpdate>) -> Result<(), StoreError> {
+        let js = self.js.upgrade().ok_or(StoreError::Closed)?;
+        js.store().update_consumers(self.id, updates).await
+    }
+
+    /// Retention: removes messages every consumer is done with.
+    pub fn remove_acked(&self, seqs: Vec<u64>) {
+        if !seqs.is_empty() {
+            let _ = self
+                .inbound
+                .send(Inbound::Apply(Command::RemoveAcked { seqs }));
+        }
+    }
+
+    /// Tells the consumers which messages just left the stream.
+    fn notify_removed(&self, removed: Vec<u64>, below: Option<u64>) {
+        if removed.is_empty() && below.is_none() {
+            return;
+        }
+        for consumer in self.consumers.read().values() {
+            if let Some(floor) = below {
+                consumer.send(Event::RemovedBelow(floor));
+            }
+            if !removed.is_empty() {
+                consumer.send(Event::Removed(removed.clone()));
+            }
+        }
+    }
+
+    /// Runs `f` on the state machine (reads only; commands go through [`StreamHost::command`]).
+    pub fn with_stream<T>(&self, f: impl FnOnce(&Stream) -> T) -> T {
+        f(&self.core.lock().stream)
+    }
+
+    /// The last sequence that is durable.
+    pub fn committed_seq(&self) -> u64 {
+        *self.committed.borrow()
+    }
+
+    pub fn subscribe_committed(&self) -> watch::Receiver<u64> {
+        self.committed.subscribe()
+    }
+
+    /// A stored message by sequence.
+    pub fn get_msg(&self, seq: u64) -> Result<Option<StoredMsg>, ApiError> {
+        {
+            let core = self.core.lock();
+            if let Some(memory) = &core.memory {
+                return Ok(memory.get(&seq).cloned());
+            }
+            if core.stream.msg_meta(seq).is_none() {
+                return Ok(None);
+            }
+        }
+        let js = self.js.upgrade().ok_or_else(stopped)?;
+        js.store()
+            .get_msg(self.id, seq)
+            .map_err(|e| store_failed(&e))
+    }
+
+    /// Applies an API command in order with the publishes and answers once it is durable.
+    pub async fn command(&self, cmd: Command) -> Result<Reply, ApiError> {
+        let (done, answer) = oneshot::channel();
+        self.inbound
+            .send(Inbound::Command { cmd, done })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Applies a config update and re-captures subjects if they changed.
+    pub async fn update(
+        &self,
+        state: &Arc<ServerState>,
+        config: StreamConfig,
+    ) -> Result<StreamConfig, ApiError> {
+        let old = self.config();
+        let reply = self
+            .command(Command::UpdateConfig(Box::new(config)))
+            .await?;
+        let Reply::ConfigUpdated(new) = reply else {
+            return Err(ApiError::store_failed(
+                "unexpected reply to a config update",
+            ));
+        };
+        if new.storage == StorageType::File {
+            let js = self.js.upgrade().ok_or_else(stopped)?;
+            let record = StreamRecord {
+                config: (*new).clone(),
+                created_ns: self.created_ns,
+            };
+            js.store()
+                .put_stream_config(self.id, record.encode())
+                .await
+                .map_err(|e| store_failed(&e))?;
+        }
+        if old.subjects != new.subjects {
+            self.resubscribe(state, &new.subjects)
+                .map_err(ApiError::stream_invalid_config)?;
+        }
+        Ok(*new)
+    }
+
+    /// Stops capturing, stops the task and removes the stream's data.
+    pub async fn delete(&self, state: &ServerState) -> Result<(), ApiError> {
+        self.unsubscribe(state);
+        for consumer in std::mem::take(&mut *self.consumers.write()).into_values() {
+            consumer.stop();
+        }
+        let _ = self.inbound.send(Inbound::Stop);
+        if self.storage == StorageType::File {
+            let js = self.js.upgrade().ok_or_else(stopped)?;
+            js.store()
+                .delete_stream(self.id)
+                .await
+                .map_err(|e| store_failed(&e))?;
+        }
+        Ok(())
+    }
+
+    /// When the oldest message reaches `max_age` (none: no expiry pending).
+    fn next_expiry(&self) -> Option<tokio::time::Instant> {
+        let core = self.core.lock();
+        let max_age = core.stream.config().max_age;
+        if max_age <= 0 {
+            return None;
+        }
+        let first = core.stream.msg_meta(core.stream.first_seq())?;
+        let due_ns = first.timestamp_ns.saturating_add(max_age);
+        let wait = u64::try_from(due_ns.saturating_sub(now_ns())).unwrap_or(0);
+        Some(tokio::time::Instant::now() + std::time::Duration::from_nanos(wait))
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<Inbound>,
+        settle_tx: mpsc::UnboundedSender<Settle>,
+    ) {
+        loop {
+            let expiry = self.next_expiry();
+            let first = tokio::select! {
+                item = rx.recv() => match item {
+                    Some(item) => Some(item),
+                    None => break,
+                },
+                () = sleep_until(expiry) => None,
+            };
+            let mut items = Vec::with_capacity(16);
+            items.extend(first);
+            while items.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(item) => items.push(item),
+                    Err(_) => break,
+                }
+            }
+            let stop = items.iter().any(|i| matches!(i, Inbound::Stop));
+            let (batch, mut settle) = self.apply(items);
+            if let Some(batch) = batch {
+                match self.enqueue(batch).await {
+                    Ok(ticket) => settle.ticket = Some(ticket),
+                    Err(err) => {
+                        fail(&mut settle.answers, &err, &self.name);
+                    }
+                }
+            }
+            if settle_tx.send(settle).is_err() || stop {
+                break;
+            }
+        }
+    }
+
+    async fn enqueue(&self, batch: StreamBatch) -> Result<CommitTicket, StoreError> {
+        let js = self.js.upgrade().ok_or(StoreError::Closed)?;
+        js.store().enqueue_commit(batch).await
+    }
+
+    /// Applies a batch of inbound items: the store batch to commit (file storage with effects)
+    /// and the answers to send once it is durable.
+    fn apply(&self, items: Vec<Inbound>) -> (Option<StreamBatch>, Settle) {
+        let js = self.js.upgrade();
+        let mut core = self.core.lock();
+        let core = &mut *core;
+        let mut ops = Vec::new();
+        let mut answers = Vec::with_capacity(items.len());
+        let mut changed = false;
+        let mut now = now_ns().max(core.stream.position().last_timestamp_ns.unwrap_or(0));
+        for item in items {
+            self.queued_bytes
+                .fetch_sub(item.queued_bytes(), Ordering::AcqRel);
+            match item {
+                Inbound::Publish {
+                    subject,
+                    reply,
+                    headers,
+                    payload,
+                } => {
+                    let size = (subject.len()
+                        + headers.as_ref().map_or(0, Bytes::len)
+                        + payload.len()) as u64;
+                    let allowed = match &js {
+                        Some(js) => js.check_resources(self.storage, size),
+                        None => Err(stopped()),
+                    };
+                    let result = allowed.and_then(|()| {
+                        core.stream.apply(Command::Publish {
+                            subject,
+                            headers,
+                            payload,
+                            timestamp_ns: now,
+                        })
+                    });
+                    let answer = match result {
+                        Ok(applied) => {
+                            changed |= !applied.ops.is_empty();
+                            let json = match &applied.reply {
+                                Reply::PubAck(ack) => ack.to_json(),
+                                _ => String::new(),
+                            };
+                            ops.extend(applied.ops);
+                            reply.map(|reply| Answer::PubAck { reply, json })
+                        }
+                        Err(err) => reply.map(|reply| Answer::PubError {
+                            reply,
+                            json: PubAck::error_json(&self.name, &err),
+                        }),
+                    };
+                    answers.extend(answer);
+                    now += 1;
+                }
+                Inbound::Command { cmd, done } => {
+                    let result = core.stream.apply(cmd).map(|Applied { reply, ops: o }| {
+                        ops.extend(o);
+                        reply
+                    });
+                    changed |= result.is_ok();
+                    answers.push(Answer::Command { done, result });
+                }
+                Inbound::Apply(cmd) => {
+                    if let Ok(applied) = core.stream.apply(cmd) {
+                        changed |= !applied.ops.is_empty();
+                        ops.extend(applied.ops);
+                    }
+                }
+                Inbound::Stop => {}
+            }
+        }
+        // The expiry timer fired, or any batch: drop what max_age has aged out.
+        if core.stream.config().max_age > 0
+            && let Ok(applied) = core.stream.apply(Command::Expire { now_ns: now_ns() })
+            && !applied.ops.is_empty()
+        {
+            changed = true;
+            ops.extend(applied.ops);
+        }
+        let last_seq = core.stream.last_seq();
+        let mut removed = Vec::new();
+        let mut below = None;
+        for op in &ops {
+            match op {
+                StoreOp::Remove { seq } => removed.push(*seq),
+                StoreOp::RemoveBelow { seq } => below = Some(below.unwrap_or(0).max(*seq)),
+                StoreOp::Append(_) => {}
+            }
+        }
+        if !self.consumers.read().is_empty() {
+            self.notify_removed(removed, below);
+        }
+        if !changed {
+            return (
+                None,
+                Settle {
+                    ticket: None,
+                    answers,
+                    last_seq,
+                },
+            );
+        }
+        core.applied += 1;
+        if let Some(memory) = &mut core.memory {
+            apply_to_memory(memory, ops);
+            return (
+                None,
+                Settle {
+                    ticket: None,
+                    answers,
+                    last_seq,
+                },
+            );
+        }
+        let batch = StreamBatch {
+            stream_id: self.id,
+            ops,
+            applied: core.applied,
+            position: Some(core.stream.position().encode()),
+            consumer_updates: Vec::new(),
+        };
+        (
+            Some(batch),
+            Settle {
+                ticket: None,
+                answers,
+                last_seq,
+            },
+        )
+    }
+}
+
+fn apply_to_memory(memory: &mut BTreeMap<u64, StoredMsg>, ops: Vec<StoreOp>) {
+    for op in ops {
+        match op {
+            StoreOp::Append(msg) => {
+                memory.insert(msg.seq, msg);
+            }
+            StoreOp::Remove { seq } => {
+                memory.remove(&seq);
+            }
+            StoreOp::RemoveBelow { seq } => {
+                let rest = memory.split_off(&seq);
+                *memory = rest;
+            }
+        }
+    }
+}
+
+/// Sends each batch's answers once its commit is durable, in batch order.
+async fn settle(
+    host: Weak<StreamHost>,
+    state: Weak<ServerState>,
+    mut rx: mpsc::UnboundedReceiver<Settle>,
+) {
+    while let Some(mut batch) = rx.recv().await {
+        let outcome = match batch.ticket.take() {
+            Some(ticket) => ticket.await,
+            None => Ok(()),
+        };
+        let name = host.upgrade().map(|h| h.name.clone()).unwrap_or_default();
+        match outcome {
+            Ok(()) => {
+                if let Some(host) = host.upgrade() {
+                    host.committed.send_if_modified(|seq| {
+                        let moved = batch.last_seq > *seq;
+                        *seq = (*seq).max(batch.last_seq);
+                        moved
+                    });
+                }
+            }
+            Err(err) => {
+                tracing::error!("JetStream stream '{name}': write failed: {err}");
+                fail(&mut batch.answers, &err, &name);
+            }
+        }
+        let Some(state) = state.upgrade() else { return };
+        for answer in batch.answers {
+            match answer {
+                Answer::PubAck { reply, json } | Answer::PubError { reply, json } => {
+                    state.publish_internal(&reply, None, None, json.as_bytes());
+                }
+                Answer::Command { done, result } => {
+                    let _ = done.send(result);
+                }
+            }
+        }
+    }
+}
+
+/// Turns a batch's answers into failures: nothing of it may be reported as stored.
+fn fail(answers: &mut [Answer], err: &StoreError, stream: &str) {
+    let api = store_failed(err);
+    for answer in answers.iter_mut() {
+        match answer {
+            Answer::PubAck { reply, .. } => {
+                *answer = Answer::PubError {
+                    reply: reply.clone(),
+                    json: PubAck::error_json(stream, &api),
+                };
+            }
+            Answer::Command { result, .. } => *result = Err(api.clone()),
+            Answer::PubError { .. } => {}
+        }
+    }
+}
+
+fn store_failed(err: &StoreError) -> ApiError {
+    ApiError::store_failed(err.to_string())
+}
+
+fn stopped() -> ApiError {
+    ApiError::stream_not_found()
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,273 @@
+//! JetStream on one node: the stream registry, the account's usage and limits, recovery of every
+//! stream from the store at start, and the wiring of the `$JS.API` subjects to their handlers.
+//!
+//! Each stream is a [`StreamHost`]: a task that applies commands to the pure state machine of
+//! `natrix-stream` and persists their effects through the store's group commit before it answers
+//! (publish → apply → one write batch + fsync → PubAck).
+
+mod api;
+mod consumer_api;
+mod consumer_host;
+mod direct;
+mod host;
+mod record;
+mod stream_api;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use natrix_store::{Store, StoreOptions, SyncPolicy};
+use natrix_stream::{ApiError, StorageType, StreamConfig};
+use parking_lot::RwLock;
+
+use crate::config::JetStreamConfig;
+use crate::state::ServerState;
+
+pub(crate) use host::StreamHost;
+
+/// Why JetStream could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum JetStreamError {
+    #[error("opening the store in {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: natrix_store::StoreError,
+    },
+    #[error("recovering stream {id} from the store: {reason}")]
+    Recover { id: u64, reason: String },
+    #[error("subscribing to {subject}: {reason}")]
+    Subscribe { subject: String, reason: String },
+}
+
+/// Free space the file system must keep beyond a write: below it, file-stored writes are refused
+/// with "insufficient storage resources" instead of failing half-way on a full disk.
+const DISK_RESERVE_BYTES: u64 = 64 << 20;
+
+/// How often the free space of the store's file system is sampled.
+const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+pub(crate) struct JetStream {
+    store: Arc<Store>,
+    pub config: JetStreamConfig,
+    /// The directory JetStream keeps its data in (`<store_dir>/jetstream`).
+    pub store_dir: PathBuf,
+    streams: RwLock<BTreeMap<String, Arc<StreamHost>>>,
+    /// Ids for memory streams, which the store never sees (counting down from the top so they
+    /// never meet the store's ids).
+    next_memory_id: AtomicU64,
+    pub api_total: AtomicU64,
+    pub api_errors: AtomicU64,
+    /// Set while the store's file system has less than [`DISK_RESERVE_BYTES`] free.
+    disk_low: AtomicBool,
+}
+
+impl std::fmt::Debug for JetStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStream")
+            .field("store_dir", &self.store_dir)
+            .field("streams", &self.streams.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes held by the account's streams, per storage type.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Usage {
+    pub memory: u64,
+    pub storage: u64,
+    pub streams: u64,
+    pub consumers: u64,
+}
+
+impl JetStream {
+    /// Opens the store, recovers every stream and starts serving the JetStream API.
+    pub fn start(state: &Arc<ServerState>) -> Result<Arc<JetStream>, JetStreamError> {
+        let config = state.config.jetstream.clone().unwrap_or_default();
+        let store_dir = config
+            .store_dir
+            .clone()
+            .unwrap_or_else(default_store_dir)
+            .join("jetstream");
+        let options = StoreOptions {
+            sync: match config.sync_interval {
+                Some(interval) => SyncPolicy::Interval(interval),
+                None => SyncPolicy::Always,
+            },
+            ..StoreOptions::default()
+        };
+        let db_dir = store_dir.join("rocksdb");
+        let store = Store::open(&db_dir, options).map_err(|source| JetStreamError::Open {
+            path: db_dir.clone(),
+            source,
+        })?;
+        let js = Arc::new(JetStream {
+            store: Arc::new(store),
+            config,
+            store_dir,
+            streams: RwLock::new(BTreeMap::new()),
+            next_memory_id: AtomicU64::new(u64::MAX),
+            api_total: AtomicU64::new(0),
+            api_errors: AtomicU64::new(0),
+            disk_low: AtomicBool::new(false),
+        });
+        js.recover(state)?;
+        api::serve(state, &js)?;
+        tokio::spawn(watch_disk(Arc::downgrade(&js)));
+        Ok(js)
+    }
+
+    fn recover(self: &Arc<Self>, state: &Arc<ServerState>) -> Result<(), JetStreamError> {
+        let started = std::time::Instant::now();
+        let configs = self
+            .store
+            .stream_configs()
+            .map_err(|e| JetStreamError::Recover {
+                id: 0,
+                reason: e.to_string(),
+            })?;
+        let mut messages = 0;
+        for (id, bytes) in configs {
+            let host = StreamHost::recover(state, self, id, &bytes)
+                .map_err(|reason| JetStreamError::Recover { id, reason })?;
+            messages += host.messages();
+            tracing::info!(
+                "  Restored {} messages for stream '$G > {}'",
+                host.messages(),
+                host.name
+            );
+            self.streams.write().insert(host.name.clone(), host);
+        }
+        let n = self.streams.read().len();
+        if n > 0 {
+            tracing::info!(
+                "Recovered {n} streams with {messages} messages in {:.3}s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(())
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn stream(&self, name: &str) -> Option<Arc<StreamHost>> {
+        self.streams.read().get(name).cloned()
+    }
+
+    /// Every stream, ordered by name.
+    pub fn streams(&self) -> Vec<Arc<StreamHost>> {
+        self.streams.read().values().cloned().collect()
+    }
+
+    pub fn usage(&self) -> Usage {
+        let mut usage = Usage::default();
+        for host in self.streams.read().values() {
+            let bytes = host.bytes();
+            match host.storage() {
+                StorageType::Memory => usage.memory += bytes,
+                StorageType::File => usage.storage += bytes,
+            }
+            usage.streams += 1;
+            usage.consumers += host.consumer_count();
+        }
+        usage
+    }
+
+    /// The configured account limit for a storage type (-1: unlimited).
+    pub fn max_store(&self, storage: StorageType) -> i64 {
+        match storage {
+            StorageType::Memory => self.config.max_memory_store.unwrap_or(-1),
+            StorageType::File => self.config.max_file_store.unwrap_or(-1),
+        }
+    }
+
+    /// Whether `more` bytes of `storage` still fit the account limit and (for files) the disk.
+    pub fn check_resources(&self, storage: StorageType, more: u64) -> Result<(), ApiError> {
+        let exceeded = || match storage {
+            StorageType::Memory => ApiError::memory_resources_exceeded(),
+            StorageType::File => ApiError::storage_resources_exceeded(),
+        };
+        if storage == StorageType::File && self.disk_low.load(Ordering::Relaxed) {
+            return Err(exceeded());
+        }
+        if let Ok(max) = u64::try_from(self.max_store(storage)) {
+            let usage = self.usage();
+            let used = match storage {
+                StorageType::Memory => usage.memory,
+                StorageType::File => usage.storage,
+            };
+            if used.saturating_add(more) > max {
+                return Err(exceeded());
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a new or updated stream's `max_bytes` against the account limit: a stream may not
+    /// reserve more than the account may store.
+    pub fn check_stream_limits(&self, config: &StreamConfig) -> Result<(), ApiError> {
+        if let (Ok(max), Ok(want)) = (
+            u64::try_from(self.max_store(config.storage)),
+            u64::try_from(config.max_bytes),
+        ) && want > max
+        {
+            return Err(match config.storage {
+                StorageType::Memory => ApiError::memory_resources_exceeded(),
+                StorageType::File => ApiError::storage_resources_exceeded(),
+            });
+        }
+        Ok(())
+    }
+
+    fn next_memory_id(&self) -> u64 {
+        self.next_memory_id.fetch_sub(1, Ordering::Relaxed)
+    }
+
+    fn insert(&self, host: Arc<StreamHost>) {
+        self.streams.write().insert(host.name.clone(), host);
+    }
+
+    fn remove(&self, name: &str) -> Option<Arc<StreamHost>> {
+        self.streams.write().remove(name)
+    }
+}
+
+/// nats-server's default when no `store_dir` is configured: `<temp dir>/nats`.
+fn default_store_dir() -> PathBuf {
+    std::env::temp_dir().join("nats")
+}
+
+/// Samples the free space of the store's file system, so that writes are refused before the disk
+/// is full rather than failing in the middle of a batch.
+async fn watch_disk(js: Weak<JetStream>) {
+    let mut tick = tokio::time::interval(DISK_CHECK_INTERVAL);
+    loop {
+        tick.tick().await;
+        let Some(js) = js.upgrade() else { return };
+        match js.store.fs_space() {
+            Ok((available, _)) => {
+                let low = available < DISK_RESERVE_BYTES;
+                if js.disk_low.swap(low, Ordering::Relaxed) != low {
+                    if low {
+                        tracing::warn!(
+                            "JetStream store file system has {available} bytes free: refusing file-stored writes"
+                        );
+                    } else {
+                        tracing::info!("JetStream store file system has free space again");
+                    }
+                }
+            }
+            Err(err) => tracing::warn!("JetStream store free space: {err}"),
+        }
+    }
+}
+
+pub(crate) fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,430 @@
+//! The stream requests of the JetStream API (`$JS.API.STREAM.*`): create, update, info, delete,
+//! names, list, purge, message get and delete, with nats-server's request and response JSON.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use natrix_stream::{
+    ApiError, Command, PurgeRequest, Reply, StoredMsg, StreamConfig, rfc3339_nanos,
+    subjects_overlap,
+};
+use serde::{Deserialize, Serialize};
+
+use super::api::{ApiResponse, error_response};
+use super::{JetStream, StreamHost};
+use crate::state::ServerState;
+
+/// Page sizes of nats-server's names and list responses.
+const NAMES_LIMIT: usize = 1024;
+const LIST_LIMIT: usize = 256;
+
+/// Page size of the per-subject counts in a stream info (nats-server's `JSMaxSubjectDetails`).
+const SUBJECTS_LIMIT: usize = 100_000;
+
+/// A JSON response, with `<`, `>` and `&` escaped as Go's encoder does.
+fn json(s: String) -> ApiResponse {
+    let s = if s.contains(['<', '>', '&']) {
+        s.replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('&', "\\u0026")
+    } else {
+        s
+    };
+    ApiResponse::Json(s)
+}
+
+/// An error response with the extra zero fields nats-server adds for `kind` (e.g. `"purged":0`).
+fn error_with(kind: &str, err: &ApiError, extra: &str) -> ApiResponse {
+    let error = serde_json::to_string(err).unwrap_or_default();
+    json(format!("{{{},\"error\":{error}{extra}}}", type_field(kind)))
+}
+
+fn type_field(kind: &str) -> String {
+    format!("\"type\":\"io.nats.jetstream.api.v1.{kind}_response\"")
+}
+
+/// `"config":..,"created":..,"state":..` of a stream info.
+fn info_fields(host: &StreamHost, deleted_details: bool, subjects_filter: Option<&str>) -> String {
+    let (config, state) = host.with_stream(|s| {
+        (
+            s.config().to_json(),
+            s.state(deleted_details, subjects_filter, host.consumer_count()),
+        )
+    });
+    format!(
+        "\"config\":{config},\"created\":\"{}\",\"state\":{}",
+        rfc3339_nanos(host.created_ns),
+        serde_json::to_string(&state).unwrap_or_default()
+    )
+}
+
+/// A create or update body. An empty body is an empty config (nats-server 2.15: its name then
+/// fails the name check); a missing name is not taken from the subject.
+fn parse_config(payload: &[u8]) -> Result<StreamConfig, ApiError> {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Ok(StreamConfig::default());
+    }
+    StreamConfig::from_json(payload)
+}
+
+fn check_name(name: &str, config: &StreamConfig) -> Result<(), ApiError> {
+    if config.name != name {
+        return Err(ApiError::stream_mismatch());
+    }
+    Ok(())
+}
+
+/// A single node stores one copy: more replicas are refused, as by a non-clustered nats-server.
+fn check_replicas(config: &StreamConfig) -> Result<(), ApiError> {
+    if config.num_replicas > 1 {
+        return Err(ApiError::replicas_not_supported());
+    }
+    Ok(())
+}
+
+/// Refuses subjects that another stream already captures.
+fn check_overlap(js: &JetStream, config: &StreamConfig) -> Result<(), ApiError> {
+    for other in js.streams() {
+        if other.name == config.name {
+            continue;
+        }
+        let theirs = other.config().subjects;
+        let collides = config.subjects.iter().any(|mine| {
+            theirs
+                .iter()
+                .any(|t| subjects_overlap(mine.as_bytes(), t.as_bytes()))
+        });
+        if collides {
+            return Err(ApiError::stream_subject_overlap());
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn create(
+    state: &Arc<ServerState>,
+    js: &Arc<JetStream>,
+    name: &str,
+    payload: &[u8],
+) -> ApiResponse {
+    const KIND: &str = "stream_create";
+    let result = async {
+        let requested = parse_config(payload)?;
+        check_name(name, &requested)?;
+        let config = requested.validate_for_create()?;
+        check_replicas(&config)?;
+        if let Some(existing) = js.stream(name) {
+            if existing.config() == config {
+                return Ok(existing);
+            }
+            return Err(ApiError::stream_name_exists());
+        }
+        check_overlap(js, &config)?;
+        js.check_stream_limits(&config)?;
+        StreamHost::create(state, js, config).await
+    }
+    .await;
+    match result {
+        Ok(host) => json(format!(
+            "{{{},{},\"did_create\":true}}",
+            type_field(KIND),
+            info_fields(&host, false, None)
+        )),
+        Err(err) => error_response(KIND, &err),
+    }
+}
+
+pub(crate) async fn update(
+    state: &Arc<ServerState>,
+    js: &Arc<JetStream>,
+    name: &str,
+    payload: &[u8],
+) -> ApiResponse {
+    const KIND: &str = "stream_update";
+    let result = async {
+        // nats-server validates the update before it compares names (an empty body fails with
+        // "stream name is required").
+        let requested = parse_config(payload)?;
+        let validated = requested.validate_and_default()?;
+        check_name(name, &validated)?;
+        check_replicas(&validated)?;
+        let host = js.stream(name).ok_or_else(ApiError::stream_not_found)?;
+        let checked = StreamConfig::check_update(&host.config(), &requested)?;
+        check_overlap(js, &checked)?;
+        js.check_stream_limits(&checked)?;
+        host.update(state, requested).await?;
+        Ok(host)
+    }
+    .await;
+    match result {
+        Ok(host) => json(format!(
+            "{{{},{}}}",
+            type_field(KIND),
+            info_fields(&host, false, None)
+        )),
+        Err(err) => error_response(KIND, &err),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct InfoRequest {
+    deleted_details: bool,
+    subjects_filter: String,
+    offset: usize,
+}
+
+/// Parses an optional JSON request body (empty: defaults).
+fn parse_body<T: Default + for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, ApiError> {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(payload).map_err(ApiError::invalid_json)
+}
+
+pub(crate) fn info(js: &JetStream, name: &str, payload: &[u8]) -> ApiResponse {
+    const KIND: &str = "stream_info";
+    let result = parse_body::<InfoRequest>(payload).and_then(|req| {
+        let host = js.stream(name).ok_or_else(ApiError::stream_not_found)?;
+        let _ = req.offset;
+        let filter = (!req.subjects_filter.is_empty()).then_some(req.subjects_filter.as_str());
+        // With a subjects filter, `total` counts the matching subjects (one page of them).
+        let paging = match filter {
+            Some(f) => {
+                let total = host.with_stream(|s| s.subjects_matching(f).len());
+                format!("\"total\":{total},\"offset\":0,\"limit\":{SUBJECTS_LIMIT}")
+            }
+            None => "\"total\":0,\"offset\":0,\"limit\":0".to_owned(),
+        };
+        Ok((paging, info_fields(&host, req.deleted_details, filter)))
+    });
+    match result {
+        Ok((paging, fields)) => json(format!("{{{},{paging},{fields}}}", type_field(KIND))),
+        Err(err) => error_with(KIND, &err, ",\"total\":0,\"offset\":0,\"limit\":0"),
+    }
+}
+
+pub(crate) async fn delete(
+    state: &Arc<ServerState>,
+    js: &Arc<JetStream>,
+    name: &str,
+) -> ApiResponse {
+    const KIND: &str = "stream_delete";
+    let Some(host) = js.remove(name) else {
+        return error_response(KIND, &ApiError::stream_not_found());
+    };
+    match host.delete(state).await {
+        Ok(()) => json(format!("{{{},\"success\":true}}", type_field(KIND))),
+        Err(err) => error_response(KIND, &err),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ListRequest {
+    offset: usize,
+    subject: String,
+}
+
+/// The streams a names/list request selects, after `offset`.
+fn select(js: &JetStream, req: &ListRequest) -> (usize, Vec<Arc<StreamHost>>) {
+    let all: Vec<Arc<StreamHost>> = js
+        .streams()
+        .into_iter()
+        .filter(|host| {
+            req.subject.is_empty()
+                || host
+                    .config()
+                    .subjects
+                    .iter()
+                    .any(|s| subjects_overlap(s.as_bytes(), req.subject.as_bytes()))
+        })
+        .collect();
+    let total = all.len();
+    (total, all.into_iter().skip(req.offset).collect())
+}
+
+/// The offset a names/list response reports: nats-server clamps it to the total.
+fn reported_offset(req: &ListRequest, total: usize) -> usize {
+    req.offset.min(total)
+}
+
+const LIST_ERROR_FIELDS: &str = ",\"total\":0,\"offset\":0,\"limit\":0,\"streams\":null";
+
+pub(crate) fn names(js: &JetStream, payload: &[u8]) -> ApiResponse {
+    const KIND: &str = "stream_names";
+    match parse_body::<ListRequest>(payload) {
+        Ok(req) => {
+            let (total, hosts) = select(js, &req);
+            let names: Vec<&str> = hosts
+                .iter()
+                .take(NAMES_LIMIT)
+                .map(|h| h.name.as_str())
+                .collect();
+            // Go's nil slice: no names is `null`.
+            let streams = if names.is_empty() {
+                "null".to_owned()
+            } else {
+                serde_json::to_string(&names).unwrap_or_default()
+            };
+            json(format!(
+                "{{{},\"total\":{total},\"offset\":{},\"limit\":{NAMES_LIMIT},\"streams\":{streams}}}",
+                type_field(KIND),
+                reported_offset(&req, total),
+            ))
+        }
+        Err(err) => error_with(KIND, &err, LIST_ERROR_FIELDS),
+    }
+}
+
+pub(crate) fn list(js: &JetStream, payload: &[u8]) -> ApiResponse {
+    const KIND: &str = "stream_list";
+    match parse_body::<ListRequest>(payload) {
+        Ok(req) => {
+            let (total, hosts) = select(js, &req);
+            let infos: Vec<String> = hosts
+                .iter()
+                .take(LIST_LIMIT)
+                .map(|h| format!("{{{}}}", info_fields(h, false, None)))
+                .collect();
+            json(format!(
+                "{{{},\"total\":{total},\"offset\":{},\"limit\":{LIST_LIMIT},\"streams\":[{}]}}",
+                type_field(KIND),
+                reported_offset(&req, total),
+                infos.join(",")
+            ))
+        }
+        Err(err) => error_with(KIND, &err, LIST_ERROR_FIELDS),
+    }
+}
+
+pub(crate) async fn purge(js: &JetStream, name: &str, payload: &[u8]) -> ApiResponse {
+    const KIND: &str = "stream_purge";
+    let result = async {
+        let req = parse_body::<PurgeRequest>(payload)?;
+        let host = js.stream(name).ok_or_else(ApiError::stream_not_found)?;
+        match host.command(Command::Purge(req)).await? {
+            Reply::Purged { purged } => Ok(purged),
+            _ => Err(ApiError::bad_request()),
+        }
+    }
+    .await;
+    match result {
+        Ok(purged) => json(format!(
+            "{{{},\"success\":true,\"purged\":{purged}}}",
+            type_field(KIND)
+        )),
+        Err(err) => error_with(KIND, &err, ",\"purged\":0"),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct MsgGetRequest {
+    pub seq: u64,
+    pub last_by_subj: String,
+    pub next_by_subj: String,
+}
+
+impl MsgGetRequest {
+    /// Nothing to look for.
+    pub fn is_empty(&self) -> bool {
+        self.seq == 0 && self.last_by_subj.is_empty() && self.next_by_subj.is_empty()
+    }
+
+    /// Options that exclude each other: a sequence or `next_by_subj` with `last_by_subj`.
+    pub fn conflicts(&self) -> bool {
+        !self.last_by_subj.is_empty() && (self.seq > 0 || !self.next_by_subj.is_empty())
+    }
+}
+
+/// A stored message as `stream_msg_get_response` carries it, in nats-server's field order.
+#[derive(Serialize)]
+struct ApiMsg {
+    subject: String,
+    seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hdrs: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<String>,
+    time: String,
+}
+
+/// Finds the message a get request names (shared by the API get and direct get).
+pub(crate) fn find_msg(
+    host: &StreamHost,
+    req: &MsgGetRequest,
+) -> Result<Option<StoredMsg>, ApiError> {
+    let seq = if !req.last_by_subj.is_empty() {
+        host.with_stream(|s| s.last_seq_matching(&req.last_by_subj))
+    } else if !req.next_by_subj.is_empty() {
+        host.with_stream(|s| s.next_seq_matching(req.seq.max(1), &req.next_by_subj))
+    } else {
+        Some(req.seq)
+    };
+    match seq {
+        Some(seq) => host.get_msg(seq),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn msg_get(js: &JetStream, name: &str, payload: &[u8]) -> ApiResponse {
+    const KIND: &str = "stream_msg_get";
+    let result = (|| {
+        let req = parse_body::<MsgGetRequest>(payload)?;
+        let host = js.stream(name).ok_or_else(ApiError::stream_not_found)?;
+        if req.is_empty() {
+            return Err(ApiError::bad_request());
+        }
+        if req.conflicts() {
+            return Err(ApiError::bad_request());
+        }
+        find_msg(&host, &req)?.ok_or_else(ApiError::no_message_found)
+    })();
+    match result {
+        Ok(msg) => {
+            let message = ApiMsg {
+                subject: String::from_utf8_lossy(&msg.subject).into_owned(),
+                seq: msg.seq,
+                hdrs: msg.headers.as_ref().map(|h| BASE64.encode(h)),
+                data: (!msg.payload.is_empty()).then(|| BASE64.encode(&msg.payload)),
+                time: rfc3339_nanos(msg.timestamp_ns),
+            };
+            json(format!(
+                "{{{},\"message\":{}}}",
+                type_field(KIND),
+                serde_json::to_string(&message).unwrap_or_default()
+            ))
+        }
+        Err(err) => error_response(KIND, &err),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct MsgDeleteRequest {
+    seq: u64,
+    no_erase: bool,
+}
+
+pub(crate) async fn msg_delete(js: &JetStream, name: &str, payload: &[u8]) -> ApiResponse {
+    const KIND: &str = "stream_msg_delete";
+    let result = async {
+        if payload.is_empty() {
+            return Err(ApiError::bad_request());
+        }
+        let req = parse_body::<MsgDeleteRequest>(payload)?;
+        let host = js.stream(name).ok_or_else(ApiError::stream_not_found)?;
+        host.command(Command::DeleteMsg {
+            seq: req.seq,
+            no_erase: req.no_erase,
+        })
+        .await
+    }
+    .await;
+    match result {
+        Ok(_) => json(format!("{{{},\"success\":true}}", type_field(KIND))),
+        Err(err) => error_response(KIND, &err),
+    }
+}
