@@ -132,3 +132,9 @@ def server(start_server) -> Server:
 def run(coro, timeout: float = 15):
     """Runs one test coroutine on a fresh event loop, bounded in time."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+@pytest.fixture
+def js_server(start_server, tmp_path) -> Server:
+    """A server of this test's kind with JetStream enabled, storing in a fresh directory."""
+    return start_server("-js", "-sd", str(tmp_path / "jetstream"))
