@@ -12,6 +12,7 @@ use natrix_stream::{
 };
 use serde::Deserialize;
 
+use super::advisory::{self, Action};
 use super::api::{ApiResponse, error_response};
 use super::consumer_host::{CommittedView, ConsumerHost, Event};
 use super::record::ConsumerRecord;
@@ -105,6 +106,7 @@ pub(crate) async fn create(
         }
         let host = ConsumerHost::start(state, &stream, name, consumer);
         stream.add_consumer(host.clone());
+        advisory::consumer_action(state, &stream.name, &host.name, Action::Create);
         Ok((stream, host))
     }
     .await;
@@ -163,6 +165,7 @@ pub(crate) async fn delete(
     match lookup(js, stream, consumer) {
         Ok((stream, consumer)) => {
             stream.remove_consumer(state, &consumer.name).await;
+            advisory::consumer_action(state, &stream.name, &consumer.name, Action::Delete);
             ApiResponse::Json(format!(
                 "{{\"type\":\"io.nats.jetstream.api.v1.{KIND}_response\",\"success\":true}}"
             ))

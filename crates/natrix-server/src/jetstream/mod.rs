@@ -5,6 +5,7 @@
 //! `natrix-stream` and persists their effects through the store's group commit before it answers
 //! (publish → apply → one write batch + fsync → PubAck).
 
+mod advisory;
 mod api;
 mod consumer_api;
 mod consumer_host;

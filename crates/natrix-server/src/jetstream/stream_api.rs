@@ -11,6 +11,7 @@ use natrix_stream::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::advisory::{self, Action};
 use super::api::{ApiResponse, error_response};
 use super::{JetStream, StreamHost};
 use crate::state::ServerState;
@@ -122,7 +123,9 @@ pub(crate) async fn create(
         }
         check_overlap(js, &config)?;
         js.check_stream_limits(&config)?;
-        StreamHost::create(state, js, config).await
+        let host = StreamHost::create(state, js, config).await?;
+        advisory::stream_action(state, &host.name, Action::Create);
+        Ok(host)
     }
     .await;
     match result {
@@ -154,6 +157,7 @@ pub(crate) async fn update(
         check_overlap(js, &checked)?;
         js.check_stream_limits(&checked)?;
         host.update(state, requested).await?;
+        advisory::stream_action(state, &host.name, Action::Modify);
         Ok(host)
     }
     .await;
@@ -215,7 +219,10 @@ pub(crate) async fn delete(
         return error_response(KIND, &ApiError::stream_not_found());
     };
     match host.delete(state).await {
-        Ok(()) => json(format!("{{{},\"success\":true}}", type_field(KIND))),
+        Ok(()) => {
+            advisory::stream_action(state, &host.name, Action::Delete);
+            json(format!("{{{},\"success\":true}}", type_field(KIND)))
+        }
         Err(err) => error_response(KIND, &err),
     }
 }

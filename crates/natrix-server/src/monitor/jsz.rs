@@ -1,18 +1,26 @@
-//! `/jsz` in nats-server's shape. Until the JetStream engine reports its own figures, the
-//! counters are zero and `disabled` says whether JetStream is configured at all.
+//! `/jsz` in nats-server's shape: JetStream usage of the node, and with `accounts`, `streams`,
+//! `consumers` (and `config`) the per-account, per-stream and per-consumer details.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::time::rfc3339_nano;
-use super::{Monitor, Params, json};
+use super::{GLOBAL_ACCOUNT, Monitor, Params, json};
+use crate::jetstream::JetStream;
+use crate::state::ServerState;
 
 #[derive(Serialize)]
 struct Jsz {
+    server_id: String,
+    now: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    disabled: bool,
+    config: JszConfig,
     memory: u64,
     storage: u64,
     reserved_memory: u64,
@@ -20,20 +28,16 @@ struct Jsz {
     accounts: u64,
     ha_assets: u64,
     api: ApiStats,
-    server_id: String,
-    now: String,
-    disabled: bool,
-    config: JszConfig,
     streams: u64,
     consumers: u64,
     messages: u64,
     bytes: u64,
-    total: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    account_details: Vec<AccountDetail>,
 }
 
 #[derive(Serialize)]
 struct ApiStats {
-    level: u32,
     total: u64,
     errors: u64,
 }
@@ -48,42 +52,177 @@ struct JszConfig {
     domain: Option<String>,
 }
 
+#[derive(Serialize)]
+struct AccountDetail {
+    name: &'static str,
+    id: &'static str,
+    memory: u64,
+    storage: u64,
+    reserved_memory: u64,
+    reserved_storage: u64,
+    accounts: u64,
+    ha_assets: u64,
+    api: ApiStats,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stream_detail: Vec<StreamDetail>,
+}
+
+#[derive(Serialize)]
+struct StreamDetail {
+    name: String,
+    created: String,
+    cluster: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config: Option<natrix_stream::StreamConfig>,
+    state: natrix_stream::StreamState,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    consumer_detail: Vec<serde_json::Value>,
+}
+
 pub(crate) async fn handle(
     State(monitor): State<Arc<Monitor>>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
     monitor.count_request("/jsz");
+    let params = Params(query);
+    let flags = (|| {
+        Ok::<_, super::BadRequest>((
+            params.bool("accounts")?,
+            params.bool("streams")?,
+            params.bool("consumers")?,
+            params.bool("config")?,
+        ))
+    })();
+    let (accounts, streams, consumers, config) = match flags {
+        Ok(f) => f,
+        Err(bad) => return bad.into_response(),
+    };
     let state = &monitor.state;
-    let js = state.config.jetstream.as_ref();
-    let jsz = Jsz {
-        memory: 0,
-        storage: 0,
-        reserved_memory: 0,
-        reserved_storage: 0,
-        accounts: 0,
-        ha_assets: 0,
-        api: ApiStats {
-            level: 0,
-            total: 0,
-            errors: 0,
+    let jsz = match state.jetstream.get() {
+        Some(js) => enabled(
+            state,
+            js,
+            accounts || streams || consumers,
+            streams || consumers,
+            consumers,
+            config,
+        ),
+        None => Jsz {
+            server_id: state.server_id.clone(),
+            now: rfc3339_nano(SystemTime::now()),
+            disabled: true,
+            config: JszConfig {
+                max_memory: 0,
+                max_storage: 0,
+                store_dir: String::new(),
+                domain: None,
+            },
+            memory: 0,
+            storage: 0,
+            reserved_memory: 0,
+            reserved_storage: 0,
+            accounts: 0,
+            ha_assets: 0,
+            api: ApiStats {
+                total: 0,
+                errors: 0,
+            },
+            streams: 0,
+            consumers: 0,
+            messages: 0,
+            bytes: 0,
+            account_details: Vec::new(),
         },
+    };
+    json(&params, &jsz)
+}
+
+fn enabled(
+    state: &ServerState,
+    js: &JetStream,
+    accounts: bool,
+    streams: bool,
+    consumers: bool,
+    config: bool,
+) -> Jsz {
+    let usage = js.usage();
+    let api = || ApiStats {
+        total: js.api_total.load(Ordering::Relaxed),
+        errors: js.api_errors.load(Ordering::Relaxed),
+    };
+    let hosts = js.streams();
+    let (messages, bytes) = hosts
+        .iter()
+        .fold((0, 0), |(m, b), h| (m + h.messages(), b + h.bytes()));
+    let stream_detail = if streams {
+        hosts
+            .iter()
+            .map(|h| StreamDetail {
+                name: h.name.clone(),
+                created: natrix_stream::rfc3339_nanos(h.created_ns),
+                cluster: serde_json::json!({ "leader": state.server_name }),
+                config: config.then(|| h.config()),
+                state: h.with_stream(|s| s.state(false, None, h.consumer_count())),
+                consumer_detail: if consumers {
+                    h.consumers()
+                        .iter()
+                        .map(|c| {
+                            let mut info =
+                                serde_json::to_value(c.info(h, state)).unwrap_or_default();
+                            if let Some(obj) = info.as_object_mut() {
+                                obj.remove("ts");
+                                if !config {
+                                    obj.remove("config");
+                                }
+                            }
+                            info
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let account_details = if accounts && usage.streams > 0 {
+        vec![AccountDetail {
+            name: GLOBAL_ACCOUNT,
+            id: GLOBAL_ACCOUNT,
+            memory: usage.memory,
+            storage: usage.storage,
+            reserved_memory: u64::MAX,
+            reserved_storage: u64::MAX,
+            accounts: 0,
+            ha_assets: 0,
+            api: api(),
+            stream_detail,
+        }]
+    } else {
+        Vec::new()
+    };
+    Jsz {
         server_id: state.server_id.clone(),
         now: rfc3339_nano(SystemTime::now()),
-        disabled: js.is_none(),
+        disabled: false,
         config: JszConfig {
-            max_memory: js.and_then(|j| j.max_memory_store).unwrap_or(0),
-            max_storage: js.and_then(|j| j.max_file_store).unwrap_or(0),
-            store_dir: js
-                .and_then(|j| j.store_dir.as_ref())
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            domain: js.and_then(|j| j.domain.clone()),
+            max_memory: js.config.max_memory_store.unwrap_or(-1),
+            max_storage: js.config.max_file_store.unwrap_or(-1),
+            store_dir: js.store_dir.display().to_string(),
+            domain: js.config.domain.clone(),
         },
-        streams: 0,
-        consumers: 0,
-        messages: 0,
-        bytes: 0,
-        total: 0,
-    };
-    json(&Params(query), &jsz)
+        memory: usage.memory,
+        storage: usage.storage,
+        reserved_memory: 0,
+        reserved_storage: 0,
+        accounts: 1,
+        ha_assets: 0,
+        api: api(),
+        streams: usage.streams,
+        consumers: usage.consumers,
+        messages,
+        bytes,
+        account_details,
+    }
 }

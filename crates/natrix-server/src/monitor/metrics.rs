@@ -62,9 +62,116 @@ fn render(monitor: &Monitor) -> prometheus::Result<String> {
     collector.gauge("connz", "out_bytes", sum(|c| c.out_bytes))?;
     collector.gauge("connz", "subscriptions", sum(|c| c.subscriptions as u64))?;
 
+    if let Some(js) = monitor.state.jetstream.get() {
+        jetstream(&registry, &monitor.state, js)?;
+    }
+
     let mut buf = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut buf)?;
     String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+}
+
+/// The exporter's JetStream collector (`-jsz=all`): `jetstream_server_*`,
+/// `jetstream_stream_*{stream_name}` and `jetstream_consumer_*{stream_name,consumer_name}`.
+fn jetstream(
+    registry: &Registry,
+    state: &crate::state::ServerState,
+    js: &crate::jetstream::JetStream,
+) -> prometheus::Result<()> {
+    let id = state.server_id.as_str();
+    let vec = |subsystem: &str, name: &str, labels: &[&str]| {
+        GaugeVec::new(
+            Opts::new(name, name)
+                .namespace("jetstream")
+                .subsystem(subsystem),
+            labels,
+        )
+    };
+    let streams = js.streams();
+    let usage = js.usage();
+    let server = [
+        ("total_streams", usage.streams as f64),
+        ("total_consumers", usage.consumers as f64),
+        (
+            "total_messages",
+            streams.iter().map(|h| h.messages()).sum::<u64>() as f64,
+        ),
+        (
+            "total_message_bytes",
+            streams.iter().map(|h| h.bytes()).sum::<u64>() as f64,
+        ),
+        (
+            "max_memory",
+            js.config.max_memory_store.unwrap_or(-1) as f64,
+        ),
+        ("max_storage", js.config.max_file_store.unwrap_or(-1) as f64),
+        ("jetstream_disabled", 0.0),
+    ];
+    for (name, value) in server {
+        let g = vec("server", name, &["server_id"])?;
+        g.with_label_values(&[id]).set(value);
+        registry.register(Box::new(g))?;
+    }
+    let stream_labels = ["server_id", "account", "stream_name"];
+    let stream_gauges: Vec<(&str, GaugeVec)> = [
+        "total_messages",
+        "total_bytes",
+        "first_seq",
+        "last_seq",
+        "consumer_count",
+    ]
+    .into_iter()
+    .map(|n| vec("stream", n, &stream_labels).map(|g| (n, g)))
+    .collect::<prometheus::Result<_>>()?;
+    let consumer_labels = ["server_id", "account", "stream_name", "consumer_name"];
+    let consumer_gauges: Vec<(&str, GaugeVec)> = [
+        "num_pending",
+        "num_ack_pending",
+        "num_redelivered",
+        "num_waiting",
+        "delivered_stream_seq",
+        "delivered_consumer_seq",
+        "ack_floor_stream_seq",
+        "ack_floor_consumer_seq",
+    ]
+    .into_iter()
+    .map(|n| vec("consumer", n, &consumer_labels).map(|g| (n, g)))
+    .collect::<prometheus::Result<_>>()?;
+    for host in &streams {
+        let st = host.with_stream(|s| s.state(false, None, host.consumer_count()));
+        let labels = [id, "$G", host.name.as_str()];
+        for (name, g) in &stream_gauges {
+            let v = match *name {
+                "total_messages" => st.messages,
+                "total_bytes" => st.bytes,
+                "first_seq" => st.first_seq,
+                "last_seq" => st.last_seq,
+                _ => st.consumer_count,
+            };
+            g.with_label_values(&labels).set(v as f64);
+        }
+        for consumer in host.consumers() {
+            let info = consumer.info(host, state);
+            let labels = [id, "$G", host.name.as_str(), consumer.name.as_str()];
+            for (name, g) in &consumer_gauges {
+                let v = match *name {
+                    "num_pending" => info.num_pending,
+                    "num_ack_pending" => info.num_ack_pending,
+                    "num_redelivered" => info.num_redelivered,
+                    "num_waiting" => info.num_waiting,
+                    "delivered_stream_seq" => info.delivered.stream_seq,
+                    "delivered_consumer_seq" => info.delivered.consumer_seq,
+                    "ack_floor_stream_seq" => info.ack_floor.stream_seq,
+                    _ => info.ack_floor.consumer_seq,
+                };
+                g.with_label_values(&labels).set(v as f64);
+            }
+        }
+    }
+    for (_, g) in stream_gauges.into_iter().chain(consumer_gauges) {
+        registry.register(Box::new(g))?;
+    }
+    Ok(())
 }
 
 struct Collector<'a> {
