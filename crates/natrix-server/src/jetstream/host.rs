@@ -14,8 +14,8 @@ use std::sync::{Arc, Weak};
 use bytes::Bytes;
 use natrix_store::{CommitTicket, ConsumerUpdate, StoreError, StreamBatch};
 use natrix_stream::{
-    ApiError, Applied, Command, PubAck, RecoveredMsg, Reply, StorageType, StoreOp, StoredMsg,
-    Stream, StreamConfig, StreamPosition,
+    ApiError, Applied, Command, PubAck, RecoveredMsg, Reply, RetentionPolicy, StorageType, StoreOp,
+    StoredMsg, Stream, StreamConfig, StreamPosition,
 };
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -538,11 +538,22 @@ impl StreamHost {
                     let answer = match result {
                         Ok(applied) => {
                             changed |= !applied.ops.is_empty();
-                            let json = match &applied.reply {
-                                Reply::PubAck(ack) => ack.to_json(),
-                                _ => String::new(),
+                            let (json, stored) = match &applied.reply {
+                                Reply::PubAck(ack) => (ack.to_json(), !ack.duplicate),
+                                _ => (String::new(), false),
                             };
                             ops.extend(applied.ops);
+                            // Interest retention keeps a message only for the consumers that
+                            // exist when it arrives; with none, nats-server drops it at once.
+                            if stored
+                                && core.stream.config().retention == RetentionPolicy::Interest
+                                && self.consumers.read().is_empty()
+                                && let Ok(removed) = core.stream.apply(Command::RemoveAcked {
+                                    seqs: vec![core.stream.last_seq()],
+                                })
+                            {
+                                ops.extend(removed.ops);
+                            }
                             reply.map(|reply| Answer::PubAck { reply, json })
                         }
                         Err(err) => reply.map(|reply| Answer::PubError {
