@@ -198,6 +198,12 @@ func StartServer(t *testing.T, kind string, args ...string) *Server {
 	return startServer(t, kind, false, args...)
 }
 
+// StartJetStreamServer is StartServer with JetStream enabled, storing in a fresh directory.
+func StartJetStreamServer(t *testing.T, kind string, args ...string) *Server {
+	t.Helper()
+	return StartServer(t, kind, append([]string{"-js", "-sd", t.TempDir()}, args...)...)
+}
+
 // StartServerWithMonitor is StartServer with the HTTP monitoring port enabled.
 func StartServerWithMonitor(t *testing.T, kind string, args ...string) *Server {
 	t.Helper()
