@@ -510,3 +510,234 @@ def test_object_store(js_server):
         await nc.close()
 
     run(main())
+
+
+def test_work_queue_retention(js_server):
+    async def main():
+        nc, js = await connect(js_server)
+        info = await js.add_stream(
+            name="JOBS", subjects=["jobs.*"], retention=api.RetentionPolicy.WORK_QUEUE
+        )
+        assert info.config.retention == api.RetentionPolicy.WORK_QUEUE
+        for i in range(4):
+            await js.publish(f"jobs.{i % 2}", str(i).encode())
+        psub = await js.pull_subscribe("jobs.*", durable="w")
+        msgs = await psub.fetch(4, timeout=2)
+        assert [m.data for m in msgs] == [b"0", b"1", b"2", b"3"]
+        for m in msgs[:3]:
+            await m.ack_sync(timeout=2)
+        info = await js.stream_info("JOBS")
+        assert info.state.messages == 1
+        assert info.state.first_seq == 4
+        # A second consumer overlapping the first is refused on a work queue.
+        with pytest.raises(BadRequestError) as e:
+            await js.add_consumer("JOBS", durable_name="w2", ack_policy=api.AckPolicy.EXPLICIT)
+        assert e.value.err_code == 10099
+        await msgs[3].ack_sync(timeout=2)
+        info = await js.stream_info("JOBS")
+        assert info.state.messages == 0
+        await nc.close()
+
+    run(main())
+
+
+def test_limits_discard_new_and_per_subject(js_server):
+    async def main():
+        nc, js = await connect(js_server)
+        await js.add_stream(
+            name="LIM", subjects=["lim.>"], max_msgs=3, discard=api.DiscardPolicy.NEW
+        )
+        for i in range(3):
+            await js.publish("lim.a", str(i).encode())
+        with pytest.raises(APIError) as e:
+            await js.publish("lim.a", b"over")
+        assert e.value.err_code == 10077
+        info = await js.stream_info("LIM")
+        assert (info.state.messages, info.state.last_seq) == (3, 3)
+
+        await js.add_stream(name="PER", subjects=["per.>"], max_msgs_per_subject=2)
+        for i in range(5):
+            await js.publish(f"per.{'a' if i < 3 else 'b'}", str(i).encode())
+        info = await js.stream_info("PER", subjects_filter=">")
+        assert info.state.messages == 4
+        assert info.state.subjects == {"per.a": 2, "per.b": 2}
+        assert (await js.get_msg("PER", 2)).data == b"1"
+        with pytest.raises(NotFoundError):
+            await js.get_msg("PER", 1)
+
+        await js.add_stream(name="BYTES", subjects=["bytes"], max_msg_size=10)
+        with pytest.raises(APIError) as e:
+            await js.publish("bytes", b"x" * 11)
+        assert e.value.err_code == 10054
+        await nc.close()
+
+    run(main())
+
+
+def test_rollup_header(js_server):
+    async def main():
+        nc, js = await connect(js_server)
+        await js.add_stream(name="ROLL", subjects=["roll.>"], allow_rollup_hdrs=True)
+        for i in range(3):
+            await js.publish("roll.a", str(i).encode())
+            await js.publish("roll.b", str(i).encode())
+        await js.publish("roll.a", b"snap", headers={"Nats-Rollup": "sub"})
+        info = await js.stream_info("ROLL")
+        assert info.state.messages == 4
+        await js.publish("roll.b", b"all", headers={"Nats-Rollup": "all"})
+        info = await js.stream_info("ROLL")
+        assert info.state.messages == 1
+        assert info.state.first_seq == 8
+        await js.add_stream(name="NOROLL", subjects=["noroll"])
+        with pytest.raises(APIError) as e:
+            await js.publish("noroll", b"x", headers={"Nats-Rollup": "all"})
+        assert e.value.err_code == 10111  # rollup not permitted
+        await nc.close()
+
+    run(main())
+
+
+def test_consumer_deliver_policies_and_filters(js_server):
+    async def main():
+        nc, js = await connect(js_server)
+        await orders_stream(js)
+        for i in range(6):
+            await js.publish(f"orders.{'a' if i % 2 else 'b'}", str(i).encode())
+
+        async def first_data(**cfg):
+            name = f"c{len(cfg)}{abs(hash(str(cfg))) % 10000}"
+            psub = await js.pull_subscribe(
+                cfg.pop("subject", "orders.>"), durable=name, config=api.ConsumerConfig(**cfg)
+            )
+            msgs = await psub.fetch(10, timeout=1)
+            return [m.data for m in msgs]
+
+        assert await first_data(subject="orders.a") == [b"1", b"3", b"5"]
+        assert await first_data(deliver_policy=api.DeliverPolicy.LAST) == [b"5"]
+        assert await first_data(
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=4
+        ) == [b"3", b"4", b"5"]
+        assert await first_data(deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT) == [b"4", b"5"]
+        psub = await js.pull_subscribe(
+            "orders.>", durable="new", config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.NEW)
+        )
+        with pytest.raises(TimeoutError):
+            await psub.fetch(1, timeout=0.3)
+        await js.publish("orders.c", b"6")
+        assert [m.data for m in await psub.fetch(1, timeout=1)] == [b"6"]
+
+        # headers_only consumers deliver the size instead of the body.
+        sub = await js.subscribe("orders.a", headers_only=True, deliver_policy=api.DeliverPolicy.ALL)
+        msg = await sub.next_msg(timeout=2)
+        assert msg.data == b""
+        assert msg.headers["Nats-Msg-Size"] == "1"
+        await nc.close()
+
+    run(main())
+
+
+def test_max_deliver_and_ack_all(js_server):
+    async def main():
+        nc, js = await connect(js_server)
+        await orders_stream(js)
+        await js.publish("orders.x", b"poison")
+        psub = await js.pull_subscribe(
+            "orders.>", durable="md", config=api.ConsumerConfig(max_deliver=2)
+        )
+        for n in (1, 2):
+            (m,) = await psub.fetch(1, timeout=2)
+            assert m.metadata.num_delivered == n
+            await m.nak()
+        with pytest.raises(TimeoutError):
+            await psub.fetch(1, timeout=0.5)
+        info = await psub.consumer_info()
+        # Exhausted max_deliver: no longer pending. (The ack floor differs by version: nats-server
+        # 2.9 leaves it at 0, later ones move it past the message; not asserted.)
+        assert (info.num_ack_pending, info.num_redelivered, info.num_pending) == (0, 1, 0)
+        assert (info.delivered.consumer_seq, info.delivered.stream_seq) == (2, 1)
+
+        for i in range(3):
+            await js.publish("orders.y", str(i).encode())
+        psub = await js.pull_subscribe(
+            "orders.y", durable="all", config=api.ConsumerConfig(ack_policy=api.AckPolicy.ALL)
+        )
+        msgs = await psub.fetch(3, timeout=2)
+        assert len(msgs) == 3
+        info = await psub.consumer_info()
+        assert info.num_ack_pending == 3
+        await msgs[2].ack_sync(timeout=2)
+        info = await psub.consumer_info()
+        assert info.num_ack_pending == 0
+        assert info.ack_floor.stream_seq == 4
+        await nc.close()
+
+    run(main())
+
+
+def test_consumer_errors(js_server):
+    async def main():
+        nc, js = await connect(js_server)
+        await orders_stream(js)
+        with pytest.raises(NotFoundError) as e:
+            await js.add_consumer("MISSING", durable_name="x")
+        assert e.value.err_code == 10059
+        with pytest.raises(NotFoundError) as e:
+            await js.delete_consumer("ORDERS", "nope")
+        assert e.value.err_code == 10014
+        await js.add_consumer("ORDERS", durable_name="dup", ack_policy=api.AckPolicy.EXPLICIT)
+        # Same config again is fine; a different one is refused.
+        await js.add_consumer("ORDERS", durable_name="dup", ack_policy=api.AckPolicy.EXPLICIT)
+        with pytest.raises(APIError) as e:
+            await js.add_consumer(
+                "ORDERS", durable_name="dup", ack_policy=api.AckPolicy.EXPLICIT,
+                filter_subject="orders.other",
+                deliver_policy=api.DeliverPolicy.NEW,
+            )
+        assert e.value.err_code == 10012  # deliver policy can not be updated
+        with pytest.raises(BadRequestError) as e:
+            await js.add_consumer("ORDERS", durable_name="bad", filter_subject="elsewhere.>")
+        assert e.value.err_code == 10093
+        await nc.close()
+
+    run(main())
+
+
+def test_restart_keeps_streams_consumers_and_kv(js_server):
+    async def before():
+        nc, js = await connect(js_server)
+        await orders_stream(js)
+        for i in range(5):
+            await js.publish("orders.x", str(i).encode(), headers={"Nats-Msg-Id": f"m{i}"})
+        psub = await js.pull_subscribe("orders.>", durable="keep")
+        msgs = await psub.fetch(3, timeout=2)
+        for m in msgs[:2]:
+            await m.ack_sync(timeout=2)
+        kv = await js.create_key_value(bucket="state", history=3)
+        await kv.put("k", b"v1")
+        await kv.put("k", b"v2")
+        await nc.close()
+
+    async def after():
+        nc, js = await connect(js_server)
+        info = await js.stream_info("ORDERS")
+        assert (info.state.messages, info.state.first_seq, info.state.last_seq) == (5, 1, 5)
+        # The dedup window survives the restart.
+        ack = await js.publish("orders.x", b"again", headers={"Nats-Msg-Id": "m4"})
+        assert (ack.seq, ack.duplicate) == (5, True)
+        info = await js.consumer_info("ORDERS", "keep")
+        assert info.ack_floor.stream_seq == 2
+        assert info.delivered.stream_seq == 3
+        psub = await js.pull_subscribe_bind("keep", stream="ORDERS")
+        # Message 3 was delivered and not acked: it comes again after the ack wait; 4 and 5 are new.
+        msgs = await psub.fetch(2, timeout=2)
+        assert [m.data for m in msgs] == [b"3", b"4"]
+        kv = await js.key_value("state")
+        entry = await kv.get("k")
+        assert (entry.value, entry.revision) == (b"v2", 2)
+        assert [e.value for e in await kv.history("k")] == [b"v1", b"v2"]
+        await nc.close()
+
+    run(before())
+    js_server.stop()
+    js_server.start()
+    run(after())
