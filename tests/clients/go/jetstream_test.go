@@ -489,7 +489,6 @@ func TestJetStreamPushDurable(t *testing.T) {
 		for {
 			sub, err = js.SubscribeSync("", nats.Bind("ORDERS", "kept"))
 			if err == nil || time.Now().After(deadline) {
-				t.Logf("DEBUG rebind after %v: %v", time.Until(deadline), err)
 				break
 			}
 			time.Sleep(50 * time.Millisecond)
@@ -819,6 +818,187 @@ func TestJetStreamObjectStore(t *testing.T) {
 		}
 		if _, err := js.ObjectStore("nope"); !errors.Is(err, nats.ErrStreamNotFound) {
 			t.Errorf("ObjectStore(nope): %v, want ErrStreamNotFound", err)
+		}
+	})
+}
+
+func TestJetStreamWorkQueueAndLimits(t *testing.T) {
+	EachJetStream(t, func(t *testing.T, nc *nats.Conn, js nats.JetStreamContext) {
+		if _, err := js.AddStream(&nats.StreamConfig{Name: "JOBS", Subjects: []string{"jobs.*"}, Retention: nats.WorkQueuePolicy}); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 4; i++ {
+			publish(t, js, fmt.Sprintf("jobs.%d", i%2), strconv.Itoa(i))
+		}
+		sub, err := js.PullSubscribe("jobs.*", "w")
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := sub.Fetch(4, nats.MaxWait(2*time.Second))
+		if err != nil || len(msgs) != 4 {
+			t.Fatalf("Fetch = %d, %v", len(msgs), err)
+		}
+		for _, m := range msgs[:3] {
+			m.AckSync()
+		}
+		if info := streamInfo(t, js, "JOBS"); info.State.Msgs != 1 || info.State.FirstSeq != 4 {
+			t.Errorf("work queue after 3 acks = %+v", info.State)
+		}
+		_, err = js.AddConsumer("JOBS", &nats.ConsumerConfig{Durable: "w2", AckPolicy: nats.AckExplicitPolicy})
+		if code := apiCode(err); code != 10099 {
+			t.Errorf("second overlapping work queue consumer: %v (code %d), want 10099", err, code)
+		}
+
+		if _, err := js.AddStream(&nats.StreamConfig{Name: "LIM", Subjects: []string{"lim"}, MaxMsgs: 2, Discard: nats.DiscardNew}); err != nil {
+			t.Fatal(err)
+		}
+		publish(t, js, "lim", "1")
+		publish(t, js, "lim", "2")
+		if _, err := js.Publish("lim", []byte("3")); apiCode(err) != 10077 {
+			t.Errorf("publish over max_msgs with discard new: %v, want code 10077", err)
+		}
+		if _, err := js.AddStream(&nats.StreamConfig{Name: "PER", Subjects: []string{"per.*"}, MaxMsgsPerSubject: 1}); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{"per.a", "per.b", "per.a", "per.c"} {
+			publish(t, js, s, s)
+		}
+		info, err := js.StreamInfo("PER", &nats.StreamInfoRequest{SubjectsFilter: "per.*"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs != 3 || len(info.State.Subjects) != 3 || info.State.Subjects["per.a"] != 1 {
+			t.Errorf("per-subject limit state = %+v", info.State)
+		}
+	})
+}
+
+func TestJetStreamRestartKeepsState(t *testing.T) {
+	EachKind(t, func(t *testing.T, kind string) {
+		s := StartJetStreamServer(t, kind)
+		nc := Connect(t, s.URL(), nats.NoReconnect())
+		js, err := nc.JetStream(nats.MaxWait(3 * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		addOrders(t, js, nats.StreamConfig{})
+		for i := 0; i < 5; i++ {
+			publish(t, js, "orders.x", strconv.Itoa(i), nats.MsgId(fmt.Sprintf("m%d", i)))
+		}
+		sub, err := js.PullSubscribe("orders.>", "keep")
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := sub.Fetch(2, nats.MaxWait(2*time.Second))
+		if err != nil || len(msgs) != 2 {
+			t.Fatalf("Fetch = %d, %v", len(msgs), err)
+		}
+		for _, m := range msgs {
+			m.AckSync()
+		}
+		kv, err := js.CreateKeyValue(&nats.KeyValueConfig{Bucket: "state", History: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kv.Put("k", []byte("v1"))
+		kv.Put("k", []byte("v2"))
+		obs, err := js.CreateObjectStore(&nats.ObjectStoreConfig{Bucket: "blobs"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		blob := make([]byte, 300*1024)
+		rand.Read(blob)
+		if _, err := obs.PutBytes("blob", blob); err != nil {
+			t.Fatal(err)
+		}
+		nc.Close()
+
+		s.Stop()
+		s.Start()
+		nc = Connect(t, s.URL(), nats.NoReconnect())
+		js, _ = nc.JetStream(nats.MaxWait(3 * time.Second))
+		if info := streamInfo(t, js, "ORDERS"); info.State.Msgs != 5 || info.State.LastSeq != 5 {
+			t.Errorf("stream after restart = %+v", info.State)
+		}
+		if ack := publish(t, js, "orders.x", "again", nats.MsgId("m4")); ack.Sequence != 5 || !ack.Duplicate {
+			t.Errorf("dedup after restart: %+v", ack)
+		}
+		ci, err := js.ConsumerInfo("ORDERS", "keep")
+		if err != nil || ci.AckFloor.Stream != 2 || ci.NumPending != 3 {
+			t.Fatalf("consumer after restart = %+v, %v", ci, err)
+		}
+		sub, err = js.PullSubscribe("orders.>", "keep")
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, err = sub.Fetch(3, nats.MaxWait(2*time.Second))
+		if err != nil || len(msgs) != 3 || string(msgs[0].Data) != "2" {
+			t.Errorf("Fetch after restart = %d msgs, %v", len(msgs), err)
+		}
+		kv, err = js.KeyValue("state")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, err := kv.Get("k"); err != nil || string(e.Value()) != "v2" || e.Revision() != 2 {
+			t.Errorf("KV after restart = %v, %v", e, err)
+		}
+		obs, err = js.ObjectStore("blobs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := obs.GetBytes("blob"); err != nil || !bytes.Equal(got, blob) {
+			t.Errorf("object after restart: %d bytes, %v", len(got), err)
+		}
+	})
+}
+
+func TestJetStreamKeyValueWatchHistoryAndObjectWatch(t *testing.T) {
+	EachJetStream(t, func(t *testing.T, nc *nats.Conn, js nats.JetStreamContext) {
+		kv, err := js.CreateKeyValue(&nats.KeyValueConfig{Bucket: "hist", History: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			kv.Put("k", []byte(strconv.Itoa(i)))
+		}
+		w, err := kv.Watch("k", nats.IncludeHistory())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
+		for i := 0; i < 3; i++ {
+			e := Wait(t, w.Updates(), 2*time.Second, "history entry")
+			if e == nil || string(e.Value()) != strconv.Itoa(i) || e.Delta() != uint64(2-i) {
+				t.Fatalf("history entry %d = %v", i, e)
+			}
+		}
+		if e := Wait(t, w.Updates(), 2*time.Second, "nil marker"); e != nil {
+			t.Fatalf("want nil marker, got %v", e)
+		}
+		keys := make([]string, 0)
+		for name := range js.KeyValueStoreNames() {
+			keys = append(keys, name)
+		}
+		// nats.go 1.22.1 lists the backing stream's name.
+		if len(keys) != 1 || keys[0] != "KV_hist" {
+			t.Errorf("KeyValueStoreNames = %v", keys)
+		}
+
+		obs, err := js.CreateObjectStore(&nats.ObjectStoreConfig{Bucket: "watched"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ow, err := obs.Watch()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ow.Stop()
+		if i := Wait(t, ow.Updates(), 2*time.Second, "object nil marker"); i != nil {
+			t.Fatalf("want nil marker, got %+v", i)
+		}
+		obs.PutString("o", "data")
+		if i := Wait(t, ow.Updates(), 2*time.Second, "object update"); i == nil || i.Name != "o" || i.Size != 4 {
+			t.Errorf("object update = %+v", i)
 		}
 	})
 }
