@@ -741,3 +741,62 @@ def test_restart_keeps_streams_consumers_and_kv(js_server):
     js_server.stop()
     js_server.start()
     run(after())
+
+
+def test_push_flow_control_heartbeats_and_fetch_heartbeat(js_server):
+    async def main():
+        nc, js = await connect(js_server)
+        await orders_stream(js)
+        payload = b"p" * 4096
+        futures = [await js.publish_async("orders.bulk", payload) for _ in range(300)]
+        await asyncio.wait_for(asyncio.gather(*futures), 5)
+        sub = await js.subscribe(
+            "orders.>", durable="fc", idle_heartbeat=0.5, flow_control=True, manual_ack=True
+        )
+        for i in range(300):
+            msg = await sub.next_msg(timeout=2)
+            assert msg.metadata.sequence.stream == i + 1
+            await msg.ack()
+        await nc.flush()
+        info = await js.consumer_info("ORDERS", "fc")
+        assert info.config.flow_control is True
+        assert info.config.idle_heartbeat == 0.5
+        assert info.delivered.stream_seq == 300
+
+        psub = await js.pull_subscribe("orders.>", durable="hb")
+        msgs = await psub.fetch(10, timeout=2, heartbeat=0.2)
+        assert len(msgs) == 10
+        await nc.close()
+
+    run(main())
+
+
+def test_max_age_and_ephemeral_inactive_threshold(js_server):
+    async def main():
+        nc, js = await connect(js_server)
+        await js.add_stream(name="AGE", subjects=["age"], max_age=0.5)
+        await js.publish("age", b"old")
+        info = await js.stream_info("AGE")
+        assert info.config.max_age == 0.5
+        assert info.state.messages == 1
+        deadline = asyncio.get_running_loop().time() + 3
+        while (await js.stream_info("AGE")).state.messages and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        info = await js.stream_info("AGE")
+        assert (info.state.messages, info.state.first_seq, info.state.last_seq) == (0, 2, 1)
+
+        ci = await js.add_consumer("AGE", inactive_threshold=0.5, ack_policy=api.AckPolicy.EXPLICIT)
+        assert ci.config.durable_name is None
+        assert ci.config.inactive_threshold == 0.5
+        deadline = asyncio.get_running_loop().time() + 3
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                await js.consumer_info("AGE", ci.name)
+            except NotFoundError:
+                break
+            await asyncio.sleep(0.1)
+        with pytest.raises(NotFoundError):
+            await js.consumer_info("AGE", ci.name)
+        await nc.close()
+
+    run(main())
