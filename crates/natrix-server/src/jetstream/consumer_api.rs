@@ -184,7 +184,10 @@ fn parse_list(payload: &[u8]) -> Result<ListRequest, ApiError> {
     if payload.iter().all(u8::is_ascii_whitespace) {
         return Ok(ListRequest::default());
     }
-    serde_json::from_slice(payload).map_err(ApiError::invalid_json)
+    // `null` is an empty request, as nats-server's decoder takes it.
+    serde_json::from_slice::<Option<ListRequest>>(payload)
+        .map(Option::unwrap_or_default)
+        .map_err(ApiError::invalid_json)
 }
 
 pub(crate) fn names(js: &JetStream, stream: &str, payload: &[u8]) -> ApiResponse {

@@ -184,7 +184,10 @@ fn parse_body<T: Default + for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<
     if payload.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(payload).map_err(ApiError::invalid_json)
+    // async-nats sends `null` for "no options" (Go's decoder takes it as an empty request).
+    serde_json::from_slice::<Option<T>>(payload)
+        .map(Option::unwrap_or_default)
+        .map_err(ApiError::invalid_json)
 }
 
 pub(crate) fn info(js: &JetStream, name: &str, payload: &[u8]) -> ApiResponse {
