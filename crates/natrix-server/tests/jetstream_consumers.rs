@@ -5,134 +5,40 @@
 //! heartbeats, headers only, ordered), work-queue and interest retention, and consumer state
 //! surviving a restart on the same store directory.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::future::Future;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, pull, push};
 use async_nats::jetstream::stream::{Config, RetentionPolicy};
-use async_nats::jetstream::{self, AckKind, Context};
+use async_nats::jetstream::{self, AckKind};
 use async_nats::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
-use natrix_server::{JetStreamConfig, ServerConfig};
-use natrix_testkit::{TestServer, test_config};
+use support::{Node, eventually, ok, within};
 
-/// Upper bound for anything a test waits for.
-const WAIT: Duration = Duration::from_secs(5);
-
-fn js_config(store_dir: &Path) -> ServerConfig {
-    ServerConfig {
-        jetstream: Some(JetStreamConfig {
-            store_dir: Some(store_dir.to_path_buf()),
-            ..Default::default()
-        }),
-        ..test_config()
-    }
+/// A node with stream `S` on `s.>` holding `n` messages `"0".."n-1"` on `s.a`, and a pull
+/// consumer on it.
+async fn setup(
+    n: usize,
+    config: pull::Config,
+) -> anyhow::Result<(Node, jetstream::consumer::PullConsumer)> {
+    let node = Node::start().await?;
+    let stream = node.stream("S", &["s.>"]).await?;
+    node.publish_n("s.a", n).await?;
+    let consumer = pull_consumer(&stream, config).await?;
+    Ok((node, consumer))
 }
 
-/// A node with JetStream on a fresh store directory, and a JetStream context on it.
-struct Node {
-    server: TestServer,
-    client: async_nats::Client,
-    js: Context,
-    dir: tempfile::TempDir,
+/// Acks with `kind` and waits for the server's confirmation.
+async fn ack_sync(message: &jetstream::Message, kind: AckKind) -> anyhow::Result<()> {
+    ok(within("an ack reply", message.double_ack_with(kind)).await?)
 }
 
-impl Node {
-    async fn start() -> anyhow::Result<Node> {
-        let dir = tempfile::tempdir()?;
-        let server = TestServer::start_with(js_config(dir.path())).await?;
-        Node::connect(server, dir).await
-    }
-
-    async fn connect(server: TestServer, dir: tempfile::TempDir) -> anyhow::Result<Node> {
-        let client = async_nats::connect(server.url()).await?;
-        let js = jetstream::new(client.clone());
-        Ok(Node {
-            server,
-            client,
-            js,
-            dir,
-        })
-    }
-
-    /// Stops the node and starts a new one on the same store directory.
-    async fn restart(self) -> anyhow::Result<Node> {
-        let Node {
-            server,
-            client,
-            dir,
-            ..
-        } = self;
-        drop(client);
-        server.shutdown().await;
-        let server = TestServer::start_with(js_config(dir.path())).await?;
-        Node::connect(server, dir).await
-    }
-
-    async fn stream(
-        &self,
-        name: &str,
-        subjects: &[&str],
-    ) -> anyhow::Result<jetstream::stream::Stream> {
-        self.stream_with(Config {
-            name: name.to_string(),
-            subjects: subjects.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        })
-        .await
-    }
-
-    async fn stream_with(&self, config: Config) -> anyhow::Result<jetstream::stream::Stream> {
-        Ok(within("stream create", self.js.create_stream(config)).await??)
-    }
-
-    /// Publishes and waits for the stream's acknowledgement; returns the stream sequence.
-    async fn publish(&self, subject: &str, payload: impl Into<Bytes>) -> anyhow::Result<u64> {
-        let ack = within("publish", async {
-            self.js
-                .publish(subject.to_string(), payload.into())
-                .await?
-                .await
-        })
-        .await??;
-        Ok(ack.sequence)
-    }
-
-    /// Publishes `n` messages `0..n` (as decimal payloads) to `subject`.
-    async fn publish_n(&self, subject: &str, n: usize) -> anyhow::Result<()> {
-        for i in 0..n {
-            self.publish(subject, i.to_string()).await?;
-        }
-        Ok(())
-    }
-}
-
-/// Awaits `f`, failing after [`WAIT`].
-async fn within<F: Future>(what: &str, f: F) -> anyhow::Result<F::Output> {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .map_err(|_| anyhow::anyhow!("timed out after {WAIT:?} waiting for {what}"))
-}
-
-/// Polls `check` until it holds, failing after [`WAIT`].
-async fn eventually<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if check().await? {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            anyhow::bail!("timed out after {WAIT:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Acks with `kind` without waiting for the server.
+async fn ack_async(message: &jetstream::Message, kind: AckKind) -> anyhow::Result<()> {
+    ok(within("an ack", message.ack_with(kind)).await?)
 }
 
 /// The next item of a message stream, failing on end, error or timeout.
@@ -270,7 +176,7 @@ async fn fetch_returns_the_available_messages_and_ends_without_waiting() -> anyh
         "a no-wait fetch must not wait for its expiry"
     );
     for m in &messages {
-        m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        ack_async(m, AckKind::Ack).await?;
     }
     let empty = fetch(&consumer, 10).await?;
     assert!(
@@ -312,7 +218,7 @@ async fn messages_stream_receives_messages_as_they_are_published() -> anyhow::Re
     for i in 0..120 {
         let m = next(&mut messages).await?;
         assert_eq!(m.payload, i.to_string());
-        m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        ack_async(&m, AckKind::Ack).await?;
     }
     eventually("all acks to land", || async {
         let info = info(&consumer).await?;
@@ -415,11 +321,8 @@ async fn waiting_pull_request_gets_idle_heartbeats() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn explicit_acks_stop_redelivery_and_unacked_messages_come_back() -> anyhow::Result<()> {
-    let node = Node::start().await?;
-    let stream = node.stream("S", &["s.>"]).await?;
-    node.publish_n("s.a", 2).await?;
-    let consumer = pull_consumer(
-        &stream,
+    let (_node, consumer) = setup(
+        2,
         pull::Config {
             ack_wait: Duration::from_millis(400),
             ..durable("C")
@@ -429,10 +332,7 @@ async fn explicit_acks_stop_redelivery_and_unacked_messages_come_back() -> anyho
 
     let first = fetch(&consumer, 2).await?;
     assert_eq!(payloads(&first), ["0", "1"]);
-    first[0]
-        .double_ack()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    ack_sync(&first[0], AckKind::Ack).await?;
 
     let again = batch(&consumer, 1, Duration::from_millis(1500)).await?;
     assert_eq!(
@@ -446,11 +346,8 @@ async fn explicit_acks_stop_redelivery_and_unacked_messages_come_back() -> anyho
 
 #[tokio::test]
 async fn ack_all_acknowledges_every_message_up_to_the_acked_one() -> anyhow::Result<()> {
-    let node = Node::start().await?;
-    let stream = node.stream("S", &["s.>"]).await?;
-    node.publish_n("s.a", 4).await?;
-    let consumer = pull_consumer(
-        &stream,
+    let (_node, consumer) = setup(
+        4,
         pull::Config {
             ack_policy: AckPolicy::All,
             ..durable("C")
@@ -461,10 +358,7 @@ async fn ack_all_acknowledges_every_message_up_to_the_acked_one() -> anyhow::Res
     let messages = fetch(&consumer, 3).await?;
     assert_eq!(messages.len(), 3);
     assert_eq!(info(&consumer).await?.num_ack_pending, 3);
-    messages[2]
-        .double_ack()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    ack_sync(&messages[2], AckKind::Ack).await?;
     let info = info(&consumer).await?;
     assert_eq!(info.num_ack_pending, 0);
     assert_eq!(info.ack_floor.stream_sequence, 3);
@@ -475,11 +369,8 @@ async fn ack_all_acknowledges_every_message_up_to_the_acked_one() -> anyhow::Res
 
 #[tokio::test]
 async fn ack_none_needs_no_acks_and_moves_the_ack_floor_on_delivery() -> anyhow::Result<()> {
-    let node = Node::start().await?;
-    let stream = node.stream("S", &["s.>"]).await?;
-    node.publish_n("s.a", 3).await?;
-    let consumer = pull_consumer(
-        &stream,
+    let (_node, consumer) = setup(
+        3,
         pull::Config {
             ack_policy: AckPolicy::None,
             ..durable("C")
@@ -499,11 +390,8 @@ async fn ack_none_needs_no_acks_and_moves_the_ack_floor_on_delivery() -> anyhow:
 #[tokio::test]
 async fn nak_redelivers_at_once_and_nak_with_delay_redelivers_after_the_delay() -> anyhow::Result<()>
 {
-    let node = Node::start().await?;
-    let stream = node.stream("S", &["s.>"]).await?;
-    node.publish("s.a", "m").await?;
-    let consumer = pull_consumer(
-        &stream,
+    let (_node, consumer) = setup(
+        1,
         pull::Config {
             ack_wait: Duration::from_secs(30),
             ..durable("C")
@@ -512,23 +400,17 @@ async fn nak_redelivers_at_once_and_nak_with_delay_redelivers_after_the_delay() 
     .await?;
 
     let first = fetch(&consumer, 1).await?;
-    first[0]
-        .ack_with(AckKind::Nak(None))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    ack_async(&first[0], AckKind::Nak(None)).await?;
     let second = batch(&consumer, 1, Duration::from_secs(2)).await?;
-    assert_eq!(payloads(&second), ["m"]);
+    assert_eq!(payloads(&second), ["0"]);
     assert_eq!(delivered(&second[0])?, 2);
 
-    second[0]
-        .ack_with(AckKind::Nak(Some(Duration::from_millis(800))))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    ack_async(&second[0], AckKind::Nak(Some(Duration::from_millis(800)))).await?;
     let naked = Instant::now();
     let early = batch(&consumer, 1, Duration::from_millis(300)).await?;
     assert!(early.is_empty(), "redelivered before the nak delay");
     let third = batch(&consumer, 1, Duration::from_secs(3)).await?;
-    assert_eq!(payloads(&third), ["m"]);
+    assert_eq!(payloads(&third), ["0"]);
     assert_eq!(delivered(&third[0])?, 3);
     assert!(naked.elapsed() >= Duration::from_millis(700));
     assert_eq!(info(&consumer).await?.num_redelivered, 1);
@@ -537,11 +419,8 @@ async fn nak_redelivers_at_once_and_nak_with_delay_redelivers_after_the_delay() 
 
 #[tokio::test]
 async fn term_stops_redelivery_of_a_message() -> anyhow::Result<()> {
-    let node = Node::start().await?;
-    let stream = node.stream("S", &["s.>"]).await?;
-    node.publish("s.a", "m").await?;
-    let consumer = pull_consumer(
-        &stream,
+    let (_node, consumer) = setup(
+        1,
         pull::Config {
             ack_wait: Duration::from_millis(300),
             ..durable("C")
@@ -550,10 +429,7 @@ async fn term_stops_redelivery_of_a_message() -> anyhow::Result<()> {
     .await?;
 
     let first = fetch(&consumer, 1).await?;
-    first[0]
-        .double_ack_with(AckKind::Term)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    ack_sync(&first[0], AckKind::Term).await?;
     let info_after = info(&consumer).await?;
     assert_eq!(info_after.num_ack_pending, 0);
     assert_eq!(info_after.ack_floor.stream_sequence, 1);
@@ -564,11 +440,8 @@ async fn term_stops_redelivery_of_a_message() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn in_progress_acks_extend_the_ack_wait() -> anyhow::Result<()> {
-    let node = Node::start().await?;
-    let stream = node.stream("S", &["s.>"]).await?;
-    node.publish("s.a", "m").await?;
-    let consumer = pull_consumer(
-        &stream,
+    let (_node, consumer) = setup(
+        1,
         pull::Config {
             ack_wait: Duration::from_millis(600),
             ..durable("C")
@@ -579,15 +452,12 @@ async fn in_progress_acks_extend_the_ack_wait() -> anyhow::Result<()> {
     let first = fetch(&consumer, 1).await?;
     let working = Instant::now();
     while working.elapsed() < Duration::from_millis(1500) {
-        first[0]
-            .double_ack_with(AckKind::Progress)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        ack_sync(&first[0], AckKind::Progress).await?;
         let during = batch(&consumer, 1, Duration::from_millis(250)).await?;
         assert!(during.is_empty(), "redelivered while work was in progress");
     }
     let after = batch(&consumer, 1, Duration::from_secs(2)).await?;
-    assert_eq!(payloads(&after), ["m"], "redelivered once progress stops");
+    assert_eq!(payloads(&after), ["0"], "redelivered once progress stops");
     assert_eq!(delivered(&after[0])?, 2);
     Ok(())
 }
@@ -668,11 +538,8 @@ async fn max_deliver_stops_redelivery_and_publishes_an_advisory() -> anyhow::Res
 
 #[tokio::test]
 async fn max_ack_pending_holds_back_deliveries_until_acks_arrive() -> anyhow::Result<()> {
-    let node = Node::start().await?;
-    let stream = node.stream("S", &["s.>"]).await?;
-    node.publish_n("s.a", 5).await?;
-    let consumer = pull_consumer(
-        &stream,
+    let (node, consumer) = setup(
+        5,
         pull::Config {
             max_ack_pending: 2,
             ..durable("C")
@@ -704,11 +571,8 @@ async fn max_ack_pending_holds_back_deliveries_until_acks_arrive() -> anyhow::Re
 
 #[tokio::test]
 async fn backoff_spaces_out_redeliveries() -> anyhow::Result<()> {
-    let node = Node::start().await?;
-    let stream = node.stream("S", &["s.>"]).await?;
-    node.publish("s.a", "m").await?;
-    let consumer = pull_consumer(
-        &stream,
+    let (_node, consumer) = setup(
+        1,
         pull::Config {
             max_deliver: 3,
             backoff: vec![Duration::from_millis(200), Duration::from_millis(900)],
@@ -874,11 +738,8 @@ async fn deliver_policies_by_start_sequence_and_start_time_start_mid_stream() ->
 
 #[tokio::test]
 async fn consumer_info_counts_delivered_pending_acked_and_redelivered() -> anyhow::Result<()> {
-    let node = Node::start().await?;
-    let stream = node.stream("S", &["s.>"]).await?;
-    node.publish_n("s.a", 5).await?;
-    let consumer = pull_consumer(
-        &stream,
+    let (_node, consumer) = setup(
+        5,
         pull::Config {
             ack_wait: Duration::from_secs(30),
             ..durable("C")
@@ -903,14 +764,8 @@ async fn consumer_info_counts_delivered_pending_acked_and_redelivered() -> anyho
     assert_eq!(after_fetch.delivered.consumer_sequence, 3);
     assert_eq!(after_fetch.ack_floor.stream_sequence, 0);
 
-    messages[0]
-        .double_ack()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    messages[1]
-        .double_ack_with(AckKind::Nak(None))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    ack_sync(&messages[0], AckKind::Ack).await?;
+    ack_sync(&messages[1], AckKind::Nak(None)).await?;
     let after_acks = info(&consumer).await?;
     assert_eq!(after_acks.ack_floor.stream_sequence, 1);
     assert_eq!(after_acks.ack_floor.consumer_sequence, 1);
@@ -1057,7 +912,7 @@ async fn push_consumer_delivers_to_its_deliver_subject() -> anyhow::Result<()> {
         }
         let m = next(&mut messages).await?;
         assert_eq!(m.payload, (i % 3).to_string());
-        m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        ack_async(&m, AckKind::Ack).await?;
     }
     let info = within("info", stream.consumer_info("P")).await??;
     assert!(info.push_bound, "someone listens on the deliver subject");
@@ -1308,7 +1163,7 @@ async fn work_queue_stream_removes_messages_once_acknowledged() -> anyhow::Resul
     let messages = fetch(&consumer, 2).await?;
     assert_eq!(stream_messages(&stream).await?, 3, "delivered is not acked");
     for m in &messages {
-        m.double_ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        ack_sync(m, AckKind::Ack).await?;
     }
     eventually("acked messages to leave the stream", || async {
         Ok(stream_messages(&stream).await? == 1)
@@ -1384,7 +1239,7 @@ async fn interest_stream_keeps_a_message_until_every_consumer_acked_it() -> anyh
     node.publish_n("i.a", 2).await?;
 
     for m in fetch(&first, 2).await? {
-        m.double_ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        ack_sync(&m, AckKind::Ack).await?;
     }
     assert_eq!(
         stream_messages(&stream).await?,
@@ -1392,18 +1247,12 @@ async fn interest_stream_keeps_a_message_until_every_consumer_acked_it() -> anyh
         "the second consumer still needs both"
     );
     let from_second = fetch(&second, 2).await?;
-    from_second[0]
-        .double_ack()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    ack_sync(&from_second[0], AckKind::Ack).await?;
     eventually("the message both acked to leave", || async {
         Ok(stream_messages(&stream).await? == 1)
     })
     .await?;
-    from_second[1]
-        .double_ack()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    ack_sync(&from_second[1], AckKind::Ack).await?;
     eventually("the stream to empty", || async {
         Ok(stream_messages(&stream).await? == 0)
     })
@@ -1416,11 +1265,8 @@ async fn interest_stream_keeps_a_message_until_every_consumer_acked_it() -> anyh
 
 #[tokio::test]
 async fn durable_consumer_progress_and_pending_acks_survive_a_restart() -> anyhow::Result<()> {
-    let node = Node::start().await?;
-    let stream = node.stream("S", &["s.>"]).await?;
-    node.publish_n("s.a", 5).await?;
-    let consumer = pull_consumer(
-        &stream,
+    let (node, consumer) = setup(
+        5,
         pull::Config {
             ack_wait: Duration::from_millis(1500),
             ..durable("D")
@@ -1430,7 +1276,7 @@ async fn durable_consumer_progress_and_pending_acks_survive_a_restart() -> anyho
     let messages = fetch(&consumer, 5).await?;
     assert_eq!(messages.len(), 5);
     for m in &messages[..2] {
-        m.double_ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        ack_sync(m, AckKind::Ack).await?;
     }
 
     let node = node.restart().await?;
@@ -1452,7 +1298,7 @@ async fn durable_consumer_progress_and_pending_acks_survive_a_restart() -> anyho
     );
     assert!(redelivered.iter().all(|m| delivered(m).ok() == Some(2)));
     for m in &redelivered {
-        m.double_ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        ack_sync(m, AckKind::Ack).await?;
     }
     node.publish("s.a", "5").await?;
     assert_eq!(payloads(&fetch(&consumer, 5).await?), ["5"]);

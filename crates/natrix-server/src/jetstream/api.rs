@@ -167,6 +167,9 @@ fn account_info(js: &JetStream) -> String {
         "type": "io.nats.jetstream.api.v1.account_info_response",
         "memory": usage.memory,
         "storage": usage.storage,
+        // nats-server 2.10+ sends these and async-nats requires them (nothing is reserved here).
+        "reserved_memory": 0,
+        "reserved_storage": 0,
         "streams": usage.streams,
         "consumers": usage.consumers,
         "limits": {
