@@ -79,6 +79,9 @@ pub(crate) struct Router {
     next_sub_id: AtomicU64,
     /// Counters for /subsz; match-cache figures arrive once per read batch (`MatchCache::report`).
     pub stats: RouterStats,
+    /// Woken on every new subscription, for services waiting for interest (a push consumer
+    /// waiting for its deliver subject's subscriber). No waiters: no cost.
+    pub subscribed: Arc<tokio::sync::Notify>,
 }
 
 /// Subscription-index statistics as nats-server reports them in /subsz.
@@ -108,6 +111,7 @@ impl Router {
         self.generation.store(trie.generation(), Ordering::Release);
         if result.is_ok() {
             self.stats.inserts.fetch_add(1, Ordering::Relaxed);
+            self.subscribed.notify_waiters();
         }
         result
     }

@@ -254,10 +254,20 @@ impl ConsumerHost {
                 send(&state, out);
                 return;
             }
+            // Armed before delivering: a subscriber to the deliver subject that arrives after
+            // the interest check below still wakes the task.
+            let subscribed = state.router.subscribed.clone();
+            let notified = subscribed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             let more = self.deliver(&stream, &state, &mut out);
             self.timers(&stream, &state, &mut out);
             send(&state, std::mem::take(&mut out));
-            if let Err(err) = self.persist(&stream).await {
+            // The consumer state and the retention removals are durable before an ack that
+            // asked for a reply is answered: an answered ack is a consumed message.
+            let (persisted, ()) =
+                tokio::join!(self.persist(&stream), self.release(&stream, removable));
+            if let Err(err) = persisted {
                 tracing::error!(
                     "JetStream consumer '{} > {}': state write failed: {err}",
                     stream.name,
@@ -267,7 +277,6 @@ impl ConsumerHost {
             for reply in ack_replies {
                 state.publish_internal(&reply, None, None, b"");
             }
-            self.release(&stream, removable);
             if self.inactive(&stream, &state) {
                 tracing::debug!(
                     "JetStream ephemeral consumer '{} > {}' inactive, deleting",
@@ -293,6 +302,7 @@ impl ConsumerHost {
                     None => return,
                 },
                 changed = committed.changed() => if changed.is_err() { return },
+                () = &mut notified => {}
                 () = sleep_until_ns(deadline) => {}
                 _ = inactivity.tick() => {}
             }
@@ -594,13 +604,13 @@ impl ConsumerHost {
     }
 
     /// Interest and work-queue retention: removes acknowledged messages nobody needs any more.
-    fn release(&self, stream: &StreamHost, acked: Vec<u64>) {
+    async fn release(&self, stream: &StreamHost, acked: Vec<u64>) {
         if acked.is_empty() {
             return;
         }
         match stream.config().retention {
             RetentionPolicy::Limits => {}
-            RetentionPolicy::WorkQueue => stream.remove_acked(acked),
+            RetentionPolicy::WorkQueue => stream.remove_acked(acked).await,
             RetentionPolicy::Interest => {
                 let removable: Vec<u64> = acked
                     .into_iter()
@@ -615,7 +625,7 @@ impl ConsumerHost {
                         })
                     })
                     .collect();
-                stream.remove_acked(removable);
+                stream.remove_acked(removable).await;
             }
         }
     }

@@ -46,8 +46,6 @@ pub(crate) enum Inbound {
         cmd: Command,
         done: oneshot::Sender<Result<Reply, ApiError>>,
     },
-    /// A command of the node itself (retention), answered to nobody.
-    Apply(Command),
     /// The stream was deleted: stop.
     Stop,
 }
@@ -112,6 +110,8 @@ pub(crate) struct StreamHost {
     /// The last sequence whose batch is durable: what consumers may deliver.
     committed: watch::Sender<u64>,
     consumers: RwLock<BTreeMap<String, Arc<ConsumerHost>>>,
+    stored_msgs: AtomicU64,
+    stored_bytes: AtomicU64,
 }
 
 impl StreamHost {
@@ -213,7 +213,10 @@ impl StreamHost {
             subs: Mutex::new(Vec::new()),
             committed: watch::Sender::new(last_seq),
             consumers: RwLock::new(BTreeMap::new()),
+            stored_msgs: AtomicU64::new(0),
+            stored_bytes: AtomicU64::new(0),
         });
+        host.note_usage(&host.core.lock().stream);
         host.subscribe(state, &config.subjects)?;
         tokio::spawn(host.clone().run(rx, settle_tx));
         tokio::spawn(settle(
@@ -280,12 +283,20 @@ impl StreamHost {
         self.core.lock().stream.config().clone()
     }
 
+    /// Messages stored, as of the last applied batch (no lock: account checks run while a
+    /// stream task holds its own state).
     pub fn messages(&self) -> u64 {
-        self.core.lock().stream.messages()
+        self.stored_msgs.load(Ordering::Relaxed)
     }
 
+    /// Bytes stored (nats-server's accounting), as of the last applied batch.
     pub fn bytes(&self) -> u64 {
-        self.core.lock().stream.bytes()
+        self.stored_bytes.load(Ordering::Relaxed)
+    }
+
+    fn note_usage(&self, stream: &Stream) {
+        self.stored_msgs.store(stream.messages(), Ordering::Relaxed);
+        self.stored_bytes.store(stream.bytes(), Ordering::Relaxed);
     }
 
     pub fn consumer_count(&self) -> u64 {
@@ -330,12 +341,13 @@ impl StreamHost {
         js.store().update_consumers(self.id, updates).await
     }
 
-    /// Retention: removes messages every consumer is done with.
-    pub fn remove_acked(&self, seqs: Vec<u64>) {
-        if !seqs.is_empty() {
-            let _ = self
-                .inbound
-                .send(Inbound::Apply(Command::RemoveAcked { seqs }));
+    /// Retention: removes messages every consumer is done with; resolves once the removal is
+    /// durable.
+    pub async fn remove_acked(&self, seqs: Vec<u64>) {
+        if !seqs.is_empty()
+            && let Err(err) = self.command(Command::RemoveAcked { seqs }).await
+        {
+            tracing::warn!("JetStream stream '{}': retention removal: {err}", self.name);
         }
     }
 
@@ -510,6 +522,7 @@ impl StreamHost {
         let mut answers = Vec::with_capacity(items.len());
         let mut changed = false;
         let mut now = now_ns().max(core.stream.position().last_timestamp_ns.unwrap_or(0));
+        let mut batch_bytes = 0u64;
         for item in items {
             self.queued_bytes
                 .fetch_sub(item.queued_bytes(), Ordering::AcqRel);
@@ -524,7 +537,8 @@ impl StreamHost {
                         + headers.as_ref().map_or(0, Bytes::len)
                         + payload.len()) as u64;
                     let allowed = match &js {
-                        Some(js) => js.check_resources(self.storage, size),
+                        // This batch's earlier publishes are not in the usage figures yet.
+                        Some(js) => js.check_resources(self.storage, batch_bytes + size),
                         None => Err(stopped()),
                     };
                     let result = allowed.and_then(|()| {
@@ -542,6 +556,9 @@ impl StreamHost {
                                 Reply::PubAck(ack) => (ack.to_json(), !ack.duplicate),
                                 _ => (String::new(), false),
                             };
+                            if stored {
+                                batch_bytes += size;
+                            }
                             ops.extend(applied.ops);
                             // Interest retention keeps a message only for the consumers that
                             // exist when it arrives; with none, nats-server drops it at once.
@@ -572,12 +589,6 @@ impl StreamHost {
                     changed |= result.is_ok();
                     answers.push(Answer::Command { done, result });
                 }
-                Inbound::Apply(cmd) => {
-                    if let Ok(applied) = core.stream.apply(cmd) {
-                        changed |= !applied.ops.is_empty();
-                        ops.extend(applied.ops);
-                    }
-                }
                 Inbound::Stop => {}
             }
         }
@@ -590,6 +601,7 @@ impl StreamHost {
             ops.extend(applied.ops);
         }
         let last_seq = core.stream.last_seq();
+        self.note_usage(&core.stream);
         let mut removed = Vec::new();
         let mut below = None;
         for op in &ops {

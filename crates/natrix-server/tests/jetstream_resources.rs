@@ -1,0 +1,104 @@
+//! The account's storage limits (`max_file_store`, `max_memory_store`): streams may not reserve
+//! more than the account may store, and a publish that would exceed the limit is refused with
+//! nats-server's "insufficient resources" error, using no sequence number.
+
+use async_nats::jetstream::{self, stream};
+use natrix_server::{JetStreamConfig, ServerConfig};
+use natrix_testkit::{TestServer, test_config};
+
+async fn start(dir: &tempfile::TempDir, max_file: i64, max_mem: i64) -> anyhow::Result<TestServer> {
+    TestServer::start_with(ServerConfig {
+        jetstream: Some(JetStreamConfig {
+            store_dir: Some(dir.path().to_path_buf()),
+            max_file_store: Some(max_file),
+            max_memory_store: Some(max_mem),
+            ..JetStreamConfig::default()
+        }),
+        ..test_config()
+    })
+    .await
+}
+
+async fn api(
+    client: &async_nats::Client,
+    subject: &str,
+    body: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let reply = client
+        .request(subject.to_owned(), body.to_owned().into())
+        .await?;
+    Ok(serde_json::from_slice(&reply.payload)?)
+}
+
+#[tokio::test]
+async fn a_stream_may_not_reserve_more_than_the_account_may_store() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = start(&dir, 10_000, 5_000).await?;
+    let client = async_nats::connect(server.url()).await?;
+    let file = api(
+        &client,
+        "$JS.API.STREAM.CREATE.BIG",
+        r#"{"name":"BIG","subjects":["big"],"max_bytes":20000}"#,
+    )
+    .await?;
+    assert_eq!(file["error"]["err_code"], 10047, "{file}");
+    assert_eq!(
+        file["error"]["description"],
+        "insufficient storage resources available"
+    );
+    let mem = api(
+        &client,
+        "$JS.API.STREAM.CREATE.MEM",
+        r#"{"name":"MEM","subjects":["mem"],"storage":"memory","max_bytes":6000}"#,
+    )
+    .await?;
+    assert_eq!(mem["error"]["err_code"], 10028, "{mem}");
+    let info = api(&client, "$JS.API.INFO", "").await?;
+    assert_eq!(info["limits"]["max_storage"], 10_000);
+    assert_eq!(info["limits"]["max_memory"], 5_000);
+    Ok(())
+}
+
+#[tokio::test]
+async fn publishes_beyond_the_account_limit_are_refused_without_using_a_sequence()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = start(&dir, 2_000, 2_000).await?;
+    let client = async_nats::connect(server.url()).await?;
+    let js = jetstream::new(client.clone());
+    js.create_stream(stream::Config {
+        name: "FILL".into(),
+        subjects: vec!["fill".into()],
+        ..Default::default()
+    })
+    .await?;
+    let payload = vec![b'x'; 200];
+    let mut stored = 0u64;
+    let mut refused = None;
+    for _ in 0..50 {
+        match js.publish("fill", payload.clone().into()).await?.await {
+            Ok(ack) => {
+                stored += 1;
+                assert_eq!(ack.sequence, stored);
+            }
+            Err(err) => {
+                refused = Some(err.to_string());
+                break;
+            }
+        }
+    }
+    let refused = refused.ok_or_else(|| anyhow::anyhow!("the limit was never enforced"))?;
+    assert!(
+        refused.contains("insufficient storage resources"),
+        "{refused}"
+    );
+    // Each message counts 4 + 200 + 30 bytes: eight fit in 2,000.
+    assert_eq!(stored, 8);
+    let info = api(&client, "$JS.API.STREAM.INFO.FILL", "").await?;
+    assert_eq!(
+        info["state"]["last_seq"], 8,
+        "a refused publish used a sequence"
+    );
+    assert_eq!(info["state"]["messages"], 8);
+    Ok(())
+}
