@@ -20,4 +20,4 @@ pub use disk::DiskUsage;
 pub use error::StoreError;
 pub use natrix_stream::{StoreOp, StoredMsg};
 pub use options::{StoreOptions, SyncPolicy};
-pub use store::{CommitTicket, MsgScan, Store};
+pub use store::{CommitTicket, MsgRefScan, MsgScan, Store};

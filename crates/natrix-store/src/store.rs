@@ -7,7 +7,7 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use natrix_stream::StoredMsg;
+use natrix_stream::{StoredMsg, StoredMsgRef};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType,
     DBRawIteratorWithThreadMode, DBRecoveryMode, Options, ReadOptions,
@@ -263,6 +263,28 @@ impl Store {
         })
     }
 
+    /// Like [`Store::scan_msgs`], decoding each record in place and handing it to `f` without
+    /// copying its payload (recovery reads only subjects, headers and sizes).
+    pub fn scan_msg_refs<T, F>(
+        &self,
+        stream_id: u64,
+        from_seq: u64,
+        f: F,
+    ) -> Result<MsgRefScan<'_, F>, StoreError>
+    where
+        F: FnMut(StoredMsgRef<'_>) -> T,
+    {
+        let mut iter = self.stream_iter(keys::CF_MSGS, stream_id)?;
+        iter.seek(keys::msg_key(stream_id, from_seq));
+        Ok(MsgRefScan {
+            iter,
+            stream_id,
+            started: false,
+            done: false,
+            f,
+        })
+    }
+
     /// The message of `stream_id` with the highest sequence `<= seq`, if any (`u64::MAX` gives
     /// the stream's last message).
     pub fn last_msg_at_or_before(
@@ -467,6 +489,63 @@ impl Drop for Store {
             && handle.join().is_err()
         {
             tracing::error!(path = %self.path.display(), "store: the committer thread panicked");
+        }
+    }
+}
+
+/// Iterator over one stream's records decoded in place, from [`Store::scan_msg_refs`].
+pub struct MsgRefScan<'a, F> {
+    iter: DBRawIteratorWithThreadMode<'a, DB>,
+    stream_id: u64,
+    started: bool,
+    done: bool,
+    f: F,
+}
+
+impl<T, F> Iterator for MsgRefScan<'_, F>
+where
+    F: FnMut(StoredMsgRef<'_>) -> T,
+{
+    type Item = Result<T, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if self.started {
+            self.iter.next();
+        }
+        self.started = true;
+        let Some((key, value)) = self.iter.item() else {
+            self.done = true;
+            let stream_id = self.stream_id;
+            return self.iter.status().err().map(|source| {
+                Err(StoreError::Read {
+                    what: format!("messages of stream {stream_id}"),
+                    source,
+                })
+            });
+        };
+        let decoded = keys::decode_msg_key(key)
+            .ok_or_else(|| corrupt(keys::CF_MSGS, key, "key is not 16 bytes"))
+            .and_then(|(_, seq)| {
+                let r = StoredMsg::decode_ref(value)
+                    .map_err(|e| corrupt(keys::CF_MSGS, key, &e.to_string()))?;
+                if r.seq != seq {
+                    return Err(corrupt(
+                        keys::CF_MSGS,
+                        key,
+                        &format!("record holds sequence {}", r.seq),
+                    ));
+                }
+                Ok(r)
+            });
+        match decoded {
+            Ok(r) => Some(Ok((self.f)(r))),
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
         }
     }
 }

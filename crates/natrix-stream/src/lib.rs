@@ -35,7 +35,7 @@ pub use consumer_info::{ConsumerInfo, SequenceInfo};
 pub use headers::{PublishHeaders, Rollup, header_value};
 pub use index::MsgMeta;
 pub use info::{PubAck, StreamState, ZERO_TIME, rfc3339_nanos};
-pub use message::{MessageDecodeError, StoredMsg};
+pub use message::{MessageDecodeError, StoredMsg, StoredMsgRef};
 pub use ops::StoreOp;
 pub use pull::{
     AckSubject, NextWaiting, PullRequest, StatusReply, WaitingQueue, WaitingRequest,

@@ -23,6 +23,16 @@ pub struct StoredMsg {
     pub payload: Bytes,
 }
 
+/// A stored record decoded in place (see [`StoredMsg::decode_ref`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredMsgRef<'a> {
+    pub seq: u64,
+    pub timestamp_ns: i64,
+    pub subject: &'a [u8],
+    pub headers: Option<&'a [u8]>,
+    pub payload_len: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageDecodeError {
     #[error("stored message is truncated")]
@@ -61,6 +71,50 @@ impl StoredMsg {
         }
         out.put_u32(len_u32(self.payload.len()));
         out.put_slice(&self.payload);
+    }
+
+    /// Decodes a record in place, borrowing its subject and headers and skipping the payload:
+    /// what recovery needs, without copying a million payloads.
+    pub fn decode_ref(bytes: &[u8]) -> Result<StoredMsgRef<'_>, MessageDecodeError> {
+        let mut r = bytes;
+        let mut take = |n: usize| -> Result<&[u8], MessageDecodeError> {
+            if r.len() < n {
+                return Err(MessageDecodeError::Truncated);
+            }
+            let (head, rest) = r.split_at(n);
+            r = rest;
+            Ok(head)
+        };
+        let be_u32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let be_u64 = |b: &[u8]| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            u64::from_be_bytes(a)
+        };
+        let version = take(1)?[0];
+        if version != VERSION {
+            return Err(MessageDecodeError::UnknownVersion(version));
+        }
+        let seq = be_u64(take(8)?);
+        let timestamp_ns = be_u64(take(8)?) as i64;
+        let subject_len = be_u32(take(4)?) as usize;
+        let subject = take(subject_len)?;
+        let headers = match be_u32(take(4)?) {
+            NO_HEADERS => None,
+            n => Some(take(n as usize)?),
+        };
+        let payload_len = be_u32(take(4)?) as usize;
+        take(payload_len)?;
+        if !r.is_empty() {
+            return Err(MessageDecodeError::TrailingBytes(r.len()));
+        }
+        Ok(StoredMsgRef {
+            seq,
+            timestamp_ns,
+            subject,
+            headers,
+            payload_len,
+        })
     }
 
     /// Decodes a record produced by [`StoredMsg::encode`]; slices share `bytes`.
@@ -149,6 +203,17 @@ mod tests {
             let mut out = BytesMut::new();
             m.encode(&mut out);
             assert_eq!(out.len(), m.encoded_len());
+            let r = StoredMsg::decode_ref(&out).expect("decodes in place");
+            assert_eq!(
+                (r.seq, r.timestamp_ns, r.subject, r.headers, r.payload_len),
+                (
+                    m.seq,
+                    m.timestamp_ns,
+                    &m.subject[..],
+                    m.headers.as_deref(),
+                    m.payload.len()
+                )
+            );
             assert_eq!(StoredMsg::decode(out.freeze()), Ok(m));
         }
     }
@@ -170,6 +235,7 @@ mod tests {
                 StoredMsg::decode(full.slice(..cut)).is_err(),
                 "cut at {cut}"
             );
+            assert!(StoredMsg::decode_ref(&full[..cut]).is_err(), "cut at {cut}");
         }
         let mut foreign = full.to_vec();
         foreign[0] = 9;

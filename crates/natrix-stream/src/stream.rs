@@ -12,7 +12,7 @@ use crate::config::{DiscardPolicy, StorageType, StreamConfig};
 use crate::headers::{PublishHeaders, Rollup};
 use crate::index::{MsgIndex, MsgMeta};
 use crate::info::{PubAck, StreamState, ZERO_TIME, rfc3339_nanos};
-use crate::message::{MessageDecodeError, take_bytes, take_u8, take_u32, take_u64};
+use crate::message::{MessageDecodeError, StoredMsgRef, take_bytes, take_u8, take_u32, take_u64};
 use crate::subjects::{is_match_all, subject_matches};
 use crate::{StoreOp, StoredMsg};
 
@@ -146,6 +146,21 @@ pub struct RecoveredMsg {
 }
 
 impl RecoveredMsg {
+    pub fn from_ref(msg: &StoredMsgRef<'_>, storage: StorageType) -> RecoveredMsg {
+        RecoveredMsg {
+            seq: msg.seq,
+            timestamp_ns: msg.timestamp_ns,
+            subject: Bytes::copy_from_slice(msg.subject),
+            stored_size: size_for(
+                storage,
+                msg.subject.len(),
+                msg.headers.map_or(0, <[u8]>::len),
+                msg.payload_len,
+            ),
+            msg_id: PublishHeaders::parse(msg.headers).msg_id,
+        }
+    }
+
     pub fn from_stored(msg: &StoredMsg, storage: StorageType) -> RecoveredMsg {
         RecoveredMsg {
             seq: msg.seq,

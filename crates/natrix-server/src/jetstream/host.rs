@@ -160,10 +160,10 @@ impl StreamHost {
         let storage = record.config.storage;
         let mut scan_error = None;
         let msgs = store
-            .scan_msgs(id, 0)
+            .scan_msg_refs(id, 0, |r| RecoveredMsg::from_ref(&r, storage))
             .map_err(|e| e.to_string())?
             .map_while(|m| match m {
-                Ok(m) => Some(RecoveredMsg::from_stored(&m, storage)),
+                Ok(m) => Some(m),
                 Err(e) => {
                     scan_error = Some(e);
                     None
