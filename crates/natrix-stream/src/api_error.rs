@@ -30,7 +30,7 @@ impl ApiError {
         let error = serde_json::to_string(self).unwrap_or_default();
         let kind = serde_json::to_string(&format!("io.nats.jetstream.api.v1.{kind}_response"))
             .unwrap_or_default();
-        format!("{{\"type\":{kind},\"error\":{error}}}")
+        crate::info::go_json_escape(format!("{{\"type\":{kind},\"error\":{error}}}"))
     }
 
     // --- general -------------------------------------------------------------------------

@@ -173,12 +173,18 @@ impl StreamConfig {
 
     /// Parses a request body as nats-server does: unknown fields ignored, missing fields zero,
     /// malformed JSON or enum values answered with 10025 `invalid JSON: ...`.
+    /// `null` leaves a field at its zero value, as in Go (async-nats sends
+    /// `"consumer_limits":null`).
     pub fn from_json(body: &[u8]) -> Result<StreamConfig, ApiError> {
-        serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(strip_position(&e)))
+        let invalid = |e: serde_json::Error| ApiError::invalid_json(strip_position(&e));
+        let mut value: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
+        drop_nulls(&mut value);
+        serde_json::from_value(value).map_err(invalid)
     }
 
+    /// The config as nats-server prints it (Go's escaping of `<`, `>`, `&` included).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        crate::info::go_json_escape(serde_json::to_string(self).unwrap_or_default())
     }
 
     /// Normalises zero values to nats-server's defaults and validates the result: the config a
@@ -330,7 +336,22 @@ impl StreamConfig {
         if new.mirror != old.mirror {
             return Err(ApiError::mirror_not_updatable());
         }
+        let mut new = new;
+        if new.sealed {
+            new.seal();
+        }
         Ok(new)
+    }
+
+    /// Seals the config as nats-server does, so that it says what sealing means: nothing leaves
+    /// the stream (no age limit, no deletes or purges) and nothing more enters it.
+    pub fn seal(&mut self) {
+        self.sealed = true;
+        self.max_age = 0;
+        self.discard = DiscardPolicy::New;
+        self.deny_delete = true;
+        self.deny_purge = true;
+        self.allow_rollup_hdrs = false;
     }
 
     pub fn limit(value: i64) -> Option<u64> {
@@ -383,6 +404,18 @@ fn check_subjects(subjects: &[String], no_ack: bool) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// Removes `null` members of objects (at any depth), so that they decode as absent fields.
+fn drop_nulls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
 }
 
 /// serde_json appends ` at line L column C` to data errors; Go's messages have no position.

@@ -21,7 +21,7 @@ fn defaults_are_filled_exactly_as_nats_server_reports_them() {
         .expect("valid");
     assert_eq!(
         c.to_json(),
-        r#"{"name":"S","subjects":["foo.>"],"retention":"limits","max_consumers":-1,"max_msgs":-1,"max_bytes":-1,"max_age":0,"max_msgs_per_subject":-1,"max_msg_size":-1,"discard":"old","storage":"file","num_replicas":1,"duplicate_window":120000000000,"compression":"none","allow_direct":false,"mirror_direct":false,"sealed":false,"deny_delete":false,"deny_purge":false,"allow_rollup_hdrs":false,"consumer_limits":{}}"#
+        r#"{"name":"S","subjects":["foo.\u003e"],"retention":"limits","max_consumers":-1,"max_msgs":-1,"max_bytes":-1,"max_age":0,"max_msgs_per_subject":-1,"max_msg_size":-1,"discard":"old","storage":"file","num_replicas":1,"duplicate_window":120000000000,"compression":"none","allow_direct":false,"mirror_direct":false,"sealed":false,"deny_delete":false,"deny_purge":false,"allow_rollup_hdrs":false,"consumer_limits":{}}"#
     );
 }
 
@@ -265,4 +265,33 @@ fn updates_may_change_limits_but_not_storage_workqueue_seal_or_denials() {
         relax(&|c| c.deny_purge = false),
         "stream configuration update can not cancel deny purge"
     );
+}
+
+#[test]
+fn sealing_by_update_reports_the_limits_sealing_implies() {
+    let old = StreamConfig {
+        max_age: 60_000_000_000,
+        allow_rollup_hdrs: true,
+        ..StreamConfig::named("S", &["s.>"])
+    }
+    .validate_for_create()
+    .expect("valid");
+    let mut requested = old.clone();
+    requested.sealed = true;
+    let sealed = StreamConfig::check_update(&old, &requested).expect("sealing is an update");
+    assert!(sealed.sealed);
+    assert_eq!(sealed.max_age, 0);
+    assert_eq!(sealed.discard, DiscardPolicy::New);
+    assert!(sealed.deny_delete && sealed.deny_purge);
+    assert!(!sealed.allow_rollup_hdrs);
+}
+
+#[test]
+fn null_members_decode_as_absent_like_go() {
+    let c = cfg(
+        r#"{"name":"S","subjects":["a"],"consumer_limits":null,"placement":{"cluster":null},"max_msgs":null}"#,
+    );
+    assert_eq!(c.consumer_limits, ConsumerLimits::default());
+    assert_eq!(c.max_msgs, 0);
+    assert_eq!(c.placement, Some(Placement::default()));
 }

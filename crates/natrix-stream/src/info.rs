@@ -60,22 +60,34 @@ impl PubAck {
             out.push_str(",\"duplicate\": true");
         }
         out.push('}');
-        out
+        go_json_escape(out)
     }
 
     /// A rejected publish: `{"error":{...},"stream":"S","seq":0}` (nats-server 2.15.1; 2.9.10
     /// omits `stream` and `seq`).
     pub fn error_json(stream: &str, error: &ApiError) -> String {
-        format!(
+        go_json_escape(format!(
             "{{\"error\":{},\"stream\":{},\"seq\":0}}",
             serde_json::to_string(error).unwrap_or_default(),
             quote(stream)
-        )
+        ))
     }
 }
 
 fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
+}
+
+/// Go's `encoding/json` escapes `<`, `>` and `&` as `\u003c`, `\u003e`, `\u0026` (so that
+/// `"subjects":["orders.>"]` reads `"orders.\u003e"`). In serialized JSON these characters only
+/// occur inside strings, so replacing them in the whole text yields the same bytes as Go.
+pub(crate) fn go_json_escape(json: String) -> String {
+    if !json.contains(['<', '>', '&']) {
+        return json;
+    }
+    json.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
 }
 
 /// Go's zero `time.Time` in RFC 3339, which nats-server prints for an empty stream.
@@ -160,6 +172,21 @@ mod tests {
         let parsed: PubAck = serde_json::from_str(r#"{"stream":"S","seq":1,"duplicate": true}"#)
             .expect("nats-server's duplicate ack is JSON");
         assert!(parsed.duplicate);
+    }
+
+    #[test]
+    fn json_escapes_html_characters_like_go() {
+        assert_eq!(
+            go_json_escape(r#"{"s":["a.>","<&>"]}"#.to_string()),
+            r#"{"s":["a.\u003e","\u003c\u0026\u003e"]}"#
+        );
+        assert_eq!(
+            PubAck::error_json(
+                "S",
+                &ApiError::new(500, 10052, "max age needs to be >= 100ms")
+            ),
+            r#"{"error":{"code":500,"err_code":10052,"description":"max age needs to be \u003e= 100ms"},"stream":"S","seq":0}"#
+        );
     }
 
     #[test]

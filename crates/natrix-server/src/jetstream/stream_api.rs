@@ -47,17 +47,37 @@ fn type_field(kind: &str) -> String {
 
 /// `"config":..,"created":..,"state":..` of a stream info.
 fn info_fields(host: &StreamHost, deleted_details: bool, subjects_filter: Option<&str>) -> String {
-    let (config, state) = host.with_stream(|s| {
+    info_page(host, deleted_details, subjects_filter, 0).1
+}
+
+/// A stream info with one page of per-subject counts (those after `offset`, in subject order):
+/// the number of matching subjects and the fields.
+fn info_page(
+    host: &StreamHost,
+    deleted_details: bool,
+    subjects_filter: Option<&str>,
+    offset: usize,
+) -> (usize, String) {
+    let (config, mut state) = host.with_stream(|s| {
         (
             s.config().to_json(),
             s.state(deleted_details, subjects_filter, host.consumer_count()),
         )
     });
-    format!(
+    let subjects = state.subjects.take().unwrap_or_default();
+    let total = subjects.len();
+    let page: std::collections::BTreeMap<String, u64> = subjects
+        .into_iter()
+        .skip(offset)
+        .take(SUBJECTS_LIMIT)
+        .collect();
+    state.subjects = (!page.is_empty()).then_some(page);
+    let fields = format!(
         "\"config\":{config},\"created\":\"{}\",\"state\":{}",
         rfc3339_nanos(host.created_ns),
         serde_json::to_string(&state).unwrap_or_default()
-    )
+    );
+    (total, fields)
 }
 
 /// A create or update body. An empty body is an empty config (nats-server 2.15: its name then
@@ -179,32 +199,40 @@ struct InfoRequest {
     offset: usize,
 }
 
-/// Parses an optional JSON request body (empty: defaults).
+/// Parses an optional JSON request body. As with Go's decoder, an empty body or `null` gives the
+/// defaults and a `null` member leaves its field at the default: async-nats sends `null` for "no
+/// options" and `{"offset":0,"subject":null}` for unfiltered stream names.
 fn parse_body<T: Default + for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, ApiError> {
     if payload.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    // async-nats sends `null` for "no options" (Go's decoder takes it as an empty request).
-    serde_json::from_slice::<Option<T>>(payload)
-        .map(Option::unwrap_or_default)
-        .map_err(ApiError::invalid_json)
+    let mut value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(ApiError::invalid_json)?;
+    match &mut value {
+        serde_json::Value::Null => return Ok(T::default()),
+        serde_json::Value::Object(members) => members.retain(|_, v| !v.is_null()),
+        _ => {}
+    }
+    serde_json::from_value(value).map_err(ApiError::invalid_json)
 }
 
 pub(crate) fn info(js: &JetStream, name: &str, payload: &[u8]) -> ApiResponse {
     const KIND: &str = "stream_info";
     let result = parse_body::<InfoRequest>(payload).and_then(|req| {
         let host = js.stream(name).ok_or_else(ApiError::stream_not_found)?;
-        let _ = req.offset;
         let filter = (!req.subjects_filter.is_empty()).then_some(req.subjects_filter.as_str());
-        // With a subjects filter, `total` counts the matching subjects (one page of them).
-        let paging = match filter {
-            Some(f) => {
-                let total = host.with_stream(|s| s.subjects_matching(f).len());
-                format!("\"total\":{total},\"offset\":0,\"limit\":{SUBJECTS_LIMIT}")
-            }
-            None => "\"total\":0,\"offset\":0,\"limit\":0".to_owned(),
+        let (total, fields) = info_page(&host, req.deleted_details, filter, req.offset);
+        // With a subjects filter, `total` counts the matching subjects and the page is one of
+        // them (clients ask again from `offset` until they have `total`).
+        let paging = if filter.is_some() {
+            format!(
+                "\"total\":{total},\"offset\":{},\"limit\":{SUBJECTS_LIMIT}",
+                req.offset
+            )
+        } else {
+            "\"total\":0,\"offset\":0,\"limit\":0".to_owned()
         };
-        Ok((paging, info_fields(&host, req.deleted_details, filter)))
+        Ok((paging, fields))
     });
     match result {
         Ok((paging, fields)) => json(format!("{{{},{paging},{fields}}}", type_field(KIND))),
