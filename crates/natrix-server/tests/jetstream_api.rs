@@ -399,3 +399,20 @@ async fn direct_get_answers_with_headers_or_a_status() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn direct_get_without_allow_direct_or_stream_gets_no_responders() -> anyhow::Result<()> {
+    let node = Node::start().await?;
+    node.stream("PLAIN", &["plain.>"]).await?;
+    node.publish("plain.a", "x").await?;
+    for subject in ["$JS.API.DIRECT.GET.PLAIN", "$JS.API.DIRECT.GET.MISSING"] {
+        let result = within(subject, node.client.request(subject, r#"{"seq":1}"#.into())).await?;
+        let err = result.expect_err("nobody serves direct get here");
+        assert_eq!(
+            err.kind(),
+            async_nats::RequestErrorKind::NoResponders,
+            "{subject}"
+        );
+    }
+    Ok(())
+}

@@ -11,6 +11,7 @@ use super::JetStream;
 use super::api::ApiResponse;
 use super::stream_api::{MsgGetRequest, find_msg};
 
+const NO_RESPONDERS: &[u8] = b"NATS/1.0 503\r\n\r\n";
 const NOT_FOUND: &[u8] = b"NATS/1.0 404 Message Not Found\r\n\r\n";
 const EMPTY: &[u8] = b"NATS/1.0 408 Empty Request\r\n\r\n";
 const MALFORMED: &[u8] = b"NATS/1.0 408 Malformed Request\r\n\r\n";
@@ -29,11 +30,13 @@ pub(crate) fn get(
     last_by_subject: Option<&str>,
     payload: &[u8],
 ) -> ApiResponse {
+    // nats-server subscribes the direct-get subjects only for streams with `allow_direct`: any
+    // other requester gets the no-responders status, so answer with exactly that.
     let Some(host) = js.stream(stream) else {
-        return ApiResponse::None;
+        return status(NO_RESPONDERS);
     };
     if !host.config().allow_direct {
-        return ApiResponse::None;
+        return status(NO_RESPONDERS);
     }
     let req = match last_by_subject {
         Some(subject) => MsgGetRequest {
