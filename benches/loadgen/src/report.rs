@@ -27,32 +27,37 @@ pub struct Metric {
     pub flag_loss: bool,
 }
 
+/// Runs that measure a recovery have no rate; every rate metric skips them.
+fn is_rate_run(r: &BenchResult) -> bool {
+    r.recovery_s.is_none()
+}
+
 pub const RECEIVE_RATE: Metric = Metric {
-    title: "Throughput, received messages",
+    title: "Throughput, received messages (js-pub: acknowledged publishes; kv: operations)",
     unit: "msgs/s",
-    read: |r| Some(r.receive_msgs_per_s),
+    read: |r| is_rate_run(r).then_some(r.receive_msgs_per_s),
     higher_is_better: true,
     flag_loss: true,
 };
 
-const METRICS: [Metric; 6] = [
+const METRICS: [Metric; 8] = [
     RECEIVE_RATE,
     Metric {
-        title: "Request/reply latency p50",
+        title: "Latency p50 (reqrep round trip; js-pub publish to PubAck; kv operation)",
         unit: "us",
         read: |r| r.p50_us,
         higher_is_better: false,
         flag_loss: false,
     },
     Metric {
-        title: "Request/reply latency p99",
+        title: "Latency p99",
         unit: "us",
         read: |r| r.p99_us,
         higher_is_better: false,
         flag_loss: false,
     },
     Metric {
-        title: "Request/reply latency p99.9",
+        title: "Latency p99.9",
         unit: "us",
         read: |r| r.p999_us,
         higher_is_better: false,
@@ -62,7 +67,7 @@ const METRICS: [Metric; 6] = [
         title: "Server CPU time per million deliveries",
         unit: "CPU s",
         read: |r| match (r.server_cpu_s, r.received) {
-            (Some(cpu), n) if n > 0 => Some(cpu / n as f64 * 1e6),
+            (Some(cpu), n) if n > 0 && is_rate_run(r) => Some(cpu / n as f64 * 1e6),
             _ => None,
         },
         higher_is_better: false,
@@ -72,6 +77,20 @@ const METRICS: [Metric; 6] = [
         title: "Server peak RSS, VmHWM",
         unit: "MiB",
         read: |r| r.peak_rss_kib.map(|k| k as f64 / 1024.0),
+        higher_is_better: false,
+        flag_loss: false,
+    },
+    Metric {
+        title: "Recovery: process start until STREAM.INFO reports every message",
+        unit: "s",
+        read: |r| r.recovery_s,
+        higher_is_better: false,
+        flag_loss: true,
+    },
+    Metric {
+        title: "Recovery: process start until it accepts a connection",
+        unit: "s",
+        read: |r| r.listen_s,
         higher_is_better: false,
         flag_loss: false,
     },
@@ -138,20 +157,29 @@ impl Summary {
         )
     }
 
-    /// Servers with `subject` first, then the others in order of appearance.
-    fn ordered_servers(&self, subject: &str) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.servers.len()).collect();
-        order.sort_by_key(|&s| self.servers[s] != subject);
+    /// Subjects first (in the order given), then the others in order of appearance.
+    fn ordered_servers(&self, subjects: &[usize]) -> Vec<usize> {
+        let mut order: Vec<usize> = subjects.to_vec();
+        order.extend((0..self.servers.len()).filter(|s| !subjects.contains(s)));
         order
     }
 
+    /// Tables of medians; `subject` is one label or several separated by commas, and every
+    /// subject's median is divided by every other server's.
     pub fn render(&self, subject: &str) -> String {
-        let order = self.ordered_servers(subject);
-        let subject_idx = self.servers.iter().position(|s| s == subject);
+        let subjects: Vec<usize> = subject
+            .split(',')
+            .filter_map(|name| self.servers.iter().position(|s| s == name.trim()))
+            .collect();
+        let order = self.ordered_servers(&subjects);
         let others: Vec<usize> = order
             .iter()
             .copied()
-            .filter(|&s| Some(s) != subject_idx)
+            .filter(|s| !subjects.contains(s))
+            .collect();
+        let pairs: Vec<(usize, usize)> = subjects
+            .iter()
+            .flat_map(|&si| others.iter().map(move |&o| (si, o)))
             .collect();
         let mut out = String::new();
         for metric in &METRICS {
@@ -172,13 +200,11 @@ impl Summary {
             ));
             let mut header = vec!["benchmark".to_owned()];
             header.extend(order.iter().map(|&s| self.servers[s].clone()));
-            if let Some(si) = subject_idx {
-                header.extend(
-                    others
-                        .iter()
-                        .map(|&o| format!("{} / {}", self.servers[si], self.servers[o])),
-                );
-            }
+            header.extend(
+                pairs
+                    .iter()
+                    .map(|&(si, o)| format!("{} / {}", self.servers[si], self.servers[o])),
+            );
             out.push_str(&format!("| {} |\n", header.join(" | ")));
             out.push_str(&format!("|{}\n", " --- |".repeat(header.len())));
             for b in rows {
@@ -191,14 +217,9 @@ impl Summary {
                     };
                     format!("{}{mark}", fmt_value(self.median(b, s, metric)))
                 }));
-                if let Some(si) = subject_idx {
-                    let mine = self.median(b, si, metric);
-                    cells.extend(
-                        others
-                            .iter()
-                            .map(|&o| fmt_ratio(mine, self.median(b, o, metric))),
-                    );
-                }
+                cells.extend(pairs.iter().map(|&(si, o)| {
+                    fmt_ratio(self.median(b, si, metric), self.median(b, o, metric))
+                }));
                 out.push_str(&format!("| {} |\n", cells.join(" | ")));
             }
         }
@@ -339,6 +360,7 @@ mod tests {
             server_cpu_s: None,
             other_cpu_pct: None,
             machine_busy: None,
+            ..BenchResult::default()
         }
     }
 
@@ -371,6 +393,35 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("None: every run delivered"), "{text}");
+    }
+
+    #[test]
+    fn every_subject_is_divided_by_every_other_server() {
+        let summary = Summary::from_results(vec![
+            run("nats-a", "js-pub/256", 100.0, 2048),
+            run("natrix", "js-pub/256", 50.0, 1024),
+            run("natrix-sync2m", "js-pub/256", 200.0, 1024),
+        ]);
+        let text = summary.render("natrix,natrix-sync2m");
+        assert!(
+            text.contains(
+                "| benchmark | natrix | natrix-sync2m | nats-a | natrix / nats-a | natrix-sync2m / nats-a |"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("| js-pub/256 16B | 50.0 | 200 | 100 | 0.50x | 2.00x |"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn recovery_runs_are_reported_as_times_not_rates() {
+        let mut recovery = run("natrix", "js-recovery-kill", 0.0, 1024);
+        recovery.recovery_s = Some(1.5);
+        let text = Summary::from_results(vec![recovery]).render("natrix");
+        assert!(!text.contains("Throughput"), "{text}");
+        assert!(text.contains("| js-recovery-kill 16B | 1.50 |"), "{text}");
     }
 
     #[test]

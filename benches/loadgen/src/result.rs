@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// One measurement of one scenario against one server. Field names are the JSON contract
 /// read by `report`, `chart` and `benches/run.sh`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct BenchResult {
     pub scenario: String,
     /// The label given with `--label` (e.g. `natrix`, `nats-2.15.1`).
@@ -36,7 +36,8 @@ pub struct BenchResult {
     pub receive_msgs_per_s: f64,
     /// Payload megabytes (10^6) per second received.
     pub receive_mb_per_s: f64,
-    /// Request/reply round-trip percentiles in microseconds (reqrep only).
+    /// Latency percentiles in microseconds: the request/reply round trip (reqrep), publish to
+    /// PubAck (js-pub), put to ack (kv-put), request to value (kv-get).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p50_us: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,6 +62,29 @@ pub struct BenchResult {
     /// Whether `run.sh` saw a compiler running during this measurement (the machine is shared).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine_busy: Option<bool>,
+    /// How acknowledgements were sent (js-consume): `explicit` (one per message), `all` (the
+    /// last message of each batch) or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<String>,
+    /// Publishes kept in flight (unacknowledged) at once (js-pub, kv, js-recovery's fill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<usize>,
+    /// js-recovery: seconds from starting the server process until `$JS.API.STREAM.INFO`
+    /// reported every stored message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_s: Option<f64>,
+    /// js-recovery: seconds from starting the server process until it accepted a connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_s: Option<f64>,
+    /// js-recovery: seconds the server took to exit after SIGTERM (or SIGKILL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_s: Option<f64>,
+    /// js-recovery: `term` (clean shutdown) or `kill` (SIGKILL) before the restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<String>,
+    /// Bytes the stream reported holding (js-recovery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_bytes: Option<u64>,
 }
 
 /// Linux reports process times in USER_HZ ticks, which is 100 on every mainstream
@@ -129,6 +153,15 @@ impl BenchResult {
         }
         if let (Some(p50), Some(p99), Some(p999)) = (self.p50_us, self.p99_us, self.p999_us) {
             println!("  latency p50 {p50:.1}us  p99 {p99:.1}us  p99.9 {p999:.1}us");
+        }
+        if let Some(recovery) = self.recovery_s {
+            println!(
+                "  recovery after {}: listening after {:.3}s, all {} messages in STREAM.INFO after {recovery:.3}s (stop took {:.3}s)",
+                self.stop.as_deref().unwrap_or("?"),
+                self.listen_s.unwrap_or(f64::NAN),
+                self.received,
+                self.stop_s.unwrap_or(f64::NAN),
+            );
         }
     }
 }

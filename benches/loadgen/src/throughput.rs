@@ -219,6 +219,7 @@ pub async fn run(plan: &Plan) -> Result<BenchResult> {
         server_cpu_s: None,
         other_cpu_pct: None,
         machine_busy: None,
+        ..BenchResult::default()
     })
 }
 
