@@ -14,10 +14,10 @@ export NATS_SERVER_BIN
 echo "reference server: $NATS_SERVER_BIN ($("$NATS_SERVER_BIN" --version))"
 
 cargo fmt --all -- --check
-# Tests and lints over the same targets (`--all-targets`) in the same profile: then they resolve
-# the same features for every build dependency and share one build of RocksDB's C++ (~10 min on
-# 2 cores). Without `--all-targets` on both, cargo builds librocksdb-sys twice. `--all-targets`
-# leaves out doctests, which run on their own.
+# Every target is tested (`--all-targets` runs the criterion benches once, in test mode);
+# `--all-targets` leaves out doctests, which run on their own. Known cost: clippy's check build
+# still compiles RocksDB's C++ a second time (its build-script run hashes differently from the
+# test build's; ~8 min on 2 cores), so a clean run takes about 25 minutes.
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
 cargo clippy --workspace --all-targets --locked --profile test -- -D warnings
