@@ -256,10 +256,12 @@ impl Store {
         let mut iter = self.stream_iter(keys::CF_MSGS, stream_id)?;
         iter.seek(keys::msg_key(stream_id, from_seq));
         Ok(MsgScan {
-            iter,
-            stream_id,
-            started: false,
-            done: false,
+            raw: RawScan {
+                iter,
+                stream_id,
+                started: false,
+                done: false,
+            },
         })
     }
 
@@ -277,10 +279,12 @@ impl Store {
         let mut iter = self.stream_iter(keys::CF_MSGS, stream_id)?;
         iter.seek(keys::msg_key(stream_id, from_seq));
         Ok(MsgRefScan {
-            iter,
-            stream_id,
-            started: false,
-            done: false,
+            raw: RawScan {
+                iter,
+                stream_id,
+                started: false,
+                done: false,
+            },
             f,
         })
     }
@@ -493,22 +497,21 @@ impl Drop for Store {
     }
 }
 
-/// Iterator over one stream's records decoded in place, from [`Store::scan_msg_refs`].
-pub struct MsgRefScan<'a, F> {
+/// The cursor both message scans share: one stream's `msgs` entries in key order, ending after
+/// the first error (a failed read, or a record the caller's decoder refuses).
+struct RawScan<'a> {
     iter: DBRawIteratorWithThreadMode<'a, DB>,
     stream_id: u64,
     started: bool,
     done: bool,
-    f: F,
 }
 
-impl<T, F> Iterator for MsgRefScan<'_, F>
-where
-    F: FnMut(StoredMsgRef<'_>) -> T,
-{
-    type Item = Result<T, StoreError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl RawScan<'_> {
+    /// Decodes the next entry with `decode`.
+    fn next_with<T>(
+        &mut self,
+        decode: impl FnOnce(&[u8], &[u8]) -> Result<T, StoreError>,
+    ) -> Option<Result<T, StoreError>> {
         if self.done {
             return None;
         }
@@ -526,62 +529,7 @@ where
                 })
             });
         };
-        let decoded = keys::decode_msg_key(key)
-            .ok_or_else(|| corrupt(keys::CF_MSGS, key, "key is not 16 bytes"))
-            .and_then(|(_, seq)| {
-                let r = StoredMsg::decode_ref(value)
-                    .map_err(|e| corrupt(keys::CF_MSGS, key, &e.to_string()))?;
-                if r.seq != seq {
-                    return Err(corrupt(
-                        keys::CF_MSGS,
-                        key,
-                        &format!("record holds sequence {}", r.seq),
-                    ));
-                }
-                Ok(r)
-            });
-        match decoded {
-            Ok(r) => Some(Ok((self.f)(r))),
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
-    }
-}
-
-/// Iterator over one stream's messages, from [`Store::scan_msgs`].
-pub struct MsgScan<'a> {
-    iter: DBRawIteratorWithThreadMode<'a, DB>,
-    stream_id: u64,
-    started: bool,
-    done: bool,
-}
-
-impl Iterator for MsgScan<'_> {
-    type Item = Result<StoredMsg, StoreError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        if self.started {
-            self.iter.next();
-        }
-        self.started = true;
-        let item = match self.iter.item() {
-            Some((key, value)) => decode_msg(key, value),
-            None => {
-                self.done = true;
-                let stream_id = self.stream_id;
-                return self.iter.status().err().map(|source| {
-                    Err(StoreError::Read {
-                        what: format!("messages of stream {stream_id}"),
-                        source,
-                    })
-                });
-            }
-        };
+        let item = decode(key, value);
         if item.is_err() {
             self.done = true;
         }
@@ -589,18 +537,67 @@ impl Iterator for MsgScan<'_> {
     }
 }
 
+/// Iterator over one stream's records decoded in place, from [`Store::scan_msg_refs`].
+pub struct MsgRefScan<'a, F> {
+    raw: RawScan<'a>,
+    f: F,
+}
+
+impl<T, F> Iterator for MsgRefScan<'_, F>
+where
+    F: FnMut(StoredMsgRef<'_>) -> T,
+{
+    type Item = Result<T, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let f = &mut self.f;
+        self.raw.next_with(|key, value| {
+            let seq = key_seq(key)?;
+            let r = StoredMsg::decode_ref(value)
+                .map_err(|e| corrupt(keys::CF_MSGS, key, &e.to_string()))?;
+            check_seq(key, seq, r.seq)?;
+            Ok(f(r))
+        })
+    }
+}
+
+/// Iterator over one stream's messages, from [`Store::scan_msgs`].
+pub struct MsgScan<'a> {
+    raw: RawScan<'a>,
+}
+
+impl Iterator for MsgScan<'_> {
+    type Item = Result<StoredMsg, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.raw.next_with(decode_msg)
+    }
+}
+
+/// The sequence a `msgs` key names.
+fn key_seq(key: &[u8]) -> Result<u64, StoreError> {
+    keys::decode_msg_key(key)
+        .map(|(_, seq)| seq)
+        .ok_or_else(|| corrupt(keys::CF_MSGS, key, "key is not 16 bytes"))
+}
+
+/// A record must hold the sequence its key names.
+fn check_seq(key: &[u8], key_seq: u64, record_seq: u64) -> Result<(), StoreError> {
+    if record_seq == key_seq {
+        return Ok(());
+    }
+    Err(corrupt(
+        keys::CF_MSGS,
+        key,
+        &format!("record holds sequence {record_seq}"),
+    ))
+}
+
 fn decode_msg(key: &[u8], value: &[u8]) -> Result<StoredMsg, StoreError> {
-    let (_, seq) = keys::decode_msg_key(key)
-        .ok_or_else(|| corrupt(keys::CF_MSGS, key, "key is not 16 bytes"))?;
+    let seq = key_seq(key)?;
     let msg = StoredMsg::decode(Bytes::copy_from_slice(value))
         .map_err(|e| corrupt(keys::CF_MSGS, key, &e.to_string()))?;
-    if msg.seq != seq {
-        return Err(corrupt(
-            keys::CF_MSGS,
-            key,
-            &format!("record holds sequence {}", msg.seq),
-        ));
-    }
+    check_seq(key, seq, msg.seq)?;
     Ok(msg)
 }
 

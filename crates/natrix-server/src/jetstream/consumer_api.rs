@@ -16,6 +16,7 @@ use super::advisory::{self, Action};
 use super::api::{ApiResponse, error_response};
 use super::consumer_host::{CommittedView, ConsumerHost, Event};
 use super::record::ConsumerRecord;
+use super::stream_api::parse_body;
 use super::{JetStream, StreamHost, now_ns};
 use crate::state::ServerState;
 
@@ -180,19 +181,9 @@ struct ListRequest {
     offset: usize,
 }
 
-fn parse_list(payload: &[u8]) -> Result<ListRequest, ApiError> {
-    if payload.iter().all(u8::is_ascii_whitespace) {
-        return Ok(ListRequest::default());
-    }
-    // `null` is an empty request, as nats-server's decoder takes it.
-    serde_json::from_slice::<Option<ListRequest>>(payload)
-        .map(Option::unwrap_or_default)
-        .map_err(ApiError::invalid_json)
-}
-
 pub(crate) fn names(js: &JetStream, stream: &str, payload: &[u8]) -> ApiResponse {
     const KIND: &str = "consumer_names";
-    let result = parse_list(payload).and_then(|req| {
+    let result = parse_body::<ListRequest>(payload).and_then(|req| {
         let stream = js.stream(stream).ok_or_else(ApiError::stream_not_found)?;
         Ok((req.offset, stream.consumers()))
     });
@@ -221,7 +212,7 @@ pub(crate) fn list(
     payload: &[u8],
 ) -> ApiResponse {
     const KIND: &str = "consumer_list";
-    let result = parse_list(payload).and_then(|req| {
+    let result = parse_body::<ListRequest>(payload).and_then(|req| {
         let stream = js.stream(stream).ok_or_else(ApiError::stream_not_found)?;
         Ok((req.offset, stream))
     });

@@ -202,7 +202,9 @@ struct InfoRequest {
 /// Parses an optional JSON request body. As with Go's decoder, an empty body or `null` gives the
 /// defaults and a `null` member leaves its field at the default: async-nats sends `null` for "no
 /// options" and `{"offset":0,"subject":null}` for unfiltered stream names.
-fn parse_body<T: Default + for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_body<T: Default + for<'de> Deserialize<'de>>(
+    payload: &[u8],
+) -> Result<T, ApiError> {
     if payload.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
