@@ -21,7 +21,7 @@ use crate::{CommitStats, ConsumerUpdate, StoreError, StoreOptions, StreamBatch, 
 
 /// One node's store. Dropping it writes what is queued, stops the committer and closes RocksDB.
 pub struct Store {
-    db: Arc<DB>,
+    pub(crate) db: Arc<DB>,
     path: PathBuf,
     queue: CommitQueue,
     counters: Arc<Counters>,
