@@ -1,2 +1,26 @@
 //! Raft for natrix (issue 4): openraft's type configuration, log and vote storage in the node's
-//! RocksDB, and the network that carries every group's traffic over the one gRPC endpoint.
+//! RocksDB, an adapter to application state machines, and the network that carries every
+//! group's traffic over the one gRPC endpoint (multiplexed by group id).
+//!
+//! Hosting a group: build a [`RaftHost`] per node, add [`RaftHost::service`] to the node's
+//! tonic server, then [`RaftHost::start_group`] with the node's [`natrix_store::Store`], a group
+//! id and a [`StateMachine`]; `initialize` the group on one member.
+
+pub mod codec;
+mod host;
+mod log_store;
+mod network;
+mod service;
+mod state_machine;
+mod types;
+
+pub use host::{RaftHost, RaftHostError, default_config};
+pub use log_store::LogStore;
+pub use network::{NetworkFactory, NetworkOptions, PeerChannels, PeerClient};
+pub use openraft;
+pub use service::{RaftRegistry, RaftService};
+pub use state_machine::{SnapshotBuilder, StateMachine, StateMachineError, StateMachineStore};
+pub use types::{
+    Command, Entry, GroupId, LogId, Membership, NodeId, Raft, RaftNode, Reply, Snapshot,
+    SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
+};

@@ -11,8 +11,8 @@
 //! | `meta`      | `"stream_pos/" | stream_id u64`            | opaque stream position (caller's)  |
 //! | `meta`      | `"next_stream_id"`                         | next id to allocate `u64`          |
 //! | `subj_idx`  | reserved: `stream_id u64 | subject | seq u64` | (not written yet)                 |
-//! | `raft_log`  | reserved: `group_id u64 | index u64`       | (not written yet)                  |
-//! | `raft_meta` | reserved: `group_id u64`                   | (not written yet)                  |
+//! | `raft_log`  | `group_id u64 | index u64`                 | Raft entry (natrix-raft's protobuf) |
+//! | `raft_meta` | `group_id u64 | tag u8` (`RaftMetaTag`)    | vote, committed, last purged id, snapshot (natrix-raft's encodings) |
 //!
 //! Every per-stream key starts with the 8-byte stream id, so one stream's keys are one
 //! contiguous range: a scan bounded by [`stream_range`] never sees another stream.
@@ -119,6 +119,24 @@ pub fn hex(bytes: &[u8]) -> String {
         let _ = write!(out, "{b:02x}");
     }
     out
+}
+
+/// A `raft_log` key: the same fixed layout as a `msgs` key, so [`decode_msg_key`] reads it.
+pub fn raft_log_key(group_id: u64, index: u64) -> [u8; 16] {
+    msg_key(group_id, index)
+}
+
+/// A `raft_meta` key: the group id, then the tag of the record.
+pub fn raft_meta_key(group_id: u64, tag: u8) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[..8].copy_from_slice(&group_id.to_be_bytes());
+    key[8] = tag;
+    key
+}
+
+/// `[start, end)` holding every `raft_log` and `raft_meta` key of one group.
+pub fn raft_group_range(group_id: u64) -> (Vec<u8>, Vec<u8>) {
+    prefix_range(&group_id.to_be_bytes())
 }
 
 fn prefixed_id(prefix: &[u8], stream_id: u64) -> Vec<u8> {

@@ -12,6 +12,7 @@ mod disk;
 mod error;
 pub mod keys;
 mod options;
+mod raft_log;
 mod store;
 
 pub use batch::{ConsumerUpdate, StreamBatch};
@@ -20,4 +21,5 @@ pub use disk::DiskUsage;
 pub use error::StoreError;
 pub use natrix_stream::{StoreOp, StoredMsg};
 pub use options::{StoreOptions, SyncPolicy};
+pub use raft_log::{RaftLog, RaftLogError, RaftMetaTag};
 pub use store::{CommitTicket, MsgRefScan, MsgScan, Store};

@@ -1,0 +1,185 @@
+//! The server side of Raft traffic: the `natrix.raft.Raft` gRPC service, one per node, handing
+//! each request to the running openraft instance of the group it names ([`RaftRegistry`]).
+//! A request for a group this node does not run gets `NOT_FOUND`; a stopped group
+//! `UNAVAILABLE` (the sender backs off and retries either way).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use natrix_proto::raft as pb;
+use natrix_proto::raft::raft_server::RaftServer;
+use openraft::error::RaftError;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
+};
+use parking_lot::RwLock;
+use tonic::{Request, Response, Status};
+
+use crate::codec::{self, CodecError};
+use crate::network::NetworkOptions;
+use crate::types::{GroupId, Raft};
+
+/// The groups running on this node, by group id.
+#[derive(Clone, Default)]
+pub struct RaftRegistry {
+    groups: Arc<RwLock<HashMap<GroupId, Raft>>>,
+}
+
+impl RaftRegistry {
+    /// Registers `raft` as group `group_id`; returns the handle it replaces, if any.
+    pub fn insert(&self, group_id: GroupId, raft: Raft) -> Option<Raft> {
+        self.groups.write().insert(group_id, raft)
+    }
+
+    pub fn remove(&self, group_id: GroupId) -> Option<Raft> {
+        self.groups.write().remove(&group_id)
+    }
+
+    pub fn get(&self, group_id: GroupId) -> Option<Raft> {
+        self.groups.read().get(&group_id).cloned()
+    }
+
+    pub fn contains(&self, group_id: GroupId) -> bool {
+        self.groups.read().contains_key(&group_id)
+    }
+
+    pub fn group_ids(&self) -> Vec<GroupId> {
+        let mut ids: Vec<_> = self.groups.read().keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+/// The tonic service of the Raft transport; add it to the node's cluster gRPC server with
+/// [`RaftService::into_server`].
+#[derive(Clone)]
+pub struct RaftService {
+    registry: RaftRegistry,
+}
+
+impl RaftService {
+    pub fn new(registry: RaftRegistry) -> RaftService {
+        RaftService { registry }
+    }
+
+    /// The service wrapped for `tonic::transport::Server::add_service`, with the transport's
+    /// message size limits.
+    pub fn into_server(self, options: &NetworkOptions) -> RaftServer<RaftService> {
+        RaftServer::new(self)
+            .max_decoding_message_size(options.max_message_bytes)
+            .max_encoding_message_size(options.max_message_bytes)
+    }
+
+    fn group(&self, group_id: GroupId) -> Result<Raft, Status> {
+        self.registry.get(group_id).ok_or_else(|| {
+            Status::not_found(format!("raft group {group_id} is not running on this node"))
+        })
+    }
+}
+
+fn bad_request(group_id: GroupId, e: &CodecError) -> Status {
+    Status::invalid_argument(format!("raft group {group_id}: {e}"))
+}
+
+fn raft_failed(group_id: GroupId, e: &impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("raft group {group_id}: {e}"))
+}
+
+#[tonic::async_trait]
+impl pb::raft_server::Raft for RaftService {
+    async fn append_entries(
+        &self,
+        request: Request<pb::AppendEntriesRequest>,
+    ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        let req = request.into_inner();
+        let group_id = req.group_id;
+        let raft = self.group(group_id)?;
+        let entries = req
+            .entries
+            .into_iter()
+            .map(codec::entry_from_pb)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad_request(group_id, &e))?;
+        let rpc = AppendEntriesRequest {
+            vote: codec::required_vote(req.vote.as_ref(), "an append-entries request")
+                .map_err(|e| bad_request(group_id, &e))?,
+            prev_log_id: codec::opt_log_id_from_pb(req.prev_log_id.as_ref()),
+            entries,
+            leader_commit: codec::opt_log_id_from_pb(req.leader_commit.as_ref()),
+        };
+        let response = raft
+            .append_entries(rpc)
+            .await
+            .map_err(|e| raft_failed(group_id, &e))?;
+        use pb::append_entries_response::Result as R;
+        let result = match response {
+            AppendEntriesResponse::Success => R::Success(pb::Blank {}),
+            AppendEntriesResponse::PartialSuccess(matching) => {
+                R::PartialSuccess(pb::PartialSuccess {
+                    matching: codec::opt_log_id_to_pb(matching.as_ref()),
+                })
+            }
+            AppendEntriesResponse::Conflict => R::Conflict(pb::Blank {}),
+            AppendEntriesResponse::HigherVote(vote) => R::HigherVote(codec::vote_to_pb(&vote)),
+        };
+        Ok(Response::new(pb::AppendEntriesResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn vote(
+        &self,
+        request: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::VoteResponse>, Status> {
+        let req = request.into_inner();
+        let group_id = req.group_id;
+        let raft = self.group(group_id)?;
+        let rpc = VoteRequest {
+            vote: codec::required_vote(req.vote.as_ref(), "a vote request")
+                .map_err(|e| bad_request(group_id, &e))?,
+            last_log_id: codec::opt_log_id_from_pb(req.last_log_id.as_ref()),
+        };
+        let response = raft
+            .vote(rpc)
+            .await
+            .map_err(|e| raft_failed(group_id, &e))?;
+        Ok(Response::new(pb::VoteResponse {
+            vote: Some(codec::vote_to_pb(&response.vote)),
+            vote_granted: response.vote_granted,
+            last_log_id: codec::opt_log_id_to_pb(response.last_log_id.as_ref()),
+        }))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<pb::InstallSnapshotRequest>,
+    ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
+        let req = request.into_inner();
+        let group_id = req.group_id;
+        let raft = self.group(group_id)?;
+        let rpc = InstallSnapshotRequest {
+            vote: codec::required_vote(req.vote.as_ref(), "an install-snapshot request")
+                .map_err(|e| bad_request(group_id, &e))?,
+            meta: codec::decode_snapshot_meta(&req.meta_json)
+                .map_err(|e| bad_request(group_id, &e))?,
+            offset: req.offset,
+            data: req.data.to_vec(),
+            done: req.done,
+        };
+        match raft.install_snapshot(rpc).await {
+            Ok(response) => Ok(Response::new(pb::InstallSnapshotResponse {
+                vote: Some(codec::vote_to_pb(&response.vote)),
+                error_json: Default::default(),
+            })),
+            Err(RaftError::APIError(e)) => {
+                let error_json = codec::to_json(&e, "an install-snapshot error")
+                    .map_err(|e| Status::internal(format!("raft group {group_id}: {e}")))?;
+                Ok(Response::new(pb::InstallSnapshotResponse {
+                    vote: None,
+                    error_json,
+                }))
+            }
+            Err(e) => Err(raft_failed(group_id, &e)),
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The openraft type configuration of every natrix Raft group: node ids are `u64`, a node is
+//! addressed by its gRPC cluster endpoint, entries carry opaque application commands and the
+//! state machine answers with opaque bytes. Nothing here depends on the machine's word size.
+
+use std::io::Cursor;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// A node's id in every Raft group (the same id in all groups the node hosts).
+pub type NodeId = u64;
+
+/// The id of one Raft group; the key by which one gRPC endpoint multiplexes all groups.
+pub type GroupId = u64;
+
+/// How peers reach a node: its gRPC cluster endpoint (`host:port`) and its server name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftNode {
+    pub addr: String,
+    pub name: String,
+}
+
+impl RaftNode {
+    pub fn new(addr: impl Into<String>, name: impl Into<String>) -> RaftNode {
+        RaftNode {
+            addr: addr.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for RaftNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.name, self.addr)
+    }
+}
+
+/// An application command proposed with `client_write` and applied by the group's
+/// [`crate::StateMachine`]; opaque to the Raft layer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command(pub Bytes);
+
+impl From<Bytes> for Command {
+    fn from(bytes: Bytes) -> Command {
+        Command(bytes)
+    }
+}
+
+impl From<&'static [u8]> for Command {
+    fn from(bytes: &'static [u8]) -> Command {
+        Command(Bytes::from_static(bytes))
+    }
+}
+
+/// What the state machine answered for one applied command.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply(pub Bytes);
+
+openraft::declare_raft_types!(
+    /// The type configuration of natrix Raft groups.
+    pub TypeConfig:
+        D = Command,
+        R = Reply,
+        NodeId = u64,
+        Node = RaftNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// A running Raft group on this node.
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type Membership = openraft::Membership<NodeId, RaftNode>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, RaftNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, RaftNode>;
+pub type Snapshot = openraft::Snapshot<TypeConfig>;
+pub type StorageError = openraft::StorageError<NodeId>;
