@@ -148,6 +148,10 @@ impl TestNode {
         self.server.is_some()
     }
 
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
     pub fn host(&self) -> &RaftHost {
         &self.host
     }

@@ -1,0 +1,235 @@
+//! Raft groups on three nodes over real gRPC on loopback, each node with its own RocksDB:
+//! replication order, leader failover, restart recovery, snapshot catch-up, and several groups
+//! sharing one endpoint. Every wait is bounded.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use common::{TestCluster, expected, test_config};
+use natrix_proto::raft as pb;
+use natrix_proto::raft::raft_client::RaftClient;
+use natrix_raft::LogStore;
+use natrix_raft::openraft::storage::RaftLogStorage;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_elect_a_leader_and_apply_writes_in_the_same_order() -> Result<()> {
+    let mut cluster = TestCluster::start(3).await?;
+    cluster.start_group(1, test_config(None)).await?;
+    cluster.leader(1, WAIT).await?;
+
+    let last = cluster.write(1, "a", 50).await?;
+    cluster.wait_applied(1, last, WAIT).await?;
+    for id in 1..=3 {
+        assert_eq!(cluster.commands(id, 1), expected("a", 50), "node {id}");
+    }
+    let indexes: Vec<Vec<u64>> = (1..=3)
+        .map(|id| {
+            cluster.nodes[id - 1]
+                .applied(1)
+                .iter()
+                .map(|(i, _)| *i)
+                .collect()
+        })
+        .collect();
+    assert!(
+        indexes.iter().all(|i| *i == indexes[0]),
+        "same log indexes everywhere"
+    );
+    cluster.stop_all().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_takes_over_when_the_leader_stops_and_writes_continue() -> Result<()> {
+    let mut cluster = TestCluster::start(3).await?;
+    cluster.start_group(1, test_config(None)).await?;
+    let first = cluster.leader(1, WAIT).await?;
+    let last = cluster.write(1, "before", 20).await?;
+    cluster.wait_applied(1, last, WAIT).await?;
+
+    cluster.node(first).stop().await?;
+    let second = cluster.leader(1, WAIT).await?;
+    assert_ne!(first, second, "a running node leads");
+
+    let last = cluster.write(1, "after", 20).await?;
+    cluster.wait_applied(1, last, WAIT).await?;
+    let mut want = expected("before", 20);
+    want.extend(expected("after", 20));
+    for node in cluster.nodes.iter().filter(|n| n.is_running()) {
+        assert_eq!(cluster.commands(node.id, 1), want, "node {}", node.id);
+    }
+    cluster.stop_all().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_recovers_its_log_and_vote_from_rocksdb_and_catches_up() -> Result<()> {
+    let mut cluster = TestCluster::start(3).await?;
+    cluster.start_group(1, test_config(None)).await?;
+    let leader = cluster.leader(1, WAIT).await?;
+    let last = cluster.write(1, "one", 30).await?;
+    cluster.wait_applied(1, last, WAIT).await?;
+
+    let follower = (1..=3).find(|id| *id != leader).context("a follower")?;
+    let (vote_before, log_before) = {
+        let raft = cluster.node(follower).group(1).context("group")?;
+        let m = raft.metrics().borrow().clone();
+        (m.vote, m.last_log_index)
+    };
+    cluster.node(follower).stop().await?;
+    let last = cluster.write(1, "two", 30).await?;
+
+    let node = cluster.node(follower);
+    node.restart().await?;
+    // Straight from RocksDB, before the group runs again: the vote and the old log are there.
+    let mut log = LogStore::new(node.store().context("store open")?.raft_log(1));
+    let vote = log.read_vote().await?.context("a stored vote")?;
+    assert!(
+        vote >= vote_before,
+        "vote {vote:?} recovered (was {vote_before:?})"
+    );
+    let state = log.get_log_state().await?;
+    assert_eq!(
+        state.last_log_id.map(|id| id.index),
+        log_before,
+        "log recovered"
+    );
+    node.start_group(1, test_config(None)).await?;
+
+    cluster.wait_applied(1, last, WAIT).await?;
+    let mut want = expected("one", 30);
+    want.extend(expected("two", 30));
+    for id in 1..=3 {
+        assert_eq!(cluster.commands(id, 1), want, "node {id}");
+    }
+    cluster.stop_all().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_missed_purged_entries_catches_up_from_a_snapshot() -> Result<()> {
+    let config = test_config(Some(20));
+    let mut cluster = TestCluster::start(3).await?;
+    cluster.start_group(1, config.clone()).await?;
+    let leader = cluster.leader(1, WAIT).await?;
+    let follower = (1..=3).find(|id| *id != leader).context("a follower")?;
+    cluster.node(follower).stop().await?;
+
+    let last = cluster.write(1, "missed", 100).await?;
+    cluster.wait_applied(1, last, WAIT).await?;
+    let leader_raft = cluster.node(leader).group(1).context("leader group")?;
+    // The leader snapshotted and purged the entries the follower lacks.
+    let m = leader_raft
+        .wait(Some(WAIT))
+        .metrics(
+            |m| m.purged.is_some_and(|p| p.index >= 60),
+            "leader purges its log after snapshots",
+        )
+        .await?;
+    assert!(m.snapshot.is_some());
+
+    let node = cluster.node(follower);
+    node.restart().await?;
+    let raft = node.start_group(1, config.clone()).await?;
+    raft.wait(Some(WAIT))
+        .metrics(|m| m.snapshot.is_some(), "follower installs a snapshot")
+        .await?;
+    let last = cluster.write(1, "later", 5).await?;
+    cluster.wait_applied(1, last, WAIT).await?;
+    let mut want = expected("missed", 100);
+    want.extend(expected("later", 5));
+    for id in 1..=3 {
+        assert_eq!(cluster.commands(id, 1), want, "node {id}");
+    }
+
+    // The snapshot is durable: restarted again, the follower starts from it, not from index 1.
+    let node = cluster.node(follower);
+    node.stop().await?;
+    node.restart().await?;
+    let raft = node.start_group(1, config).await?;
+    // Restored synchronously from the stored snapshot while the group started.
+    assert!(
+        node.applied(1).len() >= 50,
+        "restored {} commands",
+        node.applied(1).len()
+    );
+    raft.wait(Some(WAIT))
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= 60),
+            "restarted follower reports its stored snapshot",
+        )
+        .await?;
+    cluster.wait_applied(1, last, WAIT).await?;
+    assert_eq!(cluster.commands(follower, 1), want);
+    cluster.stop_all().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_groups_on_the_same_nodes_share_one_endpoint_and_stay_independent() -> Result<()> {
+    let mut cluster = TestCluster::start(3).await?;
+    cluster.start_group(7, test_config(None)).await?;
+    cluster.start_group(8, test_config(None)).await?;
+    cluster.leader(7, WAIT).await?;
+    cluster.leader(8, WAIT).await?;
+
+    let (last7, last8) =
+        tokio::try_join!(cluster.write(7, "seven", 30), cluster.write(8, "eight", 10))?;
+    cluster.wait_applied(7, last7, WAIT).await?;
+    cluster.wait_applied(8, last8, WAIT).await?;
+    for id in 1..=3 {
+        assert_eq!(
+            cluster.commands(id, 7),
+            expected("seven", 30),
+            "node {id} group 7"
+        );
+        assert_eq!(
+            cluster.commands(id, 8),
+            expected("eight", 10),
+            "node {id} group 8"
+        );
+    }
+
+    // Stopping group 8 on its leader leaves group 7 untouched.
+    let leader8 = cluster.leader(8, WAIT).await?;
+    cluster.node(leader8).host().stop_group(8).await;
+    let last7 = cluster.write(7, "more", 5).await?;
+    cluster.wait_applied(7, last7, WAIT).await?;
+    let last8 = cluster.write(8, "more", 5).await?;
+    for node in &cluster.nodes {
+        if let Some(raft) = node.group(8) {
+            raft.wait(Some(WAIT))
+                .applied_index_at_least(Some(last8), "group 8 goes on without its old leader")
+                .await?;
+        }
+    }
+    cluster.stop_all().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_for_a_group_the_node_does_not_run_is_refused_with_not_found() -> Result<()> {
+    let mut cluster = TestCluster::start(1).await?;
+    let addr = cluster.node(1).addr;
+    let mut client = RaftClient::connect(format!("http://{addr}")).await?;
+    let status = client
+        .vote(pb::VoteRequest {
+            group_id: 99,
+            vote: Some(pb::Vote {
+                term: 1,
+                node_id: 2,
+                committed: false,
+            }),
+            last_log_id: None,
+        })
+        .await
+        .expect_err("no group 99 here");
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    assert!(status.message().contains("99"), "{}", status.message());
+    cluster.stop_all().await;
+    Ok(())
+}
