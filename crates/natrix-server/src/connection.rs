@@ -19,7 +19,9 @@ use tokio::net::tcp::OwnedReadHalf;
 use crate::auth;
 use crate::client::{Client, CloseReason, Enqueued};
 use crate::internal::InternalMsg;
-use crate::router::{MatchCache, SubRef, Subscription, deliver_to_matches};
+use crate::router::{
+    ForwardScratch, MatchCache, SubRef, Subscription, deliver_to_matches, route_to_matches,
+};
 use crate::state::{ServerState, Stats};
 
 const TRACE: &str = "natrix_server::trace";
@@ -32,6 +34,8 @@ pub(crate) struct Connection {
     client: Arc<Client>,
     parser: ClientParser,
     cache: MatchCache,
+    /// Scratch of the clustered delivery path (untouched without a cluster).
+    forward: ForwardScratch,
     connected: bool,
     verbose: bool,
     pedantic: bool,
@@ -79,6 +83,7 @@ impl Connection {
             client,
             parser,
             cache: MatchCache::default(),
+            forward: ForwardScratch::default(),
             connected: false,
             verbose: defaults.verbose,
             pedantic: defaults.pedantic,
@@ -420,8 +425,29 @@ impl Connection {
         }
         // The +OK precedes any copy of the message the publisher itself receives.
         self.ok();
-        let matches = self.cache.lookup(&self.state.router, &p.subject);
-        let delivered = deliver_to_matches(&matches, |sub| self.deliver(sub, &p));
+        let routed = self.cache.lookup(&self.state.router, &p.subject);
+        let delivered = if routed.remote.is_empty() {
+            deliver_to_matches(&routed.local, |sub| self.deliver(sub, &p))
+        } else {
+            let mut scratch = std::mem::take(&mut self.forward);
+            let delivered = route_to_matches(
+                &routed,
+                &mut scratch,
+                |sub| self.deliver(sub, &p),
+                |link, queues| {
+                    link.send_msg(
+                        p.subject.clone(),
+                        p.reply.clone(),
+                        p.headers.clone(),
+                        p.payload.clone(),
+                        queues,
+                        None,
+                    )
+                },
+            );
+            self.forward = scratch;
+            delivered
+        };
         if !delivered
             && self.no_responders
             && let Some(reply) = &p.reply
@@ -526,6 +552,7 @@ impl Connection {
     fn send_no_responders(&mut self, reply: &Bytes) {
         let matches = self.cache.lookup(&self.state.router, reply);
         let own = matches
+            .local
             .plain
             .iter()
             .find(|s| s.0.client.id == self.client.id);

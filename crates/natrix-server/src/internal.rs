@@ -15,7 +15,7 @@ use natrix_subject::TrieError;
 
 use crate::client::Enqueued;
 use crate::connection::remove_subscription;
-use crate::router::{Subscription, deliver_to_matches};
+use crate::router::{ForwardScratch, Subscription, deliver_to_matches, route_to_matches};
 use crate::state::ServerState;
 
 /// A message delivered to an internal subscription; borrowed from the publisher's buffers.
@@ -100,7 +100,6 @@ impl ServerState {
         headers: Option<&[u8]>,
         payload: &[u8],
     ) -> bool {
-        let matches = self.router.matches(route);
         let msg = InternalMsg {
             subject,
             reply,
@@ -108,15 +107,37 @@ impl ServerState {
             payload,
             client_id: 0,
         };
-        deliver_to_matches(&matches, |sub| self.deliver_internal(&sub.0, msg))
+        if self.router.mesh().is_none() {
+            let matches = self.router.matches(route);
+            return deliver_to_matches(&matches, |sub| self.deliver_internal(&sub.0, msg));
+        }
+        let routed = self.router.routed(route);
+        let copy = |b: &[u8]| bytes::Bytes::copy_from_slice(b);
+        route_to_matches(
+            &routed,
+            &mut ForwardScratch::default(),
+            |sub| self.deliver_internal(&sub.0, msg),
+            |link, queues| {
+                link.send_msg(
+                    copy(route),
+                    reply.map(copy),
+                    headers.map(copy),
+                    copy(payload),
+                    queues,
+                    (route != subject).then(|| copy(subject)),
+                )
+            },
+        )
     }
 
     /// Whether any subscription matches `subject` (e.g. a push consumer's deliver subject).
     pub fn has_interest(&self, subject: &[u8]) -> bool {
-        !self.router.matches(subject).is_empty()
+        self.router.has_interest(subject)
     }
 
-    fn deliver_internal(&self, sub: &Arc<Subscription>, msg: InternalMsg<'_>) -> bool {
+    /// Queues a message for one subscription (calls an internal handler instead); false if
+    /// it was not delivered.
+    pub(crate) fn deliver_internal(&self, sub: &Arc<Subscription>, msg: InternalMsg<'_>) -> bool {
         if let Some(handler) = &sub.internal {
             handler.call(msg);
             return true;

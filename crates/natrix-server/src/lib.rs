@@ -2,6 +2,7 @@
 
 mod auth;
 mod client;
+mod cluster;
 pub mod config;
 mod connection;
 mod internal;
@@ -12,6 +13,7 @@ mod server;
 mod state;
 mod writer;
 
+pub use cluster::{ClusterError, ClusterServices};
 pub use config::{AuthConfig, ClusterConfig, JetStreamConfig, Limits, ServerConfig};
 pub use jetstream::JetStreamError;
 pub use monitor::log_timestamp;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -10,6 +11,8 @@ use natrix_subject::{MatchResult, SubjectTrie, TrieError};
 use parking_lot::RwLock;
 
 use crate::client::Client;
+use crate::cluster::interest::{ForwardPlan, RemoteEntry, RemoteMatch, TrieChange};
+use crate::cluster::{Link, Mesh};
 
 /// One SUB of one client.
 #[derive(Debug)]
@@ -45,6 +48,60 @@ impl PartialEq for SubRef {
 }
 
 pub(crate) type Matches = Arc<MatchResult<SubRef>>;
+
+/// Everything a published subject reaches: local subscriptions and, in a cluster, the peers
+/// with matching interest (empty, and never looked up, without a cluster).
+#[derive(Debug, Default)]
+pub(crate) struct Routed {
+    pub local: MatchResult<SubRef>,
+    pub remote: RemoteMatch<Arc<Link>>,
+}
+
+/// Reusable scratch space of the clustered delivery path.
+#[derive(Debug, Default)]
+pub(crate) struct ForwardScratch {
+    served: Vec<Bytes>,
+    plan: ForwardPlan<Arc<Link>>,
+}
+
+/// Delivers a message to local subscribers (every plain one, one member per queue group) and
+/// forwards it once to each peer with plain interest and to one peer per queue group no local
+/// member took, as nats-server prefers local queue members. `forward` sends to one peer with
+/// the queue groups it must serve. Returns whether anyone (local or remote) took it.
+pub(crate) fn route_to_matches(
+    routed: &Routed,
+    scratch: &mut ForwardScratch,
+    mut deliver: impl FnMut(&SubRef) -> bool,
+    mut forward: impl FnMut(&Arc<Link>, Vec<Bytes>),
+) -> bool {
+    let mut delivered = false;
+    scratch.served.clear();
+    for sub in &routed.local.plain {
+        delivered |= deliver(sub);
+    }
+    for group in &routed.local.queues {
+        let n = group.members.len();
+        if n == 0 {
+            continue;
+        }
+        let start = fastrand::usize(..n);
+        if (0..n).any(|i| deliver(&group.members[(start + i) % n])) {
+            delivered = true;
+            scratch.served.push(group.name.clone());
+        }
+    }
+    if routed.remote.is_empty() {
+        return delivered;
+    }
+    scratch
+        .plan
+        .plan(&routed.remote, &scratch.served, || fastrand::u64(..));
+    for (link, queues) in scratch.plan.targets.drain(..) {
+        forward(&link, queues);
+        delivered = true;
+    }
+    delivered
+}
 
 /// Offers a message to every plain subscriber and to one member of each queue group, starting
 /// at a random member and moving on while `deliver` declines (closed, echo off, max reached).
@@ -82,6 +139,10 @@ pub(crate) struct Router {
     /// Woken on every new subscription, for services waiting for interest (a push consumer
     /// waiting for its deliver subject's subscriber). No waiters: no cost.
     pub subscribed: Arc<tokio::sync::Notify>,
+    /// Interest of the other nodes of the cluster, by peer session.
+    remote: RwLock<SubjectTrie<RemoteEntry<Arc<Link>>>>,
+    /// The route mesh, once clustering started: told about local interest changes.
+    mesh: OnceLock<Arc<Mesh>>,
 }
 
 /// Subscription-index statistics as nats-server reports them in /subsz.
@@ -108,9 +169,16 @@ impl Router {
     pub fn insert(&self, sub: &Arc<Subscription>) -> Result<(), TrieError> {
         let mut trie = self.trie.write();
         let result = trie.insert(&sub.subject, sub.queue.as_deref(), SubRef(sub.clone()));
-        self.generation.store(trie.generation(), Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         if result.is_ok() {
             self.stats.inserts.fetch_add(1, Ordering::Relaxed);
+            // Internal subscriptions (JetStream) are not advertised to peers yet.
+            if sub.internal.is_none()
+                && let Some(mesh) = self.mesh.get()
+            {
+                // Under the trie lock: peers see interest changes in the order they happened.
+                mesh.local_interest_changed(&sub.subject, sub.queue.as_deref(), 1);
+            }
             self.subscribed.notify_waiters();
         }
         result
@@ -124,8 +192,95 @@ impl Router {
             .is_ok()
         {
             self.stats.removes.fetch_add(1, Ordering::Relaxed);
+            if sub.internal.is_none()
+                && let Some(mesh) = self.mesh.get()
+            {
+                mesh.local_interest_changed(&sub.subject, sub.queue.as_deref(), -1);
+            }
         }
-        self.generation.store(trie.generation(), Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Starts advertising local interest to the mesh (once, before clients connect).
+    pub fn install_mesh(&self, mesh: Arc<Mesh>) {
+        let _ = self.mesh.set(mesh);
+    }
+
+    pub fn mesh(&self) -> Option<&Arc<Mesh>> {
+        self.mesh.get()
+    }
+
+    /// Applies one interest update a peer sent on its session.
+    pub fn apply_peer_interest(
+        &self,
+        link: &Arc<Link>,
+        subject: Bytes,
+        queue: Option<Bytes>,
+        count: u32,
+    ) {
+        let mut remote = self.remote.write();
+        let change = link
+            .interest
+            .lock()
+            .apply(subject.clone(), queue.clone(), count);
+        let entry = |weight| RemoteEntry {
+            peer: link.clone(),
+            weight,
+        };
+        let result = match change {
+            TrieChange::Unchanged => return,
+            TrieChange::Insert { weight } => {
+                remote.insert(&subject, queue.as_deref(), entry(weight))
+            }
+            TrieChange::Replace { old, new } => {
+                let _ = remote.remove(&subject, queue.as_deref(), &entry(old));
+                remote.insert(&subject, queue.as_deref(), entry(new))
+            }
+            TrieChange::Remove { weight } => {
+                remote.remove(&subject, queue.as_deref(), &entry(weight))
+            }
+        };
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        drop(remote);
+        if let Err(err) = result {
+            tracing::debug!(rid = link.rid, %err, subject = %String::from_utf8_lossy(&subject), "ignoring peer interest");
+        }
+        if matches!(change, TrieChange::Insert { .. }) {
+            self.subscribed.notify_waiters();
+        }
+    }
+
+    /// Removes everything a peer advertised (its session ended).
+    pub fn remove_peer_interest(&self, link: &Arc<Link>) {
+        let mut remote = self.remote.write();
+        for ((subject, queue), weight) in link.interest.lock().drain() {
+            let _ = remote.remove(
+                &subject,
+                queue.as_deref(),
+                &RemoteEntry {
+                    peer: link.clone(),
+                    weight,
+                },
+            );
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Local subscriptions and peers matching `subject`.
+    pub fn routed(&self, subject: &[u8]) -> Routed {
+        let local = self.trie.read().matches(subject);
+        let remote = if self.mesh.get().is_some() {
+            RemoteMatch::from_matches(self.remote.read().matches(subject))
+        } else {
+            RemoteMatch::default()
+        };
+        Routed { local, remote }
+    }
+
+    /// Whether any subscription, here or on a peer, matches `subject`.
+    pub fn has_interest(&self, subject: &[u8]) -> bool {
+        self.trie.read().has_interest(subject)
+            || (self.mesh.get().is_some() && self.remote.read().has_interest(subject))
     }
 
     pub fn generation(&self) -> u64 {
@@ -145,7 +300,7 @@ impl Router {
 #[derive(Debug, Default)]
 pub(crate) struct MatchCache {
     generation: u64,
-    entries: HashMap<Bytes, Matches>,
+    entries: HashMap<Bytes, Arc<Routed>>,
     /// Statistics kept locally and published to `RouterStats` once per read batch, so that the
     /// publish path touches no shared counter.
     lookups: u64,
@@ -160,7 +315,7 @@ pub(crate) struct MatchCache {
 const MATCH_CACHE_MAX: usize = 1024;
 
 impl MatchCache {
-    pub fn lookup(&mut self, router: &Router, subject: &Bytes) -> Matches {
+    pub fn lookup(&mut self, router: &Router, subject: &Bytes) -> Arc<Routed> {
         self.lookups += 1;
         let generation = router.generation();
         if generation != self.generation {
@@ -170,12 +325,12 @@ impl MatchCache {
             self.hits += 1;
             return hit.clone();
         }
-        let result = router.matches(subject);
+        let result = Arc::new(router.routed(subject));
         if self.entries.len() >= MATCH_CACHE_MAX {
             self.clear();
         }
         // nats-server's fanout: plain subscribers plus one per queue group.
-        let fanout = (result.plain.len() + result.queues.len()) as u64;
+        let fanout = (result.local.plain.len() + result.local.queues.len()) as u64;
         self.fanout_sum += fanout;
         self.max_fanout = self.max_fanout.max(fanout);
         // Own the key: a slice of the read buffer would pin that whole buffer in memory.

@@ -12,7 +12,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::ServerConfig;
 use crate::client::{Client, CloseReason};
 use crate::connection::Connection;
 use crate::jetstream::JetStream;
@@ -20,6 +19,7 @@ use crate::monitor;
 use crate::router::Router;
 use crate::state::{ServerState, Stats, generate_server_id};
 use crate::writer::run_writer;
+use crate::{ClusterServices, ServerConfig};
 
 /// The nats-server version whose client protocol and behaviour natrix implements; clients use
 /// it to decide which features they may use.
@@ -39,6 +39,8 @@ pub enum ServerError {
     Config(String),
     #[error("JetStream: {0}")]
     JetStream(#[from] crate::jetstream::JetStreamError),
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// A running node. Dropping it does not stop it; call [`Server::shutdown`].
@@ -46,6 +48,8 @@ pub struct Server {
     state: Arc<ServerState>,
     client_addr: SocketAddr,
     monitor_addr: Option<SocketAddr>,
+    cluster: tokio::sync::Mutex<Option<crate::cluster::ClusterHandle>>,
+    cluster_addr: Option<SocketAddr>,
     shutdown_tx: watch::Sender<bool>,
     lame_duck_tx: watch::Sender<bool>,
     stopped_rx: watch::Receiver<bool>,
@@ -54,6 +58,15 @@ pub struct Server {
 impl Server {
     /// Binds the client (and monitoring) listeners and starts serving.
     pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        Self::start_with_services(config, ClusterServices::default()).await
+    }
+
+    /// Like [`Server::start`], serving `services` on the cluster endpoint next to the route
+    /// mesh (ignored without a `cluster` configuration).
+    pub async fn start_with_services(
+        config: ServerConfig,
+        services: ClusterServices,
+    ) -> Result<Server, ServerError> {
         let listener = bind(&config.host, config.port).await?;
         let client_addr = listener.local_addr().map_err(|source| ServerError::Bind {
             addr: format!("{}:{}", config.host, config.port),
@@ -79,6 +92,11 @@ impl Server {
             headers: true,
             auth_required: config.auth.required(),
             max_payload: i64::from(config.limits.max_payload),
+            cluster: config
+                .cluster
+                .as_ref()
+                .map(|c| c.name.clone().unwrap_or_else(|| server_id.clone())),
+            cluster_dynamic: config.cluster.as_ref().is_some_and(|c| c.name.is_none()),
             ..ServerInfo::default()
         };
         let state = Arc::new(ServerState {
@@ -107,6 +125,13 @@ impl Server {
             tracing::info!("  Store Directory: \"{}\"", js.store_dir.display());
             let _ = state.jetstream.set(js);
         }
+        let cluster = match state.config.cluster.clone() {
+            Some(cluster) => {
+                Some(crate::cluster::start(&state, cluster, client_addr, services).await?)
+            }
+            None => None,
+        };
+        let cluster_addr = cluster.as_ref().map(|c| c.addr);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (stopped_tx, stopped_rx) = watch::channel(false);
         let (lame_duck_tx, lame_duck_rx) = watch::channel(false);
@@ -143,6 +168,8 @@ impl Server {
             state,
             client_addr,
             monitor_addr,
+            cluster: tokio::sync::Mutex::new(cluster),
+            cluster_addr,
             shutdown_tx,
             lame_duck_tx,
             stopped_rx,
@@ -159,6 +186,35 @@ impl Server {
         self.monitor_addr
     }
 
+    /// The bound cluster (gRPC) address, when clustering is configured (useful with port 0).
+    pub fn cluster_addr(&self) -> Option<SocketAddr> {
+        self.cluster_addr
+    }
+
+    /// Server ids of the peers with an established route session.
+    pub fn connected_routes(&self) -> Vec<String> {
+        self.state
+            .router
+            .mesh()
+            .map(|m| m.links().iter().map(|l| l.peer.server_id.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The interest each connected peer advertised (`subject` or `subject queue`), by peer
+    /// server id, as /routez `subscriptions_list` shows it.
+    pub fn peer_interest(&self) -> Vec<(String, Vec<String>)> {
+        self.state
+            .router
+            .mesh()
+            .map(|m| {
+                m.links()
+                    .iter()
+                    .map(|l| (l.peer.server_id.clone(), l.interest.lock().subjects()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The generated server id (as in INFO).
     pub fn server_id(&self) -> &str {
         &self.state.server_id
@@ -173,6 +229,9 @@ impl Server {
     pub async fn shutdown(&self) {
         let _ = self.shutdown_tx.send(true);
         self.stopped().await;
+        if let Some(cluster) = self.cluster.lock().await.take() {
+            cluster.stop().await;
+        }
     }
 
     /// Lame duck mode (nats-server's SIGUSR2 / `--signal ldm`): stop accepting clients, tell
@@ -333,6 +392,9 @@ async fn serve_client(state: Arc<ServerState>, stream: TcpStream, addr: SocketAd
     tracing::debug!(cid, %addr, "client connection created");
 
     let mut info = state.info.clone();
+    if let Some(mesh) = state.router.mesh() {
+        info.connect_urls = mesh.connect_urls();
+    }
     info.client_id = cid;
     info.client_ip = addr.ip().to_string();
     let mut buf = BytesMut::with_capacity(512);

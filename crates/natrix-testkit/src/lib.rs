@@ -1,10 +1,12 @@
 //! Test harness shared by every integration test: start natrix nodes in-process on loopback
 //! with free ports, and a raw protocol client for exact-framing tests.
 
+mod cluster;
 mod http;
 mod raw;
 mod reference;
 
+pub use cluster::{CLUSTER_WAIT, TestCluster, cluster_config, sees_interest, wait_until};
 pub use http::{HttpResponse, http_get};
 pub use raw::RawClient;
 pub use reference::{ReferenceServer, nats_server_bin};
@@ -54,6 +56,11 @@ impl TestServer {
     /// `nats://127.0.0.1:<port>` for async-nats.
     pub fn url(&self) -> String {
         format!("nats://{}", self.server.client_addr())
+    }
+
+    /// `127.0.0.1:<port>` of the cluster endpoint, when clustered.
+    pub fn cluster_addr(&self) -> Option<String> {
+        self.server.cluster_addr().map(|a| a.to_string())
     }
 
     /// `http://127.0.0.1:<port>` of the monitoring endpoint.

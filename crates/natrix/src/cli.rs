@@ -253,7 +253,7 @@ pub struct Cli {
     /// Not supported by natrix yet
     #[arg(long = "tlscacert", hide = true)]
     pub tlscacert: Option<String>,
-    /// Routes to solicit and connect, comma separated (clustering is not available yet)
+    /// Routes to solicit and connect, comma separated
     #[arg(long = "routes", value_name = "rurl-1, rurl-2")]
     pub routes: Option<String>,
     /// Cluster URL for solicited routes [--cluster_listen]

@@ -150,12 +150,6 @@ impl Settings {
             return Err(OptionsError::Invalid(errors));
         }
         self.server.jetstream = self.jetstream_enabled.then(|| self.jetstream.clone());
-        if self.server.cluster.is_some() {
-            self.warnings.push(
-                "Clustering is not available in natrix yet; routes are not solicited or accepted"
-                    .into(),
-            );
-        }
         Ok(())
     }
 }

@@ -160,9 +160,9 @@ fn a_documentation_style_file_with_includes_variables_and_env_maps_to_the_expect
     assert_eq!(s.server, expected);
     assert_eq!(s.log.log_file, Some(PathBuf::from("/var/log/natrix.log")));
     assert!(s.log.logtime && !s.log.debug && !s.log.trace);
-    // Clustering is accepted but announced as not available yet.
+    // Clustering is active: no warning about it.
     assert!(
-        s.warnings
+        !s.warnings
             .iter()
             .any(|w| w.contains("Clustering is not available")),
         "{:?}",

@@ -162,14 +162,28 @@ pub(crate) fn build(monitor: &Monitor) -> Varz {
     let (out_msgs, out_bytes) = (load(&stats.out_msgs), load(&stats.out_bytes));
     let slow_consumers = load(&stats.slow_consumers);
     let stale_connections = load(&stats.stale_connections);
+    let mesh = state.router.mesh();
     let cluster = config
         .cluster
         .as_ref()
         .map_or_else(ClusterVarz::default, |c| ClusterVarz {
-            name: c.name.clone(),
+            name: Some(mesh.map_or_else(
+                || c.name.clone().unwrap_or_default(),
+                |m| m.cluster_name.clone(),
+            )),
             host: Some(c.host.clone()),
-            port: Some(c.port),
-            urls: c.routes.clone(),
+            // The bound port (differs from the configured one with port 0 / -1).
+            port: Some(mesh.map_or(c.port, |m| m.cluster_addr.port())),
+            // As nats-server: the configured routes as host:port.
+            urls: c
+                .routes
+                .iter()
+                .map(|r| {
+                    let rest = r.split_once("://").map_or(r.as_str(), |(_, rest)| rest);
+                    let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
+                    rest.trim_end_matches('/').to_string()
+                })
+                .collect(),
         });
     let jetstream = JetStreamVarz {
         config: config.jetstream.as_ref().map(|js| JetStreamConfigVarz {
@@ -224,7 +238,7 @@ pub(crate) fn build(monitor: &Monitor) -> Varz {
         cpu: monitor.cpu.percent(),
         connections: state.clients.read().len(),
         total_connections: load(&stats.total_connections),
-        routes: 0,
+        routes: mesh.map_or(0, |m| m.links().len() as u64),
         remotes: 0,
         leafnodes: 0,
         in_msgs,
