@@ -6,6 +6,9 @@
 //! tonic server, then [`RaftHost::start_group`] with the node's [`natrix_store::Store`], a group
 //! id and a [`StateMachine`]; `initialize` the group on one member.
 
+// openraft's error types (StorageError, RPCError) are large and its traits dictate them.
+#![allow(clippy::result_large_err)]
+
 pub mod codec;
 mod host;
 mod log_store;

@@ -215,8 +215,7 @@ async fn bind_with_retry(addr: SocketAddr) -> Result<TcpListener> {
     loop {
         match TcpListener::bind(addr).await {
             Ok(l) => return Ok(l),
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
+            Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => return Err(e).with_context(|| format!("binding {addr}")),
@@ -230,8 +229,7 @@ async fn open_with_retry(dir: &Path) -> Result<Store> {
     loop {
         match Store::open(dir, StoreOptions::default()) {
             Ok(s) => return Ok(s),
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
+            Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => return Err(e).with_context(|| format!("opening store {}", dir.display())),
