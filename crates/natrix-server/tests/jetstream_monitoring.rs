@@ -112,6 +112,20 @@ async fn metrics_expose_stream_and_consumer_gauges_like_the_exporter() -> anyhow
     );
     let streams = line("jetstream_server_total_streams{").unwrap_or_default();
     assert!(streams.ends_with(" 1"), "{streams}");
+    // The group committer's counters: every acknowledged publish was a fsynced commit.
+    let value = |prefix: &str| {
+        line(prefix)
+            .and_then(|l| l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()))
+            .unwrap_or_default()
+    };
+    let commits = value("natrix_store_commits_total{");
+    let syncs = value("natrix_store_syncs_total{");
+    assert!(commits >= 5, "commits {commits}");
+    assert!(
+        syncs >= 1 && syncs <= commits,
+        "syncs {syncs} commits {commits}"
+    );
+    assert_eq!(value("natrix_store_failed_groups_total{"), 0);
     Ok(())
 }
 

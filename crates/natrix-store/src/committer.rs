@@ -1,15 +1,19 @@
-//! Group commit: one thread owns every write. It takes all requests queued so far, builds ONE
-//! RocksDB write batch, writes it with `sync = true` (one fdatasync of the write-ahead log) and
-//! only then answers every waiter. N concurrent writers therefore share one fsync, and no waiter
-//! hears "ok" for bytes that are not on disk. A failed write fails every waiter of its group and
-//! poisons the store: later writes are refused until a restart recovers from disk.
+//! Group commit in two stages. The writer thread owns every write: it takes all requests queued
+//! so far, builds ONE RocksDB write batch and appends it to the write-ahead log. Under
+//! [`SyncPolicy::Always`] it then hands the group to the syncer thread and goes on with the next
+//! group at once, while the syncer fdatasyncs the log and only then answers every waiter of every
+//! group written before that sync began. So building and writing group N+1 overlaps the fsync of
+//! group N, N concurrent writers share one fsync, and no waiter hears "ok" for bytes that are
+//! not on disk. A failed write or sync fails every waiter it covers and poisons the store: later
+//! writes are refused until a restart recovers from disk.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
 use rocksdb::{DB, WriteBatch, WriteOptions};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
@@ -66,8 +70,9 @@ pub struct CommitStats {
     pub commits: u64,
     /// Write batches written (one per group).
     pub groups: u64,
-    /// fsyncs of the write-ahead log: one per group under `SyncPolicy::Always`, one per interval
-    /// under `SyncPolicy::Interval`.
+    /// fsyncs of the write-ahead log: under `SyncPolicy::Always` at most one per group (one fsync
+    /// covers every group written while the previous one ran), one per interval under
+    /// `SyncPolicy::Interval`.
     pub syncs: u64,
     /// Groups whose write failed (each fails all its requests).
     pub failed_groups: u64,
@@ -96,10 +101,11 @@ pub(crate) struct Committer {
     pub permits: Arc<Semaphore>,
     pub next_stream_id: u64,
     pub floors: Floors,
-    pub poisoned: Option<String>,
+    /// Set by the writer (failed write) or the syncer (failed fsync); refuses later writes.
+    pub poisoned: Arc<Mutex<Option<String>>>,
 }
 
-/// What building one group's write batch produced, to answer once the write is done.
+/// What building one group's write batch produced, to answer once the write is durable.
 enum Pending {
     Unit(oneshot::Sender<Result<(), StoreError>>),
     StreamId(oneshot::Sender<Result<u64, StoreError>>, u64),
@@ -107,11 +113,24 @@ enum Pending {
     FailedCreate(oneshot::Sender<Result<u64, StoreError>>, StoreError),
 }
 
+/// A group appended to the write-ahead log, waiting for the fsync that makes it durable. It
+/// keeps its requests' queue slots, so the queue bound covers groups that are being synced.
+struct Written {
+    pending: Vec<Pending>,
+    writes: usize,
+    _slots: Vec<Queued>,
+}
+
 impl Committer {
     pub fn run(mut self) {
         let mut scratch = BytesMut::with_capacity(4096);
         let mut group: Vec<Queued> = Vec::with_capacity(self.max_group.min(1024));
         let mut next_wal_sync = self.interval().map(|d| Instant::now() + d);
+        let syncer = match self.policy {
+            SyncPolicy::Always => self.start_syncer(),
+            SyncPolicy::Interval(_) => None,
+        };
+        let to_syncer = syncer.as_ref().map(|(tx, _)| tx.clone());
         loop {
             let first = match next_wal_sync {
                 None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -141,8 +160,7 @@ impl Committer {
             if let Some(at) = shutdown {
                 group.truncate(at + 1);
             }
-            self.write_group(&mut group, &mut scratch);
-            group.clear();
+            self.write_group(&mut group, &mut scratch, to_syncer.as_ref());
             if shutdown.is_some() {
                 break;
             }
@@ -153,10 +171,40 @@ impl Committer {
                 next_wal_sync = self.interval().map(|d| Instant::now() + d);
             }
         }
+        // Everything written so far is synced and answered before the store reports closed.
+        drop(to_syncer);
+        if let Some((tx, handle)) = syncer {
+            drop(tx);
+            if handle.join().is_err() {
+                tracing::error!("store: the syncer thread panicked");
+            }
+        }
         if next_wal_sync.is_some() {
             self.sync_wal();
         }
         self.permits.close();
+    }
+
+    /// Starts the thread that fsyncs written groups and answers them (`SyncPolicy::Always`).
+    /// Without it (the thread cannot be spawned) the writer syncs each group itself.
+    fn start_syncer(&self) -> Option<(SyncSender<Written>, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::sync_channel(self.max_group);
+        let syncer = Syncer {
+            db: Arc::clone(&self.db),
+            rx,
+            counters: Arc::clone(&self.counters),
+            poisoned: Arc::clone(&self.poisoned),
+        };
+        match std::thread::Builder::new()
+            .name("natrix-store-sync".to_owned())
+            .spawn(move || syncer.run())
+        {
+            Ok(handle) => Some((tx, handle)),
+            Err(err) => {
+                tracing::warn!(error = %err, "store: no syncer thread; each group syncs inline");
+                None
+            }
+        }
     }
 
     fn interval(&self) -> Option<Duration> {
@@ -167,7 +215,7 @@ impl Committer {
     }
 
     fn sync_wal(&mut self) {
-        if self.poisoned.is_some() {
+        if self.poisoned.lock().is_some() {
             return;
         }
         match self.db.flush_wal(true) {
@@ -177,26 +225,39 @@ impl Committer {
             Err(source) => {
                 let err = StoreError::SyncWal { source };
                 tracing::error!(error = %err, "store: write-ahead log sync failed; refusing writes");
-                self.poisoned = Some(err.to_string());
+                *self.poisoned.lock() = Some(err.to_string());
             }
         }
     }
 
-    /// Writes every request of `group` in one batch and answers them all.
-    fn write_group(&mut self, group: &mut Vec<Queued>, scratch: &mut BytesMut) {
+    /// Writes every request of `group` in one batch. Under `SyncPolicy::Always` with a syncer the
+    /// group goes to it to be fsynced and answered; otherwise it is answered here (written with
+    /// `sync = true` when there is no syncer).
+    fn write_group(
+        &mut self,
+        group: &mut Vec<Queued>,
+        scratch: &mut BytesMut,
+        syncer: Option<&SyncSender<Written>>,
+    ) {
         let db = Arc::clone(&self.db);
+        let poisoned = self.poisoned.lock().clone();
         let Some(cfs) = cfs(&db) else {
             // Store::open checked every CF exists and none is ever dropped.
-            self.poisoned = Some("a column family vanished".to_owned());
+            let reason = "a column family vanished".to_owned();
+            *self.poisoned.lock() = Some(reason.clone());
             for q in group.drain(..) {
-                fail(q.request, self.poisoned_error());
+                fail(
+                    q.request,
+                    StoreError::Poisoned {
+                        reason: reason.clone(),
+                    },
+                );
             }
             return;
         };
         let mut wb = WriteBatch::default();
         let mut pending = Vec::with_capacity(group.len());
         let first_stream_id = self.next_stream_id;
-        let poisoned = self.poisoned.clone();
         for q in group.iter_mut() {
             let request = std::mem::replace(&mut q.request, Request::Shutdown);
             if let Some(reason) = &poisoned {
@@ -253,11 +314,13 @@ impl Committer {
             .iter()
             .filter(|p| !matches!(p, Pending::FailedCreate(..)))
             .count();
+        let always = self.policy == SyncPolicy::Always;
         let result = if wb.is_empty() {
             Ok(())
         } else {
             let mut opts = WriteOptions::default();
-            opts.set_sync(self.policy == SyncPolicy::Always);
+            // With a syncer the fsync happens there, overlapping the next group's write.
+            opts.set_sync(always && syncer.is_none());
             db.write_opt(wb, &opts)
         };
         match result {
@@ -265,18 +328,32 @@ impl Committer {
                 self.floors.commit();
                 if writes > 0 {
                     self.counters.groups.fetch_add(1, Ordering::Relaxed);
-                    if self.policy == SyncPolicy::Always {
-                        self.counters.syncs.fetch_add(1, Ordering::Relaxed);
-                    }
                 }
-                self.counters
-                    .commits
-                    .fetch_add(writes as u64, Ordering::Relaxed);
-                for p in pending {
-                    match p {
-                        Pending::Unit(tx) => drop(tx.send(Ok(()))),
-                        Pending::StreamId(tx, id) => drop(tx.send(Ok(id))),
-                        Pending::FailedCreate(tx, err) => drop(tx.send(Err(err))),
+                let written = Written {
+                    pending,
+                    writes,
+                    _slots: std::mem::take(group),
+                };
+                match syncer {
+                    Some(tx) if always && writes > 0 => {
+                        if let Err(mpsc::SendError(written)) = tx.send(written) {
+                            // The syncer is gone (it panicked): nothing may be reported durable.
+                            let reason = "the syncer thread stopped".to_owned();
+                            *self.poisoned.lock() = Some(reason.clone());
+                            answer(
+                                &self.counters,
+                                written,
+                                Some(&|| StoreError::Poisoned {
+                                    reason: reason.clone(),
+                                }),
+                            );
+                        }
+                    }
+                    _ => {
+                        if always && writes > 0 {
+                            self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+                        }
+                        answer(&self.counters, written, None);
                     }
                 }
             }
@@ -289,30 +366,96 @@ impl Committer {
                     source: source.clone(),
                 };
                 tracing::error!(error = %err, "store: group write failed; refusing writes");
-                self.poisoned = Some(err.to_string());
-                for p in pending {
-                    match p {
-                        Pending::Unit(tx) => drop(tx.send(Err(StoreError::Write {
-                            requests: writes,
+                *self.poisoned.lock() = Some(err.to_string());
+                let written = Written {
+                    pending,
+                    writes,
+                    _slots: std::mem::take(group),
+                };
+                answer(
+                    &self.counters,
+                    written,
+                    Some(&|| StoreError::Write {
+                        requests: writes,
+                        source: source.clone(),
+                    }),
+                );
+            }
+        }
+        // Queue slots are released only when a group is answered, so a caller never has more
+        // than `queue_capacity` requests queued, being written or being synced.
+        group.clear();
+    }
+}
+
+/// The second stage under `SyncPolicy::Always`: fsyncs the write-ahead log once for every group
+/// written since the last fsync, then answers them.
+struct Syncer {
+    db: Arc<DB>,
+    rx: Receiver<Written>,
+    counters: Arc<Counters>,
+    poisoned: Arc<Mutex<Option<String>>>,
+}
+
+impl Syncer {
+    fn run(self) {
+        let mut groups = Vec::new();
+        // Once an fsync failed nothing written after it can be reported durable (the kernel may
+        // have dropped the dirty pages), so every later group fails too.
+        let mut failed: Option<rocksdb::Error> = None;
+        while let Ok(first) = self.rx.recv() {
+            groups.push(first);
+            while let Ok(more) = self.rx.try_recv() {
+                groups.push(more);
+            }
+            if failed.is_none() {
+                match self.db.flush_wal(true) {
+                    Ok(()) => {
+                        self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(source) => {
+                        let err = StoreError::SyncWal {
                             source: source.clone(),
-                        }))),
-                        Pending::StreamId(tx, _) => drop(tx.send(Err(StoreError::Write {
-                            requests: writes,
-                            source: source.clone(),
-                        }))),
-                        Pending::FailedCreate(tx, err) => drop(tx.send(Err(err))),
+                        };
+                        tracing::error!(error = %err, "store: write-ahead log sync failed; refusing writes");
+                        *self.poisoned.lock() = Some(err.to_string());
+                        self.counters
+                            .failed_groups
+                            .fetch_add(groups.len() as u64, Ordering::Relaxed);
+                        failed = Some(source);
                     }
                 }
             }
+            for written in groups.drain(..) {
+                match &failed {
+                    None => answer(&self.counters, written, None),
+                    Some(source) => answer(
+                        &self.counters,
+                        written,
+                        Some(&|| StoreError::SyncWal {
+                            source: source.clone(),
+                        }),
+                    ),
+                }
+            }
         }
-        // Queue slots are released only now, so a caller never has more than `queue_capacity`
-        // requests queued or in flight.
-        group.clear();
     }
+}
 
-    fn poisoned_error(&self) -> StoreError {
-        StoreError::Poisoned {
-            reason: self.poisoned.clone().unwrap_or_default(),
+/// Answers every request of a written group: success, or the error `failure` makes.
+fn answer(counters: &Counters, written: Written, failure: Option<&dyn Fn() -> StoreError>) {
+    if failure.is_none() {
+        counters
+            .commits
+            .fetch_add(written.writes as u64, Ordering::Relaxed);
+    }
+    for p in written.pending {
+        match (p, failure) {
+            (Pending::Unit(tx), None) => drop(tx.send(Ok(()))),
+            (Pending::StreamId(tx, id), None) => drop(tx.send(Ok(id))),
+            (Pending::Unit(tx), Some(err)) => drop(tx.send(Err(err()))),
+            (Pending::StreamId(tx, _), Some(err)) => drop(tx.send(Err(err()))),
+            (Pending::FailedCreate(tx, err), _) => drop(tx.send(Err(err))),
         }
     }
 }

@@ -124,7 +124,7 @@ impl Store {
             permits: Arc::clone(&permits),
             next_stream_id,
             floors: Floors::default(),
-            poisoned: None,
+            poisoned: Arc::new(parking_lot::Mutex::new(None)),
         };
         let handle = std::thread::Builder::new()
             .name("natrix-store-commit".to_owned())

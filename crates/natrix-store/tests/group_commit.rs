@@ -20,9 +20,11 @@ async fn two_hundred_concurrent_commits_share_far_fewer_fsyncs() -> anyhow::Resu
     let stats = store.stats();
     println!("{stats:?}");
     assert_eq!(stats.commits, 200);
-    assert_eq!(
-        stats.syncs, stats.groups,
-        "SyncPolicy::Always syncs every group"
+    // Each fsync covers every group written before it began (groups written while an fsync
+    // runs share the next one), so there is at least one and never more than one per group.
+    assert!(
+        stats.syncs >= 1 && stats.syncs <= stats.groups,
+        "SyncPolicy::Always syncs before answering: {stats:?}"
     );
     assert!(
         stats.groups < 200 / 4,

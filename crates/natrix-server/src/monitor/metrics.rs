@@ -112,6 +112,33 @@ fn jetstream(
         g.with_label_values(&[id]).set(value);
         registry.register(Box::new(g))?;
     }
+    // natrix's own: the group committer (one write batch per group; fsyncs shared by groups).
+    let commit = js.store().stats();
+    for (name, help, value) in [
+        (
+            "commits_total",
+            "store commits written and acknowledged",
+            commit.commits,
+        ),
+        (
+            "write_groups_total",
+            "write batches (commit groups) written",
+            commit.groups,
+        ),
+        ("syncs_total", "fsyncs of the write-ahead log", commit.syncs),
+        (
+            "failed_groups_total",
+            "commit groups whose write or fsync failed",
+            commit.failed_groups,
+        ),
+    ] {
+        let c = prometheus::IntCounterVec::new(
+            Opts::new(name, help).namespace("natrix").subsystem("store"),
+            &["server_id"],
+        )?;
+        c.with_label_values(&[id]).inc_by(value);
+        registry.register(Box::new(c))?;
+    }
     let stream_labels = ["server_id", "account", "stream_name"];
     let stream_gauges: Vec<(&str, GaugeVec)> = [
         "total_messages",
