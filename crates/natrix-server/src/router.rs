@@ -71,25 +71,13 @@ pub(crate) struct ForwardScratch {
 pub(crate) fn route_to_matches(
     routed: &Routed,
     scratch: &mut ForwardScratch,
-    mut deliver: impl FnMut(&SubRef) -> bool,
+    deliver: impl FnMut(&SubRef) -> bool,
     mut forward: impl FnMut(&Arc<Link>, Vec<Bytes>),
 ) -> bool {
-    let mut delivered = false;
     scratch.served.clear();
-    for sub in &routed.local.plain {
-        delivered |= deliver(sub);
-    }
-    for group in &routed.local.queues {
-        let n = group.members.len();
-        if n == 0 {
-            continue;
-        }
-        let start = fastrand::usize(..n);
-        if (0..n).any(|i| deliver(&group.members[(start + i) % n])) {
-            delivered = true;
-            scratch.served.push(group.name.clone());
-        }
-    }
+    let mut delivered = deliver_local(&routed.local, deliver, |name| {
+        scratch.served.push(name.clone());
+    });
     if routed.remote.is_empty() {
         return delivered;
     }
@@ -108,7 +96,16 @@ pub(crate) fn route_to_matches(
 /// Returns whether anyone took it.
 pub(crate) fn deliver_to_matches(
     matches: &MatchResult<SubRef>,
+    deliver: impl FnMut(&SubRef) -> bool,
+) -> bool {
+    deliver_local(matches, deliver, |_| {})
+}
+
+/// [`deliver_to_matches`], telling `served` the name of each queue group a member took.
+fn deliver_local(
+    matches: &MatchResult<SubRef>,
     mut deliver: impl FnMut(&SubRef) -> bool,
+    mut served: impl FnMut(&Bytes),
 ) -> bool {
     let mut delivered = false;
     for sub in &matches.plain {
@@ -122,6 +119,7 @@ pub(crate) fn deliver_to_matches(
         let start = fastrand::usize(..n);
         if (0..n).any(|i| deliver(&group.members[(start + i) % n])) {
             delivered = true;
+            served(&group.name);
         }
     }
     delivered

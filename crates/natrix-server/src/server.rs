@@ -320,22 +320,10 @@ async fn run_lame_duck(
         config.lame_duck_grace_period,
         config.lame_duck_duration
     );
-    // As nats-server: only clients that take async INFO get it, and it carries their own
-    // client_id and client_ip (nats.go replaces its whole server info with it).
+    // As nats-server: only clients that take async INFO get it.
     let mut info = state.info.clone();
     info.ldm = true;
-    let mut buf = BytesMut::with_capacity(512);
-    let clients: Vec<Arc<Client>> = state.clients.read().values().cloned().collect();
-    for client in &clients {
-        if !client.flags.async_info.load(Ordering::Relaxed) {
-            continue;
-        }
-        info.client_id = client.id;
-        info.client_ip = client.addr.ip().to_string();
-        buf.clear();
-        write_info(&mut buf, &info);
-        client.send_proto(&buf);
-    }
+    state.send_async_info(info);
     if !wait_unless_shutdown(config.lame_duck_grace_period, connections, shutdown).await {
         return;
     }

@@ -59,6 +59,24 @@ impl ServerState {
         self.next_cid.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// Sends `info` as an async INFO to every client that takes one (CONNECT `protocol: 1`),
+    /// each with its own client_id and client_ip, as nats-server does (nats.go replaces its whole
+    /// server info with it).
+    pub fn send_async_info(&self, mut info: ServerInfo) {
+        let clients: Vec<Arc<Client>> = self.clients.read().values().cloned().collect();
+        let mut buf = bytes::BytesMut::with_capacity(512);
+        for client in clients {
+            if !client.flags.async_info.load(Ordering::Relaxed) {
+                continue;
+            }
+            info.client_id = client.id;
+            info.client_ip = client.addr.ip().to_string();
+            buf.clear();
+            natrix_wire::write_info(&mut buf, &info);
+            client.send_proto(&buf);
+        }
+    }
+
     /// Logs and counts a receiver cut off for exceeding `max_pending`.
     pub fn note_slow_consumer(&self, receiver: &Client) {
         tracing::warn!(

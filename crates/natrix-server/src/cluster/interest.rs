@@ -256,7 +256,7 @@ impl<P: PeerKey> ForwardPlan<P> {
             self.targets.push((peer.clone(), Vec::new()));
         }
         for group in &remote.queues {
-            if served_locally.iter().any(|n| *n == group.name) {
+            if served_locally.contains(&group.name) {
                 continue;
             }
             let Some(peer) = pick_weighted(&group.members, roll()) else {

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use natrix_proto::node::NodeInfo;
 use natrix_proto::route::{Interest, Peers, RouteFrame, RouteHello, route_frame};
-use natrix_wire::write_info;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -409,16 +408,5 @@ pub(crate) async fn start(
 pub(crate) fn announce_connect_urls(state: &ServerState, mesh: &Mesh) {
     let mut info = state.info.clone();
     info.connect_urls = mesh.connect_urls();
-    let clients: Vec<Arc<crate::client::Client>> = state.clients.read().values().cloned().collect();
-    let mut buf = bytes::BytesMut::with_capacity(512);
-    for client in clients {
-        if !client.flags.async_info.load(Ordering::Relaxed) {
-            continue;
-        }
-        info.client_id = client.id;
-        info.client_ip = client.addr.ip().to_string();
-        buf.clear();
-        write_info(&mut buf, &info);
-        client.send_proto(&buf);
-    }
+    state.send_async_info(info);
 }
