@@ -335,11 +335,18 @@ def test_drain_processes_pending_messages_then_closes(server):
             closed.set()
 
         sub_nc = await connect(server, closed_cb=closed_cb)
-        await sub_nc.subscribe("drain.me", cb=slow)
+        sub = await sub_nc.subscribe("drain.me", cb=slow)
         await sub_nc.flush()
         for i in range(200):
             await nc.publish("drain.me", b"%d" % i)
         await nc.flush()
+        # Drain once every message has reached the subscriber (most still waiting for the slow
+        # callback): what is tested is that drain processes those before it closes. Without
+        # this wait the outcome depends on socket timing, on either server.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while len(got) + sub.pending_msgs < 200 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
         await sub_nc.drain()
         await asyncio.wait_for(closed.wait(), 5)
         assert sub_nc.is_closed
