@@ -130,7 +130,6 @@ impl Committer {
             SyncPolicy::Always => self.start_syncer(),
             SyncPolicy::Interval(_) => None,
         };
-        let to_syncer = syncer.as_ref().map(|(tx, _)| tx.clone());
         loop {
             let first = match next_wal_sync {
                 None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -160,7 +159,7 @@ impl Committer {
             if let Some(at) = shutdown {
                 group.truncate(at + 1);
             }
-            self.write_group(&mut group, &mut scratch, to_syncer.as_ref());
+            self.write_group(&mut group, &mut scratch, syncer.as_ref().map(|(tx, _)| tx));
             if shutdown.is_some() {
                 break;
             }
@@ -172,7 +171,6 @@ impl Committer {
             }
         }
         // Everything written so far is synced and answered before the store reports closed.
-        drop(to_syncer);
         if let Some((tx, handle)) = syncer {
             drop(tx);
             if handle.join().is_err() {
