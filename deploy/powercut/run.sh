@@ -63,7 +63,7 @@ kver="$(cat "$cache/kernel/version")"
 if [[ "$server" == natrix ]]; then
     bin="${NATRIX_SERVER_BIN:-}"
     if [[ -z "$bin" ]]; then
-        (cd "$root" && cargo build --release --bin natrix-server >&2)
+        (cd "$root" && cargo build --release --workspace --bins >&2)
         bin="$root/target/release/natrix-server"
     fi
 else

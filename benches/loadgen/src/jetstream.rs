@@ -59,6 +59,14 @@ pub struct JsArgs {
     /// Publishes in flight while js-consume fills the stream before consuming it.
     #[arg(long, default_value_t = 256)]
     pub fill_in_flight: usize,
+    /// Replicas of the stream (js-pub, js-consume) or bucket (kv): 3 or 5 against a cluster.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    /// Where the stream's leader must be for js-pub against a cluster: on the node the client
+    /// is connected to (`here`), on another node (`elsewhere`, every publish is forwarded), or
+    /// wherever placement put it (`any`). Moved with `$JS.API.STREAM.LEADER.STEPDOWN`.
+    #[arg(long, value_enum, default_value_t = LeaderPlace::Any)]
+    pub leader: LeaderPlace,
     /// Print exactly one JSON result line per measured operation on stdout.
     #[arg(long)]
     pub json: bool,
@@ -96,6 +104,58 @@ impl AckMode {
             AckMode::None => consumer::AckPolicy::None,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LeaderPlace {
+    Here,
+    Elsewhere,
+    Any,
+}
+
+/// Step-downs tried before giving up on placing the leader.
+const LEADER_MOVES_MAX: usize = 20;
+
+/// Moves the leader of stream `name` until it is where `want` says, relative to the node
+/// `client` is connected to.
+async fn place_leader(client: &Client, js: &Context, name: &str, want: LeaderPlace) -> Result<()> {
+    if want == LeaderPlace::Any {
+        return Ok(());
+    }
+    let here = client.server_info().server_name;
+    for _ in 0..LEADER_MOVES_MAX {
+        let leader = current_leader(js, name).await?;
+        if (leader == here) == (want == LeaderPlace::Here) {
+            return Ok(());
+        }
+        let subject = format!("$JS.API.STREAM.LEADER.STEPDOWN.{name}");
+        let _ = client.request(subject, Bytes::new()).await;
+        // Until a new leader is elected.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            match current_leader(js, name).await {
+                Ok(now) if !now.is_empty() && now != leader => break,
+                _ => {}
+            }
+        }
+    }
+    bail!("could not move the leader of {name} ({want:?} relative to {here})")
+}
+
+/// The server name of the stream's leader ("" if it has none right now).
+async fn current_leader(js: &Context, name: &str) -> Result<String> {
+    // Looking the stream up is one STREAM.INFO request; its answer is the info.
+    let stream = js
+        .get_stream(name)
+        .await
+        .with_context(|| format!("looking up stream {name}"))?;
+    Ok(stream
+        .cached_info()
+        .cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .unwrap_or_default())
 }
 
 impl JsArgs {
@@ -152,18 +212,22 @@ pub async fn connect_js(
     Ok((client, js))
 }
 
-/// Deletes `name` if it exists and creates it as a file-storage, R1, limits-retention stream.
-pub async fn fresh_stream(js: &Context, name: &str) -> Result<stream::Stream> {
+/// Deletes `name` if it exists and creates it as a file-storage, limits-retention stream with
+/// `replicas` copies.
+pub async fn fresh_stream(js: &Context, name: &str, replicas: usize) -> Result<stream::Stream> {
     if js.get_stream(name).await.is_ok() {
-        js.delete_stream(name)
-            .await
-            .with_context(|| format!("deleting stream {name}"))?;
+        match js.delete_stream(name).await {
+            Ok(_) => {}
+            // Gone in between (a previous run's delete still settling).
+            Err(err) if err.to_string().contains("10059") => {}
+            Err(err) => return Err(err).with_context(|| format!("deleting stream {name}")),
+        }
     }
     js.create_stream(stream::Config {
         name: name.to_owned(),
         subjects: vec![SUBJECTS.to_owned()],
         storage: stream::StorageType::File,
-        num_replicas: 1,
+        num_replicas: replicas,
         ..Default::default()
     })
     .await
@@ -264,7 +328,8 @@ pub async fn run_publish(args: &JsArgs) -> Result<Vec<BenchResult>> {
         args.timeout,
     )
     .await?;
-    let stream = fresh_stream(&js, &args.stream).await?;
+    let stream = fresh_stream(&js, &args.stream, args.replicas).await?;
+    place_leader(&client, &js, &args.stream, args.leader).await?;
     let payload = Bytes::from(vec![b'x'; args.size]);
     let bar = progress::bar(args.progress, Some(args.count), "js-pub");
     let published = publish_window(&js, &payload, args.count, args.in_flight, &bar).await?;
@@ -285,8 +350,13 @@ pub async fn run_publish(args: &JsArgs) -> Result<Vec<BenchResult>> {
         published.acked * args.size as u64,
         secs,
     );
+    let placed = match args.leader {
+        LeaderPlace::Any => "",
+        LeaderPlace::Here => "@leader",
+        LeaderPlace::Elsewhere => "@follower",
+    };
     let mut result = args.base_result(
-        format!("js-pub/{}", args.in_flight),
+        format!("js-pub/{}{placed}", args.in_flight),
         client.server_info().version,
     );
     result.msgs = published.sent;
@@ -319,7 +389,7 @@ pub async fn run_consume(args: &JsArgs) -> Result<Vec<BenchResult>> {
         args.timeout,
     )
     .await?;
-    let stream = fresh_stream(&js, &args.stream).await?;
+    let stream = fresh_stream(&js, &args.stream, args.replicas).await?;
     let payload = Bytes::from(vec![b'x'; args.size]);
     let bar = progress::bar(args.progress, Some(args.count), "fill");
     let filled = publish_window(&js, &payload, args.count, args.fill_in_flight, &bar).await?;
@@ -462,7 +532,7 @@ pub async fn run_kv(args: &JsArgs) -> Result<Vec<BenchResult>> {
             bucket: bucket.clone(),
             history: 1,
             storage: stream::StorageType::File,
-            num_replicas: 1,
+            num_replicas: args.replicas,
             ..Default::default()
         })
         .await

@@ -64,6 +64,10 @@ pub struct RunArgs {
     /// Server URL.
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     pub server: String,
+    /// Subscribers' server URL (pubsub, fanout, fanin, queue): another node of a cluster, so
+    /// every message crosses the route between two nodes. Default: --server.
+    #[arg(long)]
+    pub sub_server: Option<String>,
     /// Label for this server in results (e.g. natrix, nats-2.15.1).
     #[arg(long, default_value = "server")]
     pub label: String,

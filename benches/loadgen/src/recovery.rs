@@ -207,7 +207,7 @@ pub async fn run(args: &RecoveryArgs) -> Result<Vec<BenchResult>> {
     )
     .await?;
     let version = client.server_info().version;
-    let stream = fresh_stream(&js, &args.stream).await?;
+    let stream = fresh_stream(&js, &args.stream, 1).await?;
     let payload = Bytes::from(vec![b'x'; args.size]);
     let bar = progress::bar(args.progress, Some(args.count), "fill");
     let filled = publish_window(&js, &payload, args.count, args.in_flight, &bar).await?;

@@ -21,6 +21,8 @@ const SUBJECT: &str = "natrix.bench.flow";
 const QUEUE_GROUP: &str = "natrix-bench";
 /// Publishers report progress and check their deadline once per this many messages.
 const PUBLISH_BATCH: u64 = 1024;
+/// Time for a subscription on one cluster node to reach the publishers' node.
+const ROUTE_INTEREST_SETTLE: Duration = Duration::from_millis(500);
 /// How often the coordinator samples counters.
 const TICK: Duration = Duration::from_millis(20);
 
@@ -45,8 +47,9 @@ pub async fn run(plan: &Plan) -> Result<BenchResult> {
 
     // Subscribers first, each on its own connection, flushed so the server has registered
     // every interest before the first publish.
+    let sub_server = args.sub_server.as_deref().unwrap_or(&args.server);
     let sub_clients =
-        connect_many(&args.server, "sub", plan.subs, plan.sub_capacity(), &events).await?;
+        connect_many(sub_server, "sub", plan.subs, plan.sub_capacity(), &events).await?;
     let mut subscribers = Vec::with_capacity(plan.subs);
     for client in &sub_clients {
         let sub = if queue {
@@ -64,6 +67,11 @@ pub async fn run(plan: &Plan) -> Result<BenchResult> {
     }
     let pub_clients =
         connect_many(&args.server, "pub", plan.pubs, plan.sub_capacity(), &events).await?;
+    if sub_server != args.server {
+        // The subscribers' node announces their interest to the publishers' node over the
+        // route asynchronously; messages published before it arrives would count as lost.
+        tokio::time::sleep(ROUTE_INTEREST_SETTLE).await;
+    }
     let server_version = pub_clients
         .first()
         .map(|c| c.server_info().version)

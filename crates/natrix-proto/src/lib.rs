@@ -17,3 +17,8 @@ pub mod route {
 pub mod raft {
     tonic::include_proto!("natrix.raft");
 }
+
+/// Clustered JetStream: stream log entries and the calls between nodes about streams.
+pub mod jetstream {
+    tonic::include_proto!("natrix.jetstream");
+}

@@ -1,14 +1,18 @@
-//! The one encoding of Raft data, on disk and on the wire: openraft's log ids, votes and
-//! entries as the protobuf messages of `proto/raft.proto`; membership and snapshot metadata
-//! (rare, small) as openraft's serde JSON. Fixed-width integers only, so any architecture reads
-//! what any other wrote.
+//! The one encoding of Raft data, on disk and on the wire: openraft's log ids, votes, entries
+//! and a durable state machine's [`AppliedState`] as the protobuf messages of
+//! `proto/raft.proto`; membership in entries and snapshot metadata (rare, small) as openraft's
+//! serde JSON. Fixed-width integers only, so any architecture reads what any other wrote.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use natrix_proto::raft as pb;
 use openraft::{CommittedLeaderId, EntryPayload, LeaderId};
 use prost::Message;
 
-use crate::types::{Command, Entry, LogId, Membership, SnapshotMeta, Vote};
+use crate::types::{
+    Command, Entry, LogId, Membership, RaftNode, SnapshotMeta, StoredMembership, Vote,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -27,6 +31,116 @@ pub enum CodecError {
         what: &'static str,
         source: serde_json::Error,
     },
+    #[error("{what} is invalid: {reason}")]
+    Invalid { what: &'static str, reason: String },
+}
+
+/// openraft's applied position of a group, as a durable [`crate::StateMachine`] stores it with
+/// its effects: the last applied log id and the last applied membership, in the protobuf
+/// `natrix.raft.AppliedState` encoding (fixed-width integers, no JSON). Opaque to the machine:
+/// it stores [`AppliedState::bytes`] and hands them back through [`AppliedState::decode`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedState {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    bytes: Bytes,
+}
+
+impl AppliedState {
+    pub fn new(last_applied: Option<LogId>, membership: StoredMembership) -> AppliedState {
+        let message = pb::AppliedState {
+            last_applied: opt_log_id_to_pb(last_applied.as_ref()),
+            membership_log_id: opt_log_id_to_pb(membership.log_id().as_ref()),
+            membership: Some(membership_to_pb(membership.membership())),
+        };
+        AppliedState {
+            last_applied,
+            membership,
+            bytes: Bytes::from(message.encode_to_vec()),
+        }
+    }
+
+    /// Reads what [`AppliedState::bytes`] gave; a truncated or foreign value is an error.
+    pub fn decode(bytes: Bytes) -> Result<AppliedState, CodecError> {
+        const WHAT: &str = "an applied state";
+        let message = pb::AppliedState::decode(bytes.clone())
+            .map_err(|source| CodecError::Protobuf { what: WHAT, source })?;
+        let membership = message.membership.ok_or(CodecError::Missing {
+            what: WHAT,
+            field: "membership",
+        })?;
+        let membership = StoredMembership::new(
+            opt_log_id_from_pb(message.membership_log_id.as_ref()),
+            membership_from_pb(membership)?,
+        );
+        Ok(AppliedState {
+            last_applied: opt_log_id_from_pb(message.last_applied.as_ref()),
+            membership,
+            bytes,
+        })
+    }
+
+    /// The encoded state, to store.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The last applied log id (`None`: nothing applied yet).
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.last_applied
+    }
+
+    /// The index of the last applied entry (`None`: nothing applied yet).
+    pub fn last_applied_index(&self) -> Option<u64> {
+        self.last_applied.map(|id| id.index)
+    }
+
+    /// The last applied membership and the log id of the entry that set it.
+    pub fn membership(&self) -> &StoredMembership {
+        &self.membership
+    }
+}
+
+pub fn membership_to_pb(membership: &Membership) -> pb::Membership {
+    pb::Membership {
+        configs: membership
+            .get_joint_config()
+            .iter()
+            .map(|voters| pb::VoterSet {
+                node_ids: voters.iter().copied().collect(),
+            })
+            .collect(),
+        nodes: membership
+            .nodes()
+            .map(|(id, node)| pb::MemberNode {
+                node_id: *id,
+                addr: node.addr.clone(),
+                name: node.name.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// A membership read back; every voter must be one of its nodes (as openraft guarantees for
+/// every membership it commits).
+pub fn membership_from_pb(membership: pb::Membership) -> Result<Membership, CodecError> {
+    let configs: Vec<BTreeSet<u64>> = membership
+        .configs
+        .into_iter()
+        .map(|c| c.node_ids.into_iter().collect())
+        .collect();
+    let nodes: BTreeMap<u64, RaftNode> = membership
+        .nodes
+        .into_iter()
+        .map(|n| (n.node_id, RaftNode::new(n.addr, n.name)))
+        .collect();
+    if let Some(voter) = configs.iter().flatten().find(|id| !nodes.contains_key(id)) {
+        return Err(CodecError::Invalid {
+            what: "a membership",
+            reason: format!("voter {voter} is not one of its nodes"),
+        });
+    }
+    Ok(Membership::new(configs, nodes))
 }
 
 pub fn log_id_to_pb(id: &LogId) -> pb::LogId {
@@ -174,10 +288,7 @@ pub fn from_json<T: serde::de::DeserializeOwned>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, BTreeSet};
-
     use super::*;
-    use crate::types::RaftNode;
 
     fn id(term: u64, node: u64, index: u64) -> LogId {
         LogId::new(CommittedLeaderId::new(term, node), index)
@@ -224,6 +335,77 @@ mod tests {
             vec![
                 0x0a, 0x06, 0x08, 0x01, 0x10, 0x02, 0x18, 0x03, 0x1a, 0x01, b'x'
             ]
+        );
+    }
+
+    fn membership() -> Membership {
+        let nodes = BTreeMap::from([
+            (1, RaftNode::new("10.0.0.1:6222", "n1")),
+            (2, RaftNode::new("10.0.0.2:6222", "n2")),
+            (u64::MAX, RaftNode::new("[::1]:6222", "learner")),
+        ]);
+        Membership::new(vec![BTreeSet::from([1]), BTreeSet::from([1, 2])], nodes)
+    }
+
+    #[test]
+    fn an_applied_state_round_trips_through_its_bytes() {
+        let cases = [
+            AppliedState::new(None, StoredMembership::default()),
+            AppliedState::new(
+                Some(id(3, 2, u64::MAX)),
+                StoredMembership::new(Some(id(1, 1, 1)), membership()),
+            ),
+        ];
+        for state in cases {
+            let back = AppliedState::decode(state.bytes().clone()).unwrap();
+            assert_eq!(back, state);
+            assert_eq!(back.last_applied(), state.last_applied());
+            assert_eq!(back.membership(), state.membership());
+        }
+        assert!(AppliedState::decode(Bytes::from_static(b"\xff\xff")).is_err());
+        assert!(
+            AppliedState::decode(Bytes::new()).is_err(),
+            "an applied state without a membership"
+        );
+    }
+
+    #[test]
+    fn an_applied_state_has_the_same_bytes_on_every_architecture() {
+        let nodes = BTreeMap::from([(2, RaftNode::new("a:1", "n"))]);
+        let state = AppliedState::new(
+            Some(id(1, 2, 300)),
+            StoredMembership::new(
+                Some(id(1, 2, 1)),
+                Membership::new(vec![BTreeSet::from([2])], nodes),
+            ),
+        );
+        #[rustfmt::skip]
+        let want = vec![
+            0x0a, 0x07, 0x08, 0x01, 0x10, 0x02, 0x18, 0xac, 0x02, // last applied 1-2-300
+            0x12, 0x06, 0x08, 0x01, 0x10, 0x02, 0x18, 0x01,       // membership log id 1-2-1
+            0x1a, 0x11,                                           // membership:
+            0x0a, 0x03, 0x0a, 0x01, 0x02,                         //   voters {2} (packed)
+            0x12, 0x0a, 0x08, 0x02, 0x12, 0x03, b'a', b':', b'1', 0x1a, 0x01, b'n', // node 2
+        ];
+        assert_eq!(&state.bytes()[..], &want[..]);
+    }
+
+    #[test]
+    fn a_membership_whose_voter_has_no_node_is_refused() {
+        let bad = pb::Membership {
+            configs: vec![pb::VoterSet {
+                node_ids: vec![1, 2],
+            }],
+            nodes: vec![pb::MemberNode {
+                node_id: 1,
+                addr: "a:1".into(),
+                name: "n1".into(),
+            }],
+        };
+        assert!(membership_from_pb(bad).is_err());
+        assert_eq!(
+            membership_from_pb(membership_to_pb(&membership())).unwrap(),
+            membership()
         );
     }
 

@@ -1,17 +1,32 @@
 //! The Raft groups of one node: starting a group over the node's RocksDB with an application
-//! state machine, registering it with the node's Raft gRPC service, and stopping it. All groups
-//! share the node's peer channels and its one Raft service.
+//! state machine, registering it with the node's Raft gRPC service, stopping it, and handing a
+//! group's leadership to another voter. All groups share the node's peer channels and its one
+//! Raft service.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
+use natrix_proto::raft as pb;
 use natrix_proto::raft::raft_server::RaftServer;
 use natrix_store::Store;
+use openraft::ServerState;
+use openraft::metrics::WaitError;
+use tokio::time::Instant;
 
 use crate::log_store::LogStore;
 use crate::network::{NetworkFactory, NetworkOptions, PeerChannels};
 use crate::service::{RaftRegistry, RaftService};
 use crate::state_machine::{StateMachine, StateMachineStore};
 use crate::types::{GroupId, NodeId, Raft, StorageError};
+
+/// A voter that answered the leader within this long counts as reachable for a transfer (a few
+/// heartbeats).
+const RECENT_CONTACT: Duration = Duration::from_secs(1);
+
+/// The shortest time a leadership transfer may take before it gives up (catching the target up
+/// and electing it); groups with long election timeouts get three of them.
+pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RaftHostError {
@@ -32,6 +47,74 @@ pub enum RaftHostError {
         group_id: GroupId,
         source: openraft::ConfigError,
     },
+}
+
+/// Why a leadership transfer did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferLeadershipError {
+    #[error("raft group {0} is not running on this node")]
+    NotRunning(GroupId),
+    #[error("raft group {group_id}: this node is not its leader (leader: {leader:?})")]
+    NotLeader {
+        group_id: GroupId,
+        leader: Option<NodeId>,
+    },
+    #[error("raft group {group_id}: there is no other voter to hand leadership to")]
+    NoOtherVoter { group_id: GroupId },
+    #[error("raft group {group_id}: node {target} is not another voter of the group")]
+    NotAVoter { group_id: GroupId, target: NodeId },
+    #[error(
+        "raft group {group_id}: node {target} did not catch up within {waited:?} (it holds the \
+         log up to {matched:?}, the leader up to {last:?})"
+    )]
+    TargetBehind {
+        group_id: GroupId,
+        target: NodeId,
+        matched: Option<u64>,
+        last: Option<u64>,
+        waited: Duration,
+    },
+    #[error(
+        "raft group {group_id}: no new leader within {waited:?} after asking node {target} to \
+         stand (last error: {last_error})"
+    )]
+    TimedOut {
+        group_id: GroupId,
+        target: NodeId,
+        waited: Duration,
+        last_error: String,
+    },
+    #[error("raft group {group_id}: the group is shutting down")]
+    ShuttingDown { group_id: GroupId },
+}
+
+/// Keeps the old leader from standing for election itself while it hands leadership over
+/// (once it stepped down it would otherwise compete with the target), and turns its elections
+/// back on (openraft's default) when dropped, whatever the outcome.
+struct ElectionPause<'a> {
+    raft: &'a Raft,
+}
+
+impl<'a> ElectionPause<'a> {
+    fn new(raft: &'a Raft) -> ElectionPause<'a> {
+        raft.runtime_config().elect(false);
+        ElectionPause { raft }
+    }
+}
+
+impl Drop for ElectionPause<'_> {
+    fn drop(&mut self) {
+        self.raft.runtime_config().elect(true);
+    }
+}
+
+/// The log index a leader knows `node` holds, from its replication metrics.
+fn matched(metrics: &openraft::RaftMetrics<NodeId, crate::RaftNode>, node: NodeId) -> Option<u64> {
+    metrics
+        .replication
+        .as_ref()
+        .and_then(|r| r.get(&node).copied().flatten())
+        .map(|id| id.index)
 }
 
 /// This node's Raft groups and the transport they share.
@@ -95,6 +178,7 @@ impl RaftHost {
         );
         let log = store.raft_log(group_id);
         let state_machine = StateMachineStore::open(log.clone(), machine)
+            .await
             .map_err(|source| RaftHostError::Storage { group_id, source })?;
         let raft = Raft::new(
             self.node_id,
@@ -118,8 +202,182 @@ impl RaftHost {
         Ok(raft)
     }
 
+    /// Hands the leadership of group `group_id`, which this node leads, to another voter:
+    /// `target`, or else the voter whose replicated log reaches furthest (the lowest id among
+    /// equals). Returns the new leader once this node's metrics show it, normally the target
+    /// (another voter only if it won the election instead).
+    ///
+    /// openraft 0.9 has no transfer of its own, so this is Raft's TimeoutNow: wait (bounded)
+    /// until the target holds every entry this leader has (a candidate with a shorter log
+    /// cannot win), pause this node's own elections, and ask the target over gRPC to start an
+    /// election, again every quarter minimum election timeout until a leader shows up.
+    ///
+    /// Why it wins: the target's higher term reaches this leader either as its vote request
+    /// (granted once this leader's own lease, one maximum election timeout after its election,
+    /// has passed) or as the target's refusal of the next heartbeat, which makes this leader step
+    /// down and take the target's side; the target's next attempt then has this node's vote.
+    /// In a group of three that is a majority at once. In larger groups the other followers
+    /// grant once they have not heard from a leader for a lease, which is before their own
+    /// election timers (a lease plus at least a minimum election timeout) fire, and this node,
+    /// whose elections are paused, does not compete. Elections are turned back on when this
+    /// returns, whatever the outcome (assumes they were on, openraft's default). Gives up after
+    /// [`TRANSFER_TIMEOUT`] or three maximum election timeouts, whichever is longer.
+    pub async fn transfer_leadership(
+        &self,
+        group_id: GroupId,
+        target: Option<NodeId>,
+    ) -> Result<NodeId, TransferLeadershipError> {
+        let raft = self
+            .group(group_id)
+            .ok_or(TransferLeadershipError::NotRunning(group_id))?;
+        let me = self.node_id;
+        let metrics = raft.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            return Err(TransferLeadershipError::NotLeader {
+                group_id,
+                leader: metrics.current_leader,
+            });
+        }
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().filter(|id| *id != me).collect();
+        let target = match target {
+            Some(t) if voters.contains(&t) => t,
+            Some(t) => {
+                return Err(TransferLeadershipError::NotAVoter {
+                    group_id,
+                    target: t,
+                });
+            }
+            // The most up-to-date voter among those that answered recently (a stopped or cut
+            // off voter may look as up to date as any, and could never take over); among equals
+            // a random one, as nats-server picks, so that repeated step-downs visit every voter.
+            None => {
+                let heard = |id: &NodeId| {
+                    self.channels
+                        .since_contact(group_id, *id)
+                        .is_some_and(|d| d < RECENT_CONTACT)
+                };
+                let reachable: Vec<NodeId> = voters.iter().copied().filter(heard).collect();
+                let candidates = if reachable.is_empty() {
+                    voters.iter().copied().collect()
+                } else {
+                    reachable
+                };
+                let best = candidates
+                    .iter()
+                    .map(|id| matched(&metrics, *id))
+                    .max()
+                    .ok_or(TransferLeadershipError::NoOtherVoter { group_id })?;
+                let most_current: Vec<NodeId> = candidates
+                    .into_iter()
+                    .filter(|id| matched(&metrics, *id) == best)
+                    .collect();
+                most_current[fastrand::usize(..most_current.len())]
+            }
+        };
+        let addr = membership
+            .get_node(&target)
+            .map(|n| n.addr.clone())
+            .ok_or(TransferLeadershipError::NotAVoter { group_id, target })?;
+        let config = raft.config();
+        let started = Instant::now();
+        let timeout = TRANSFER_TIMEOUT.max(Duration::from_millis(
+            config.election_timeout_max.saturating_mul(3),
+        ));
+        let deadline = started + timeout;
+        let period = Duration::from_millis((config.election_timeout_min / 4).max(20));
+
+        // 1. The target must hold everything this leader has.
+        let caught_up = raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| m.state != ServerState::Leader || matched(m, target) >= m.last_log_index,
+                format!("node {target} holds the whole log"),
+            )
+            .await;
+        match caught_up {
+            Ok(m) if m.state != ServerState::Leader => {
+                return Err(TransferLeadershipError::NotLeader {
+                    group_id,
+                    leader: m.current_leader,
+                });
+            }
+            Ok(_) => {}
+            Err(WaitError::Timeout(waited, _)) => {
+                let m = raft.metrics().borrow().clone();
+                return Err(TransferLeadershipError::TargetBehind {
+                    group_id,
+                    target,
+                    matched: matched(&m, target),
+                    last: m.last_log_index,
+                    waited,
+                });
+            }
+            Err(WaitError::ShuttingDown) => {
+                return Err(TransferLeadershipError::ShuttingDown { group_id });
+            }
+        }
+
+        // 2. Ask the target to stand until a leader other than this node shows up.
+        let _pause = ElectionPause::new(&raft);
+        tracing::info!(
+            group_id,
+            from = me,
+            to = target,
+            "raft: transferring leadership"
+        );
+        let request = pb::TimeoutNowRequest {
+            group_id,
+            target_node_id: target,
+            leader_term: metrics.current_term,
+        };
+        let mut last_error = String::from("none");
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(TransferLeadershipError::TimedOut {
+                    group_id,
+                    target,
+                    waited: now - started,
+                    last_error,
+                });
+            }
+            let remaining = deadline - now;
+            if let Err(status) = self.channels.timeout_now(&addr, request, remaining).await {
+                last_error = format!("node {target} at {addr}: {status}");
+                tracing::debug!(group_id, target, error = %last_error, "raft: TimeoutNow failed");
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let elected = raft
+                .wait(Some(period.min(remaining)))
+                .metrics(
+                    |m| m.current_leader.is_some_and(|l| l != me),
+                    "another leader",
+                )
+                .await;
+            match elected {
+                Ok(m) => {
+                    if let Some(leader) = m.current_leader {
+                        tracing::info!(
+                            group_id,
+                            from = me,
+                            to = leader,
+                            "raft: leadership transferred"
+                        );
+                        return Ok(leader);
+                    }
+                }
+                Err(WaitError::Timeout(..)) => {}
+                Err(WaitError::ShuttingDown) => {
+                    return Err(TransferLeadershipError::ShuttingDown { group_id });
+                }
+            }
+        }
+    }
+
     /// Stops group `group_id` on this node (its data stays in the store).
     pub async fn stop_group(&self, group_id: GroupId) {
+        self.channels.forget_group(group_id);
         if let Some(raft) = self.registry.remove(group_id) {
             if let Err(e) = raft.shutdown().await {
                 tracing::warn!(group_id, error = %e, "raft: group did not stop cleanly");

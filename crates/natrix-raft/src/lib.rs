@@ -4,7 +4,9 @@
 //!
 //! Hosting a group: build a [`RaftHost`] per node, add [`RaftHost::service`] to the node's
 //! tonic server, then [`RaftHost::start_group`] with the node's [`natrix_store::Store`], a group
-//! id and a [`StateMachine`]; `initialize` the group on one member.
+//! id and a [`StateMachine`]; `initialize` the group on one member. A machine that keeps its
+//! own state on disk persists openraft's [`AppliedState`] with its effects and is not replayed
+//! at restart. [`RaftHost::transfer_leadership`] hands a group's leadership to another voter.
 
 // openraft's error types (StorageError, RPCError) are large and its traits dictate them.
 #![allow(clippy::result_large_err)]
@@ -17,7 +19,10 @@ mod service;
 mod state_machine;
 mod types;
 
-pub use host::{RaftHost, RaftHostError, default_config};
+pub use codec::AppliedState;
+pub use host::{
+    RaftHost, RaftHostError, TRANSFER_TIMEOUT, TransferLeadershipError, default_config,
+};
 pub use log_store::LogStore;
 pub use network::{NetworkFactory, NetworkOptions, PeerChannels, PeerClient};
 pub use openraft;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use natrix_proto::raft as pb;
 use natrix_proto::raft::raft_client::RaftClient;
@@ -56,6 +56,8 @@ impl Default for NetworkOptions {
 pub struct PeerChannels {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     options: NetworkOptions,
+    /// When each group's leader here last heard an `AppendEntries` answer from each peer.
+    contacts: Arc<Mutex<HashMap<(GroupId, NodeId), Instant>>>,
 }
 
 impl PeerChannels {
@@ -63,6 +65,7 @@ impl PeerChannels {
         PeerChannels {
             channels: Arc::default(),
             options,
+            contacts: Arc::default(),
         }
     }
 
@@ -86,9 +89,47 @@ impl PeerChannels {
         Ok(channel)
     }
 
+    /// How long ago this node (leading `group_id`) last heard an answer to `AppendEntries`
+    /// (entries or a heartbeat) from `target`; `None` if it never has.
+    pub fn since_contact(&self, group_id: GroupId, target: NodeId) -> Option<Duration> {
+        self.contacts
+            .lock()
+            .get(&(group_id, target))
+            .map(Instant::elapsed)
+    }
+
+    /// Forgets the contacts of a group that stopped here.
+    pub fn forget_group(&self, group_id: GroupId) {
+        self.contacts
+            .lock()
+            .retain(|(group, _), _| *group != group_id);
+    }
+
+    fn contacted(&self, group_id: GroupId, target: NodeId) {
+        self.contacts
+            .lock()
+            .insert((group_id, target), Instant::now());
+    }
+
     /// Forgets the channel to `addr` (a peer that left the cluster).
     pub fn remove(&self, addr: &str) {
         self.channels.lock().remove(addr);
+    }
+
+    /// Asks the node at `addr` to start an election in a group at once (the last step of a
+    /// leadership transfer). The deadline is `timeout`, capped by `rpc_timeout`.
+    pub async fn timeout_now(
+        &self,
+        addr: &str,
+        request: pb::TimeoutNowRequest,
+        timeout: Duration,
+    ) -> Result<pb::TimeoutNowResponse, Status> {
+        let mut client = self
+            .client(addr)
+            .map_err(|e| Status::invalid_argument(format!("peer address {addr}: {e}")))?;
+        let mut request = tonic::Request::new(request);
+        request.set_timeout(timeout.min(self.options.rpc_timeout));
+        Ok(client.timeout_now(request).await?.into_inner())
     }
 
     fn client(&self, addr: &str) -> Result<RaftClient<Channel>, tonic::transport::Error> {
@@ -275,6 +316,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             .await
             .map_err(|s| self.status_error::<ApiError>(s))?
             .into_inner();
+        self.channels.contacted(self.group_id, self.target);
         use pb::append_entries_response::Result as R;
         match response.result {
             Some(R::Success(_)) => Ok(AppendEntriesResponse::Success),

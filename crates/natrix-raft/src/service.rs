@@ -1,13 +1,16 @@
 //! The server side of Raft traffic: the `natrix.raft.Raft` gRPC service, one per node, handing
 //! each request to the running openraft instance of the group it names ([`RaftRegistry`]).
 //! A request for a group this node does not run gets `NOT_FOUND`; a stopped group
-//! `UNAVAILABLE` (the sender backs off and retries either way).
+//! `UNAVAILABLE` (the sender backs off and retries either way). Besides openraft's three RPCs it
+//! serves `TimeoutNow`, the leader's request to start an election that ends a leadership
+//! transfer (openraft 0.9 has no transfer of its own).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use natrix_proto::raft as pb;
 use natrix_proto::raft::raft_server::RaftServer;
+use openraft::ServerState;
 use openraft::error::RaftError;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
@@ -181,5 +184,54 @@ impl pb::raft_server::Raft for RaftService {
             }
             Err(e) => Err(raft_failed(group_id, &e)),
         }
+    }
+
+    async fn timeout_now(
+        &self,
+        request: Request<pb::TimeoutNowRequest>,
+    ) -> Result<Response<pb::TimeoutNowResponse>, Status> {
+        let req = request.into_inner();
+        let group_id = req.group_id;
+        let raft = self.group(group_id)?;
+        let metrics = raft.metrics().borrow().clone();
+        if req.target_node_id != metrics.id {
+            return Err(Status::failed_precondition(format!(
+                "raft group {group_id}: this is node {}, not node {}",
+                metrics.id, req.target_node_id
+            )));
+        }
+        if !metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|id| id == metrics.id)
+        {
+            return Err(Status::failed_precondition(format!(
+                "raft group {group_id}: node {} is not a voter and cannot lead",
+                metrics.id
+            )));
+        }
+        // A leader elected after the transfer began (this node included) is left alone: the
+        // request is stale.
+        let newer_leader =
+            metrics.vote.is_committed() && metrics.vote.leader_id.term > req.leader_term;
+        let started = metrics.state != ServerState::Leader && !newer_leader;
+        if started {
+            raft.trigger()
+                .elect()
+                .await
+                .map_err(|e| raft_failed(group_id, &e))?;
+            tracing::info!(
+                group_id,
+                node_id = metrics.id,
+                leader_term = req.leader_term,
+                "raft: starting an election at the leader's request (leadership transfer)"
+            );
+        }
+        let vote = raft.metrics().borrow().vote;
+        Ok(Response::new(pb::TimeoutNowResponse {
+            started,
+            vote: Some(codec::vote_to_pb(&vote)),
+        }))
     }
 }

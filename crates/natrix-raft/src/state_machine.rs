@@ -1,9 +1,26 @@
 //! The bridge between openraft's [`RaftStateMachine`] and an application state machine of ours
 //! ([`StateMachine`]: apply a command, take and install a portable snapshot). The adapter keeps
 //! openraft's bookkeeping (last applied log id, last membership) and the group's latest
-//! snapshot, which it stores in `raft_meta` so that a restarted node starts from it and replays
-//! only the committed entries after it.
+//! snapshot, which it stores in `raft_meta`.
+//!
+//! Two kinds of machine:
+//! - in memory (the default): at start the stored snapshot is installed into the empty machine
+//!   and openraft re-applies the committed entries after it from the log;
+//! - durable (its own effects are on disk, e.g. the stream state machine writing messages to the
+//!   node's RocksDB): after every applied batch the adapter hands it the [`AppliedState`] to store
+//!   atomically with the batch's effects ([`StateMachine::persist`]), and at start the machine
+//!   reports what it stored ([`StateMachine::durable_applied`]); openraft then applies only the
+//!   entries after that, and the stored snapshot is not installed.
+//!
+//! Log purging is safe for a durable machine: openraft purges the log only up to the last log id
+//! of a stored snapshot, a snapshot is taken from applied state (its last log id is an applied
+//! position that was persisted before the snapshot was even built), and a received snapshot's
+//! applied state is persisted by [`StateMachine::install`] before openraft purges anything. So
+//! the persisted applied position is always at or after the purge point, and every entry after
+//! it is still in the log. (Should a machine ever report a position older than the stored
+//! snapshot, `open` installs the snapshot instead of replaying entries that may be gone.)
 
+use std::future::Future;
 use std::io::Cursor;
 use std::sync::Arc;
 
@@ -13,7 +30,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use tokio::sync::Mutex;
 
-use crate::codec;
+use crate::codec::{self, AppliedState};
 use crate::types::{
     Entry, LogId, Reply, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -24,17 +41,51 @@ pub type StateMachineError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// What a Raft group replicates: a deterministic machine fed with committed commands in log
 /// order. Every replica applies the same commands in the same order and must reach the same
 /// state, so `apply` may depend on nothing but the state, the index and the command.
+///
+/// A machine that keeps its state on disk implements [`StateMachine::persist`] and
+/// [`StateMachine::durable_applied`]; one that lives in memory needs neither. None of these
+/// methods may block the runtime: disk I/O goes through an async commit (e.g.
+/// `natrix_store::Store::commit_with_raft_applied`) or `spawn_blocking`.
 pub trait StateMachine: Send + Sync + 'static {
     /// Applies the committed command at log `index`; the answer goes back to the proposer
-    /// (on the leader) as the `client_write` response.
+    /// (on the leader) as the `client_write` response, once the batch it belongs to was
+    /// persisted.
     fn apply(&mut self, index: u64, command: &[u8]) -> Bytes;
 
     /// The whole state as portable bytes (no `usize`, no native byte order), taken at the
     /// current point of the log: called between two `apply` calls.
     fn snapshot(&self) -> Bytes;
 
-    /// Replaces the whole state with one produced by `snapshot` (on any node or architecture).
-    fn install(&mut self, snapshot: &[u8]) -> Result<(), StateMachineError>;
+    /// Replaces the whole state with one produced by `snapshot` (on any node or architecture),
+    /// which covers the log up to `applied`. A durable machine stores `applied.bytes()`
+    /// atomically with the installed state.
+    fn install(
+        &mut self,
+        snapshot: Bytes,
+        applied: &AppliedState,
+    ) -> impl Future<Output = Result<(), StateMachineError>> + Send;
+
+    /// Called after every batch of entries openraft applies (commands, and blank and membership
+    /// entries too), after the last `apply` of the batch and before its answers are returned.
+    /// A durable machine stores `applied.bytes()` in the same atomic write as the effects of the
+    /// batch's commands and resolves once that write is durable; an error stops the group (a
+    /// storage error). In-memory machines keep the default, which does nothing.
+    fn persist(
+        &mut self,
+        applied: &AppliedState,
+    ) -> impl Future<Output = Result<(), StateMachineError>> + Send {
+        let _ = applied;
+        async { Ok(()) }
+    }
+
+    /// The applied state this machine last persisted, as read from its storage when it was
+    /// constructed (decode the stored bytes with [`AppliedState::decode`]). `Some`: the group
+    /// restarts from it (no snapshot install, no replay of the entries it covers). `None` (the
+    /// default, and a durable machine that never persisted anything): the group's stored
+    /// snapshot is installed and the entries after it are replayed.
+    fn durable_applied(&self) -> Option<AppliedState> {
+        None
+    }
 }
 
 #[derive(Clone)]
@@ -97,27 +148,48 @@ pub struct StateMachineStore<S> {
 }
 
 impl<S: StateMachine> StateMachineStore<S> {
-    /// Wraps `machine` (empty) and restores the group's stored snapshot into it, if any; openraft
-    /// then re-applies the committed entries after the snapshot from the log.
-    pub fn open(log: RaftLog, mut machine: S) -> Result<StateMachineStore<S>, StorageError> {
+    /// Wraps `machine` and brings it to the group's stored state: a machine reporting its own
+    /// durable applied state starts from it; otherwise the stored snapshot, if any, is installed
+    /// into it (openraft then re-applies the committed entries after it from the log).
+    pub async fn open(log: RaftLog, mut machine: S) -> Result<StateMachineStore<S>, StorageError> {
         let read_err =
             |e: AnyError| -> StorageError { StorageIOError::read_snapshot(None, e).into() };
         let stored = log
             .read_snapshot()
             .map_err(|e| read_err(AnyError::new(&e)))?;
+        let durable = machine.durable_applied();
+        let (mut last_applied, mut last_membership) = match &durable {
+            Some(applied) => (applied.last_applied(), applied.membership().clone()),
+            None => (None, StoredMembership::default()),
+        };
         let mut current = None;
         if let Some((meta, data)) = stored {
             let meta =
                 codec::decode_snapshot_meta(&meta).map_err(|e| read_err(AnyError::new(&e)))?;
-            machine
-                .install(&data)
-                .map_err(|e| read_err(AnyError::from_dyn(&*e, None)))?;
+            let install = match &durable {
+                None => true,
+                Some(applied) => meta.last_log_id > applied.last_applied(),
+            };
+            if install {
+                if durable.is_some() {
+                    tracing::warn!(
+                        group = log.group_id(),
+                        snapshot = %meta,
+                        applied = ?last_applied,
+                        "raft: the machine's durable state is older than the stored snapshot; \
+                         installing the snapshot"
+                    );
+                }
+                let applied = AppliedState::new(meta.last_log_id, meta.last_membership.clone());
+                machine
+                    .install(data.clone(), &applied)
+                    .await
+                    .map_err(|e| read_err(AnyError::from_dyn(&*e, None)))?;
+                last_applied = meta.last_log_id;
+                last_membership = meta.last_membership.clone();
+            }
             current = Some(StoredSnapshot { meta, data });
         }
-        let (last_applied, last_membership) = match &current {
-            Some(s) => (s.meta.last_log_id, s.meta.last_membership.clone()),
-            None => (None, StoredMembership::default()),
-        };
         Ok(StateMachineStore {
             machine,
             last_applied,
@@ -181,8 +253,9 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         I::IntoIter: OptionalSend,
     {
         let mut replies = Vec::new();
+        let mut last = None;
         for entry in entries {
-            self.last_applied = Some(entry.log_id);
+            last = Some(entry.log_id);
             let reply = match entry.payload {
                 EntryPayload::Blank => Bytes::new(),
                 EntryPayload::Normal(command) => self.machine.apply(entry.log_id.index, &command.0),
@@ -193,6 +266,16 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
             };
             replies.push(Reply(reply));
         }
+        let Some(last) = last else {
+            return Ok(replies);
+        };
+        self.last_applied = Some(last);
+        // Before any answer leaves: a proposer never hears of a command whose effects a restart
+        // could still lose.
+        let applied = AppliedState::new(self.last_applied, self.last_membership.clone());
+        self.machine.persist(&applied).await.map_err(|e| {
+            StorageError::from(StorageIOError::apply(last, AnyError::from_dyn(&*e, None)))
+        })?;
         Ok(replies)
     }
 
@@ -221,12 +304,16 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = Bytes::from(snapshot.into_inner());
-        self.machine.install(&data).map_err(|e| {
-            StorageError::from(StorageIOError::write_snapshot(
-                Some(meta.signature()),
-                AnyError::from_dyn(&*e, None),
-            ))
-        })?;
+        let applied = AppliedState::new(meta.last_log_id, meta.last_membership.clone());
+        self.machine
+            .install(data.clone(), &applied)
+            .await
+            .map_err(|e| {
+                StorageError::from(StorageIOError::write_snapshot(
+                    Some(meta.signature()),
+                    AnyError::from_dyn(&*e, None),
+                ))
+            })?;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
         self.snapshots

@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::router::Subscription;
+use crate::stall::{Backpressure, stall_wait};
 
 /// Why a connection was closed (names as in nats-server's /connz `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +138,7 @@ pub(crate) enum Enqueued {
     /// This message pushed the client over `max_pending`: it was cut off as a slow consumer.
     SlowConsumer,
     /// Queued, but the client's queue is over its stall threshold: the publisher should pause
-    /// (bounded by [`Client::stall_timeout`]) until it drains, as nats-server stalls fast
+    /// (bounded by [`Backpressure::stall_timeout`]) until it drains, as nats-server stalls fast
     /// producers.
     Stalled,
 }
@@ -146,10 +147,6 @@ pub(crate) enum Enqueued {
 /// earlier): small enough to keep memory per receiver low, large enough that one write per
 /// wake-up moves a lot.
 const STALL_AT_MAX: u64 = 2 * 1024 * 1024;
-/// Shortest and longest a publisher waits for a stalled receiver per read batch (nats-server's
-/// per-message stall spans the same range).
-const STALL_MIN: Duration = Duration::from_millis(100);
-const STALL_MAX: Duration = Duration::from_secs(1);
 
 impl Client {
     pub fn new(id: u64, addr: SocketAddr, max_pending: u64) -> Self {
@@ -234,25 +231,6 @@ impl Client {
         Enqueued::Queued
     }
 
-    /// How long a stalled publisher may wait for this client now, or `None` if it need not
-    /// wait (drained or closed). Like nats-server, the wait grows from `STALL_MIN` to
-    /// `STALL_MAX` as the queue approaches `max_pending`: a consumer that is merely behind
-    /// paces its publishers, one that is stuck still reaches `max_pending` or the write
-    /// deadline and is cut off.
-    pub fn stall_timeout(&self) -> Option<Duration> {
-        if self.is_closed() {
-            return None;
-        }
-        let pending = self.out.lock().pending;
-        if pending <= self.stall_at {
-            return None;
-        }
-        let span = self.max_pending.saturating_sub(self.stall_at).max(1);
-        let over = (pending - self.stall_at).min(span);
-        let extra = (STALL_MAX - STALL_MIN).as_micros() as u64 * over / span;
-        Some(STALL_MIN + Duration::from_micros(extra))
-    }
-
     /// Called by the writer after each write: releases stalled publishers once drained.
     pub fn after_write(&self, written: u64) {
         let pending = {
@@ -314,5 +292,19 @@ impl Client {
 
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.out.lock().closing
+    }
+}
+
+impl Backpressure for Client {
+    fn drained(&self) -> &Notify {
+        &self.drained
+    }
+
+    fn stall_timeout(&self) -> Option<Duration> {
+        if self.is_closed() {
+            return None;
+        }
+        let pending = self.out.lock().pending;
+        stall_wait(pending, self.stall_at, self.max_pending)
     }
 }

@@ -101,6 +101,11 @@ pub struct JetStreamConfig {
     /// publishes are acknowledged; `Some(d)` acknowledges after the write and fsyncs every `d`
     /// (nats-server's behaviour, which a power cut can make lose acknowledged messages).
     pub sync_interval: Option<std::time::Duration>,
+    /// Clustered JetStream: a stream group snapshots its state and compacts its Raft log every
+    /// this many log entries, keeping at most as many (up to 1,000) behind the snapshot for
+    /// followers that lag a little; `None` is every 10,000. natrix's own setting (tests use a
+    /// small value to make a lagging follower catch up from a snapshot); not in config files.
+    pub raft_snapshot_every: Option<u64>,
 }
 
 /// `cluster { name, listen, routes }` / `--cluster`, `--routes`, `--cluster_name`.

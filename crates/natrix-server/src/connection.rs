@@ -18,10 +18,12 @@ use tokio::net::tcp::OwnedReadHalf;
 
 use crate::auth;
 use crate::client::{Client, CloseReason, Enqueued};
+use crate::cluster::link::Pushed;
 use crate::internal::InternalMsg;
 use crate::router::{
     ForwardScratch, MatchCache, SubRef, Subscription, deliver_to_matches, route_to_matches,
 };
+use crate::stall::Backpressure;
 use crate::state::{ServerState, Stats};
 
 const TRACE: &str = "natrix_server::trace";
@@ -54,8 +56,8 @@ pub(crate) struct Connection {
     batch_subs: u32,
     /// Receivers whose writers must be woken at the end of this read batch.
     touched: Vec<Arc<Client>>,
-    /// Receivers over their stall threshold after this read batch.
-    stalled: Vec<Arc<Client>>,
+    /// Receivers (clients and routes) over their stall threshold after this read batch.
+    stalled: Vec<Arc<dyn Backpressure>>,
     batch: BatchStats,
 }
 
@@ -430,22 +432,29 @@ impl Connection {
             deliver_to_matches(&routed.local, |sub| self.deliver(sub, &p))
         } else {
             let mut scratch = std::mem::take(&mut self.forward);
+            let mut stalled_routes = Vec::new();
             let delivered = route_to_matches(
                 &routed,
                 &mut scratch,
                 |sub| self.deliver(sub, &p),
                 |link, queues| {
-                    link.send_msg(
+                    let pushed = link.send_msg(
                         p.subject.clone(),
                         p.reply.clone(),
                         p.headers.clone(),
                         p.payload.clone(),
                         queues,
                         None,
-                    )
+                    );
+                    if pushed == Pushed::Stalled {
+                        stalled_routes.push(link.queue.clone());
+                    }
                 },
             );
             self.forward = scratch;
+            for queue in stalled_routes {
+                self.stall_on(queue);
+            }
             delivered
         };
         if !delivered
@@ -466,6 +475,7 @@ impl Connection {
                 headers: p.headers.as_deref(),
                 payload: &p.payload,
                 client_id: self.client.id,
+                hops: 0,
             });
             self.batch.out_msgs += 1;
             return true;
@@ -500,10 +510,8 @@ impl Connection {
         }
         match result {
             Enqueued::Queued | Enqueued::Stalled => {
-                if result == Enqueued::Stalled
-                    && !self.stalled.iter().any(|c| Arc::ptr_eq(c, receiver))
-                {
-                    self.stalled.push(receiver.clone());
+                if result == Enqueued::Stalled {
+                    self.stall_on(receiver.clone());
                 }
                 self.batch.out_msgs += 1;
                 self.batch.out_bytes +=
@@ -519,13 +527,24 @@ impl Connection {
         }
     }
 
-    /// Fast-producer backpressure, as nats-server's stall: when receivers' queues are over
-    /// their stall threshold, stop reading this publisher until they drain (each wait bounded,
-    /// see `Client::stall_timeout`), so a fast publisher slows to its receivers' pace instead of
-    /// them being cut off as slow consumers.
+    /// Remembers a receiver (client or route) that asked this publisher to stall.
+    fn stall_on(&mut self, receiver: Arc<dyn Backpressure>) {
+        let known = self
+            .stalled
+            .iter()
+            .any(|r| std::ptr::addr_eq(Arc::as_ptr(r), Arc::as_ptr(&receiver)));
+        if !known {
+            self.stalled.push(receiver);
+        }
+    }
+
+    /// Fast-producer backpressure, as nats-server's stall: when receivers' queues (clients' or
+    /// routes') are over their stall threshold, stop reading this publisher until they drain
+    /// (each wait bounded, see [`Backpressure::stall_timeout`]), so a fast publisher slows to
+    /// its receivers' pace instead of them being cut off as slow consumers.
     async fn wait_for_stalled_receivers(&mut self) {
         for receiver in std::mem::take(&mut self.stalled) {
-            let drained = receiver.drained.notified();
+            let drained = receiver.drained().notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
             let Some(timeout) = receiver.stall_timeout() else {
@@ -534,7 +553,6 @@ impl Connection {
             if tokio::time::timeout(timeout, drained).await.is_err() {
                 tracing::debug!(
                     cid = self.client.id,
-                    receiver = receiver.id,
                     "timed out of fast producer stall ({timeout:?})"
                 );
             }

@@ -27,6 +27,9 @@ pub(crate) struct InternalMsg<'a> {
     pub payload: &'a [u8],
     /// The publishing client (0: the node itself).
     pub client_id: u64,
+    /// How many nodes handed this message on to another node's JetStream before it arrived
+    /// here (0: published on this node). Bounds forwarding chains.
+    pub hops: u32,
 }
 
 /// The callback of an internal subscription.
@@ -106,6 +109,7 @@ impl ServerState {
             headers,
             payload,
             client_id: 0,
+            hops: 0,
         };
         if self.router.mesh().is_none() {
             let matches = self.router.matches(route);
@@ -118,6 +122,8 @@ impl ServerState {
             &mut ForwardScratch::default(),
             |sub| self.deliver_internal(&sub.0, msg),
             |link, queues| {
+                // Internal publishers (JetStream deliveries) are not paced by routes: consumers
+                // pace themselves by max_ack_pending and flow control.
                 link.send_msg(
                     copy(route),
                     reply.map(copy),
@@ -125,7 +131,7 @@ impl ServerState {
                     copy(payload),
                     queues,
                     (route != subject).then(|| copy(subject)),
-                )
+                );
             },
         )
     }

@@ -10,6 +10,7 @@ mod jetstream;
 mod monitor;
 mod router;
 mod server;
+mod stall;
 mod state;
 mod writer;
 

@@ -119,8 +119,13 @@ impl Server {
             jetstream: Default::default(),
         });
 
+        let mut services = services;
         if state.config.jetstream.is_some() {
-            let js = JetStream::start(&state)?;
+            let js = JetStream::start(&state).await?;
+            if let Some(cluster) = js.cluster() {
+                services.add_service(cluster.raft.service());
+                services.add_service(crate::jetstream::cluster::service(&js));
+            }
             tracing::info!("Starting JetStream");
             tracing::info!("  Store Directory: \"{}\"", js.store_dir.display());
             let _ = state.jetstream.set(js);
@@ -132,6 +137,11 @@ impl Server {
             None => None,
         };
         let cluster_addr = cluster.as_ref().map(|c| c.addr);
+        if let Some(js) = state.jetstream.get()
+            && let Some(js_cluster) = js.cluster()
+        {
+            js_cluster.spawn(&state, js);
+        }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (stopped_tx, stopped_rx) = watch::channel(false);
         let (lame_duck_tx, lame_duck_rx) = watch::channel(false);
@@ -229,6 +239,9 @@ impl Server {
     pub async fn shutdown(&self) {
         let _ = self.shutdown_tx.send(true);
         self.stopped().await;
+        if let Some(js) = self.state.jetstream.get() {
+            js.shutdown().await;
+        }
         if let Some(cluster) = self.cluster.lock().await.take() {
             cluster.stop().await;
         }

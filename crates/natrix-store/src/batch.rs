@@ -1,6 +1,7 @@
 //! What one commit writes, and how it becomes RocksDB write-batch entries. A [`StreamBatch`] is
 //! the whole effect of one stream command: its message ops, consumer updates and the stream's new
-//! applied position, written atomically.
+//! applied position, written atomically; a Raft state machine adds its group's
+//! [`RaftApplied`] state to the same batch.
 
 use std::collections::HashMap;
 
@@ -9,6 +10,7 @@ use natrix_stream::StoreOp;
 use rocksdb::{ColumnFamily, WriteBatch};
 
 use crate::keys;
+use crate::raft_log::RaftMetaTag;
 
 /// The effects of one stream command, written in one atomic batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,18 @@ pub struct StreamBatch {
     /// still knows its last sequence after a restart.
     pub position: Option<Bytes>,
     pub consumer_updates: Vec<ConsumerUpdate>,
+}
+
+/// A Raft group's applied state as the group's state machine persists it together with its
+/// effects: opaque bytes (natrix-raft's `AppliedState` encoding: last applied log id and last
+/// membership), stored in `raft_meta` under `group_id u64 · 0x06` ([`crate::RaftMetaTag::Applied`])
+/// and read back with [`crate::RaftLog::read_applied`]. Written in the same RocksDB write batch as
+/// the [`StreamBatch`] it accompanies ([`crate::Store::commit_with_raft_applied`]), so after a
+/// crash the applied position never runs ahead of (or lags behind) the effects it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftApplied {
+    pub group_id: u64,
+    pub state: Bytes,
 }
 
 /// A change to one consumer's persisted state (opaque bytes owned by the caller).
@@ -42,6 +56,7 @@ pub(crate) struct Cfs<'a> {
     pub consumers: &'a ColumnFamily,
     pub meta: &'a ColumnFamily,
     pub subj_idx: &'a ColumnFamily,
+    pub raft_meta: &'a ColumnFamily,
 }
 
 /// Per stream, a sequence below which every message is known to be deleted. Only the committer
@@ -82,13 +97,14 @@ impl Floors {
     }
 }
 
-/// Adds one stream command's effects to `wb`.
+/// Adds one stream command's effects to `wb`, and the Raft applied state that covers them.
 pub(crate) fn add_stream_batch(
     wb: &mut WriteBatch,
     cfs: &Cfs<'_>,
     floors: &mut Floors,
     scratch: &mut BytesMut,
     batch: &StreamBatch,
+    raft_applied: Option<&RaftApplied>,
 ) {
     let id = batch.stream_id;
     for op in &batch.ops {
@@ -129,6 +145,13 @@ pub(crate) fn add_stream_batch(
         keys::applied_key(id),
         keys::encode_u64(batch.applied),
     );
+    if let Some(raft) = raft_applied {
+        wb.put_cf(
+            cfs.raft_meta,
+            keys::raft_meta_key(raft.group_id, RaftMetaTag::Applied as u8),
+            &raft.state,
+        );
+    }
 }
 
 pub(crate) fn add_consumer_updates(

@@ -17,13 +17,16 @@ use parking_lot::Mutex;
 use rocksdb::{DB, WriteBatch, WriteOptions};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use crate::batch::{self, Cfs, ConsumerUpdate, Floors, StreamBatch};
+use crate::batch::{self, Cfs, ConsumerUpdate, Floors, RaftApplied, StreamBatch};
 use crate::{StoreError, SyncPolicy, keys};
 
 /// One write a caller waits for.
 pub(crate) enum Request {
     Stream {
         batch: StreamBatch,
+        raft_applied: Option<RaftApplied>,
+        /// Answered once fsynced (per the sync policy); `false`: once written.
+        synced: bool,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     Consumers {
@@ -255,6 +258,8 @@ impl Committer {
         };
         let mut wb = WriteBatch::default();
         let mut pending = Vec::with_capacity(group.len());
+        // Requests answered as soon as the group is written (no fsync awaited).
+        let mut written_only = Vec::new();
         let first_stream_id = self.next_stream_id;
         for q in group.iter_mut() {
             let request = std::mem::replace(&mut q.request, Request::Shutdown);
@@ -268,9 +273,25 @@ impl Committer {
                 continue;
             }
             match request {
-                Request::Stream { batch, reply } => {
-                    batch::add_stream_batch(&mut wb, &cfs, &mut self.floors, scratch, &batch);
-                    pending.push(Pending::Unit(reply));
+                Request::Stream {
+                    batch,
+                    raft_applied,
+                    synced,
+                    reply,
+                } => {
+                    batch::add_stream_batch(
+                        &mut wb,
+                        &cfs,
+                        &mut self.floors,
+                        scratch,
+                        &batch,
+                        raft_applied.as_ref(),
+                    );
+                    if synced {
+                        pending.push(Pending::Unit(reply));
+                    } else {
+                        written_only.push(reply);
+                    }
                 }
                 Request::Consumers {
                     stream_id,
@@ -321,6 +342,16 @@ impl Committer {
             opts.set_sync(always && syncer.is_none());
             db.write_opt(wb, &opts)
         };
+        for reply in written_only {
+            let answer = match &result {
+                Ok(()) => Ok(()),
+                Err(source) => Err(StoreError::Write {
+                    requests: 1,
+                    source: source.clone(),
+                }),
+            };
+            let _ = reply.send(answer);
+        }
         match result {
             Ok(()) => {
                 self.floors.commit();
@@ -464,6 +495,7 @@ fn cfs(db: &DB) -> Option<Cfs<'_>> {
         consumers: db.cf_handle(keys::CF_CONSUMERS)?,
         meta: db.cf_handle(keys::CF_META)?,
         subj_idx: db.cf_handle(keys::CF_SUBJ_IDX)?,
+        raft_meta: db.cf_handle(keys::CF_RAFT_META)?,
     })
 }
 

@@ -24,6 +24,12 @@ pub enum StoreError {
         requests: usize,
         source: rocksdb::Error,
     },
+    /// A direct (not group-committed) write of one record, e.g. the node id.
+    #[error("writing {what}: {source}")]
+    WriteMeta {
+        what: &'static str,
+        source: rocksdb::Error,
+    },
     #[error("syncing the write-ahead log to disk: {source}")]
     SyncWal { source: rocksdb::Error },
     /// After a failed write or fsync the store refuses every later write: what reached the disk

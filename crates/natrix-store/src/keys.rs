@@ -10,9 +10,10 @@
 //! | `meta`      | `"stream_cfg/" | stream_id u64`            | opaque stream config (caller's)    |
 //! | `meta`      | `"stream_pos/" | stream_id u64`            | opaque stream position (caller's)  |
 //! | `meta`      | `"next_stream_id"`                         | next id to allocate `u64`          |
+//! | `meta`      | `"node_id"`                                | this node's id `u64` (random, non-zero) |
 //! | `subj_idx`  | reserved: `stream_id u64 | subject | seq u64` | (not written yet)                 |
 //! | `raft_log`  | `group_id u64 | index u64`                 | Raft entry (natrix-raft's protobuf) |
-//! | `raft_meta` | `group_id u64 | tag u8` (`RaftMetaTag`)    | vote, committed, last purged id, snapshot (natrix-raft's encodings) |
+//! | `raft_meta` | `group_id u64 | tag u8` (`RaftMetaTag`)    | vote, committed, last purged id, snapshot, applied state (natrix-raft's encodings) |
 //!
 //! Every per-stream key starts with the 8-byte stream id, so one stream's keys are one
 //! contiguous range: a scan bounded by [`stream_range`] never sees another stream.
@@ -38,6 +39,7 @@ pub const APPLIED_PREFIX: &[u8] = b"stream_applied/";
 pub const CONFIG_PREFIX: &[u8] = b"stream_cfg/";
 pub const POSITION_PREFIX: &[u8] = b"stream_pos/";
 pub const NEXT_STREAM_ID_KEY: &[u8] = b"next_stream_id";
+pub const NODE_ID_KEY: &[u8] = b"node_id";
 
 pub fn msg_key(stream_id: u64, seq: u64) -> [u8; 16] {
     let mut key = [0u8; 16];

@@ -15,7 +15,7 @@ mod options;
 mod raft_log;
 mod store;
 
-pub use batch::{ConsumerUpdate, StreamBatch};
+pub use batch::{ConsumerUpdate, RaftApplied, StreamBatch};
 pub use committer::CommitStats;
 pub use disk::DiskUsage;
 pub use error::StoreError;

@@ -1,10 +1,10 @@
 //! Raft log and Raft metadata of every Raft group a node hosts, in the node's RocksDB: entries in
-//! `raft_log` (`group_id | index`), vote, committed id, last purged id and the latest snapshot in
-//! `raft_meta` (`group_id | tag`). Values are opaque bytes encoded by the Raft layer; this module
-//! owns only keys, batching and durability.
+//! `raft_log` (`group_id | index`), vote, committed id, last purged id, the latest snapshot and a
+//! durable state machine's applied state in `raft_meta` (`group_id | tag`). Values are opaque
+//! bytes encoded by the Raft layer; this module owns only keys, batching and durability.
 //!
-//! Durability: appends, truncations, votes and snapshots are written with `sync = true`, i.e. the
-//! call returns after RocksDB's WAL is fdatasynced. RocksDB's write group merges concurrent
+//! Durability: appends, truncations, votes, snapshots and [`RaftLog::save_applied`] are written
+//! with `sync = true`, i.e. the call returns after RocksDB's WAL is fdatasynced. RocksDB's write group merges concurrent
 //! synced writers (of many groups) into one WAL write and one fsync. Purges and the committed id
 //! are written without sync: a lost purge leaves entries that are purged again, a lost committed
 //! id only means re-applying entries a quorum already holds. Every call blocks on disk I/O; async
@@ -53,6 +53,9 @@ pub enum RaftMetaTag {
     LastPurged = 3,
     SnapshotMeta = 4,
     SnapshotData = 5,
+    /// A durable state machine's applied state (last applied log id and membership), written
+    /// with its effects ([`crate::RaftApplied`]) or alone ([`RaftLog::save_applied`]).
+    Applied = 6,
 }
 
 /// One Raft group's log and metadata in the node's RocksDB. Cheap to clone; every clone writes
@@ -101,7 +104,7 @@ impl RaftLog {
     }
 
     /// Deletes every entry up to and including `index` and records `last_purged` (the encoded
-    /// id of entry `index`) in the same batch.
+    /// id of entry `index`) in the same batch; fsynced.
     pub fn purge_upto(&self, index: u64, last_purged: &[u8]) -> Result<(), RaftLogError> {
         let log = self.cf(CF_RAFT_LOG)?;
         let meta = self.cf(CF_RAFT_META)?;
@@ -125,7 +128,10 @@ impl RaftLog {
                 batch.delete_range_cf(log, start, end);
             }
         }
-        self.write(batch, false, "a log purge")
+        // Synced: writes of the group's state machine made without an fsync
+        // (`Store::write_with_raft_applied`) come before it in the write-ahead log, so they are
+        // durable before the log entries they applied are gone.
+        self.write(batch, true, "a log purge")
     }
 
     /// Entries with `start <= index < end`, in index order, at most `max` of them.
@@ -212,7 +218,21 @@ impl RaftLog {
         Ok(meta.zip(data))
     }
 
-    /// Deletes the group's whole log and every metadata record; fsynced.
+    /// Stores the group's applied state alone, fsynced, for a state machine that has no effects
+    /// of its own to write with it. A machine whose effects live in this store writes the state
+    /// in the same batch as them instead ([`crate::Store::commit_with_raft_applied`]).
+    pub fn save_applied(&self, state: &[u8]) -> Result<(), RaftLogError> {
+        self.put_meta(RaftMetaTag::Applied, state, true, "the applied state")
+    }
+
+    /// The applied state last stored by [`RaftLog::save_applied`] or with a commit's effects.
+    pub fn read_applied(&self) -> Result<Option<Bytes>, RaftLogError> {
+        self.get_meta(RaftMetaTag::Applied, "the applied state")
+    }
+
+    /// Deletes the group's whole log and every metadata record (the applied state included);
+    /// fsynced. Stop the group first: a commit carrying its applied state that is queued after
+    /// this would write the state again.
     pub fn delete_group(&self) -> Result<(), RaftLogError> {
         let log = self.cf(CF_RAFT_LOG)?;
         let meta = self.cf(CF_RAFT_META)?;
@@ -408,7 +428,13 @@ mod tests {
         let (meta, data) = log.read_snapshot().unwrap().unwrap();
         assert_eq!((&meta[..], &data[..]), (&b"meta"[..], &b"data"[..]));
         assert_eq!(indexes(&log.entries(0, 10, 10).unwrap()), vec![1, 2]);
+        log.save_applied(b"applied").unwrap();
+        assert_eq!(
+            log.read_applied().unwrap().as_deref(),
+            Some(&b"applied"[..])
+        );
         log.delete_group().unwrap();
+        assert!(log.read_applied().unwrap().is_none());
         assert!(log.read_vote().unwrap().is_none());
         assert!(log.read_snapshot().unwrap().is_none());
         assert!(log.last_entry().unwrap().is_none());

@@ -10,14 +10,16 @@ use bytes::Bytes;
 use natrix_stream::{StoredMsg, StoredMsgRef};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType,
-    DBRawIteratorWithThreadMode, DBRecoveryMode, Options, ReadOptions,
+    DBRawIteratorWithThreadMode, DBRecoveryMode, Options, ReadOptions, WriteOptions,
 };
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::batch::Floors;
 use crate::committer::{Committer, Counters, Queued, Request};
 use crate::disk::{self, DiskUsage};
-use crate::{CommitStats, ConsumerUpdate, StoreError, StoreOptions, StreamBatch, keys};
+use crate::{
+    CommitStats, ConsumerUpdate, RaftApplied, StoreError, StoreOptions, StreamBatch, keys,
+};
 
 /// One node's store. Dropping it writes what is queued, stops the committer and closes RocksDB.
 pub struct Store {
@@ -26,6 +28,9 @@ pub struct Store {
     queue: CommitQueue,
     counters: Arc<Counters>,
     committer: Option<JoinHandle<()>>,
+    /// This node's id once read or created; the lock also keeps two first calls from creating
+    /// two different ids.
+    node_id: parking_lot::Mutex<Option<u64>>,
 }
 
 /// The sending side of the committer's queue; bounded by semaphore permits (a slot is held from
@@ -136,11 +141,59 @@ impl Store {
             queue: CommitQueue { tx, permits },
             counters,
             committer: Some(handle),
+            node_id: parking_lot::Mutex::new(None),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// This node's id: a random non-zero `u64` created on the first call ever and stored, fsynced,
+    /// in `meta` under `"node_id"` (8 bytes, big-endian), so it is the same after every reopen of
+    /// this directory. A stored value that is not a non-zero `u64` is `StoreError::Corrupt`.
+    pub fn node_id(&self) -> Result<u64, StoreError> {
+        let mut cached = self.node_id.lock();
+        if let Some(id) = *cached {
+            return Ok(id);
+        }
+        let cf = self.cf(keys::CF_META)?;
+        let stored = self
+            .db
+            .get_pinned_cf(cf, keys::NODE_ID_KEY)
+            .map_err(|source| StoreError::Read {
+                what: "the node id".to_owned(),
+                source,
+            })?;
+        let id = match stored {
+            Some(value) => match keys::decode_u64(&value) {
+                Some(id) if id != 0 => id,
+                _ => {
+                    return Err(corrupt(
+                        keys::CF_META,
+                        keys::NODE_ID_KEY,
+                        "the node id is not a non-zero u64",
+                    ));
+                }
+            },
+            None => {
+                let id = random_node_id();
+                // Written directly, not through the committer: it happens once, at start-up, and
+                // must be on disk before anyone learns the id.
+                let mut opts = WriteOptions::default();
+                opts.set_sync(true);
+                self.db
+                    .put_cf_opt(cf, keys::NODE_ID_KEY, keys::encode_u64(id), &opts)
+                    .map_err(|source| StoreError::WriteMeta {
+                        what: "the node id",
+                        source,
+                    })?;
+                tracing::info!(node_id = id, path = %self.path.display(), "store: created the node id");
+                id
+            }
+        };
+        *cached = Some(id);
+        Ok(id)
     }
 
     /// Writes one stream command's effects (messages, consumer updates, applied position) in one
@@ -150,9 +203,47 @@ impl Store {
         &self,
         batch: StreamBatch,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        self.queue
-            .clone()
-            .submit(move |reply| Request::Stream { batch, reply })
+        self.queue.clone().submit(move |reply| Request::Stream {
+            batch,
+            raft_applied: None,
+            synced: true,
+            reply,
+        })
+    }
+
+    /// Like [`Store::commit`], and stores a Raft group's applied state in the same atomic batch
+    /// (`raft_meta` `group_id · 0x06`): a Raft state machine that keeps its effects here reports
+    /// exactly the applied position its stored effects reflect after any crash.
+    pub fn commit_with_raft_applied(
+        &self,
+        batch: StreamBatch,
+        raft_applied: RaftApplied,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        self.queue.clone().submit(move |reply| Request::Stream {
+            batch,
+            raft_applied: Some(raft_applied),
+            synced: true,
+            reply,
+        })
+    }
+
+    /// Like [`Store::commit_with_raft_applied`], but resolves once the batch is written, without
+    /// waiting for an fsync: for a Raft state machine whose log already holds what the batch
+    /// applies. The batch becomes durable with the next synced write (RocksDB has one
+    /// write-ahead log, synced in order: every Raft log append, truncation and purge is synced);
+    /// if the node dies before that, it restarts from the older applied state it finds and the
+    /// Raft log replays the rest. The batch is still atomic.
+    pub fn write_with_raft_applied(
+        &self,
+        batch: StreamBatch,
+        raft_applied: RaftApplied,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        self.queue.clone().submit(move |reply| Request::Stream {
+            batch,
+            raft_applied: Some(raft_applied),
+            synced: false,
+            reply,
+        })
     }
 
     /// Queues one stream command's effects like [`Store::commit`], returning once it is queued:
@@ -160,7 +251,28 @@ impl Store {
     /// applying commands while earlier ones are being fsynced (and share their fsync).
     pub async fn enqueue_commit(&self, batch: StreamBatch) -> Result<CommitTicket, StoreError> {
         self.queue
-            .enqueue(move |reply| Request::Stream { batch, reply })
+            .enqueue(move |reply| Request::Stream {
+                batch,
+                raft_applied: None,
+                synced: true,
+                reply,
+            })
+            .await
+    }
+
+    /// Like [`Store::enqueue_commit`] for [`Store::commit_with_raft_applied`].
+    pub async fn enqueue_commit_with_raft_applied(
+        &self,
+        batch: StreamBatch,
+        raft_applied: RaftApplied,
+    ) -> Result<CommitTicket, StoreError> {
+        self.queue
+            .enqueue(move |reply| Request::Stream {
+                batch,
+                raft_applied: Some(raft_applied),
+                synced: true,
+                reply,
+            })
             .await
     }
 
@@ -606,6 +718,23 @@ fn corrupt(cf: &'static str, key: &[u8], reason: &str) -> StoreError {
         cf,
         key: keys::hex(key),
         reason: reason.to_owned(),
+    }
+}
+
+/// A random non-zero `u64`. `RandomState`'s keys come from the operating system's random source
+/// (once per thread, then incremented); the clock and the process id are hashed in as well.
+fn random_node_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    hasher.write_u128(now);
+    hasher.write_u32(std::process::id());
+    match hasher.finish() {
+        0 => 1,
+        id => id,
     }
 }
 

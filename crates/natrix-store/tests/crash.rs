@@ -1,6 +1,7 @@
 //! Crash test: a child process commits batches concurrently and prints every acknowledged
 //! position; the parent SIGKILLs it at a random (seeded) moment, reopens the store and checks that
-//! every acknowledged batch is there, byte for byte, and that no batch is half there.
+//! every acknowledged batch is there, byte for byte, and that no batch is half there. Streams with
+//! an even id also carry a Raft applied state in each batch, which must match the messages too.
 //!
 //! SIGKILL keeps the operating system's page cache, so this proves atomicity of a batch and that
 //! acks come only after the write, not that the fsync reached the disk (that needs a power cut,
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::msg;
-use natrix_store::{ConsumerUpdate, Store, StoreOp, StoreOptions, StreamBatch};
+use natrix_store::{ConsumerUpdate, RaftApplied, Store, StoreOp, StoreOptions, StreamBatch};
 
 const CHILD_ENV: &str = "NATRIX_STORE_CRASH_CHILD_DIR";
 const STREAMS: u64 = 16;
@@ -57,6 +58,15 @@ fn batch(stream_id: u64, b: u64) -> StreamBatch {
     }
 }
 
+/// The Raft applied state an even stream's batch carries: its Raft group is the stream id, the
+/// state its applied position.
+fn raft_applied(stream_id: u64, applied: u64) -> RaftApplied {
+    RaftApplied {
+        group_id: stream_id,
+        state: Bytes::copy_from_slice(&applied.to_be_bytes()),
+    }
+}
+
 /// The child: one task per stream commits batch after batch and prints `ack <stream> <applied>`
 /// as soon as each commit resolves. Exits on its own after 30 s if nobody kills it.
 fn run_child(dir: &str) -> anyhow::Result<()> {
@@ -74,7 +84,13 @@ fn run_child(dir: &str) -> anyhow::Result<()> {
             tasks.spawn(async move {
                 let mut b = 1;
                 while Instant::now() < deadline {
-                    store.commit(batch(id, b)).await?;
+                    let batch = batch(id, b);
+                    if id.is_multiple_of(2) {
+                        let raft = raft_applied(id, batch.applied);
+                        store.commit_with_raft_applied(batch, raft).await?;
+                    } else {
+                        store.commit(batch).await?;
+                    }
                     // Rust's stdout is line-buffered: the line leaves with its newline.
                     println!("ack {id} {}", PER_BATCH * b);
                     b += 1;
@@ -200,6 +216,13 @@ fn check_store(dir: &std::path::Path, acked: &HashMap<u64, u64>) -> anyhow::Resu
         assert_eq!(
             tracker, expected_tracker,
             "stream {id}: consumer state vs applied"
+        );
+        let raft = store.raft_log(id).read_applied()?;
+        let expected_raft =
+            (id.is_multiple_of(2) && batches > 0).then(|| raft_applied(id, applied).state);
+        assert_eq!(
+            raft, expected_raft,
+            "stream {id}: raft applied state vs applied"
         );
         total += batches;
     }

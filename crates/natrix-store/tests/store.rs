@@ -4,7 +4,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{append, msg};
-use natrix_store::{ConsumerUpdate, Store, StoreOp, StoreOptions, StreamBatch};
+use natrix_store::{ConsumerUpdate, RaftApplied, Store, StoreOp, StoreOptions, StreamBatch};
 
 type Result<T = ()> = anyhow::Result<T>;
 
@@ -265,5 +265,100 @@ async fn in_place_scans_see_what_full_scans_see_without_payloads() -> Result {
     );
     store.delete_stream(3).await?;
     assert_eq!(store.stream_position(3)?, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_raft_applied_state_lands_with_its_batch_and_goes_with_its_group() -> Result {
+    let dir = tempfile::tempdir()?;
+    {
+        let store = Store::open(dir.path(), StoreOptions::default())?;
+        let first = RaftApplied {
+            group_id: 9,
+            state: Bytes::from_static(b"applied up to 3"),
+        };
+        store
+            .commit_with_raft_applied(append(5, 1..=3), first.clone())
+            .await?;
+        assert_eq!(store.raft_log(9).read_applied()?, Some(first.state));
+        assert_eq!(store.applied(5)?, Some(3));
+
+        // The queued variant: every write of one group lands together, in queue order.
+        let second = RaftApplied {
+            group_id: 9,
+            state: Bytes::from_static(b"applied up to 6"),
+        };
+        let ticket = store
+            .enqueue_commit_with_raft_applied(append(5, 4..=6), second)
+            .await?;
+        ticket.await?;
+        // A plain commit leaves the Raft state alone.
+        store.commit(append(6, 1..=1)).await?;
+    }
+    let store = Store::open(dir.path(), StoreOptions::default())?;
+    let log = store.raft_log(9);
+    assert_eq!(
+        log.read_applied()?,
+        Some(Bytes::from_static(b"applied up to 6"))
+    );
+    assert_eq!(seqs(&store, 5, 0)?, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(store.raft_log(8).read_applied()?, None);
+    assert_eq!(store.raft_log(10).read_applied()?, None);
+
+    // The state written alone (a machine with no effects here), then the group deleted: its
+    // applied state goes, the stream's messages (not the group's) stay.
+    let other = store.raft_log(10);
+    other.save_applied(b"alone")?;
+    assert_eq!(other.read_applied()?, Some(Bytes::from_static(b"alone")));
+    log.delete_group()?;
+    assert_eq!(log.read_applied()?, None);
+    assert_eq!(other.read_applied()?, Some(Bytes::from_static(b"alone")));
+    assert_eq!(seqs(&store, 5, 0)?.len(), 6);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_node_id_is_created_once_and_survives_a_reopen() -> Result {
+    let dir = tempfile::tempdir()?;
+    let first = {
+        let store = Store::open(dir.path(), StoreOptions::default())?;
+        let id = store.node_id()?;
+        assert_ne!(id, 0);
+        assert_eq!(store.node_id()?, id, "the same id on every call");
+        id
+    };
+    let store = Store::open(dir.path(), StoreOptions::default())?;
+    assert_eq!(store.node_id()?, first, "the same id after a reopen");
+
+    // Another store (another node) gets another id.
+    let other_dir = tempfile::tempdir()?;
+    let other = Store::open(other_dir.path(), StoreOptions::default())?;
+    assert_ne!(other.node_id()?, first);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_state_machine_write_is_answered_without_an_fsync_and_a_purge_syncs_it() -> Result {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path(), StoreOptions::default())?;
+    let applied = RaftApplied {
+        group_id: 4,
+        state: Bytes::from_static(b"applied up to 2"),
+    };
+    let before = store.stats().syncs;
+    store
+        .write_with_raft_applied(append(7, 1..=2), applied.clone())
+        .await?;
+    // Written and visible at once, with no fsync of its own.
+    assert_eq!(store.stats().syncs, before);
+    assert_eq!(store.applied(7)?, Some(2));
+    assert_eq!(store.raft_log(4).read_applied()?, Some(applied.state));
+    assert_eq!(seqs(&store, 7, 0)?, vec![1, 2]);
+    // The synced log writes that follow carry it to disk with them; it survives a reopen.
+    store.raft_log(4).purge_upto(1, b"purged")?;
+    drop(store);
+    let store = Store::open(dir.path(), StoreOptions::default())?;
+    assert_eq!(seqs(&store, 7, 0)?, vec![1, 2]);
+    assert_eq!(store.applied(7)?, Some(2));
     Ok(())
 }

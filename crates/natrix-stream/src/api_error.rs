@@ -439,6 +439,22 @@ impl ApiError {
             "Consumer create request did not match filtered subject from create subject",
         )
     }
+
+    // --- cluster (texts checked against running 2.15.1 and 2.9.10 clusters) -----------------
+
+    /// 10005 (400) with the placement failure, e.g. `no suitable peers for placement, tags not
+    /// matched ['az:1']` (`natrix_cluster::NoSuitablePeers` builds it).
+    pub fn cluster_no_peers(text: impl Into<String>) -> ApiError {
+        ApiError::new(400, 10005, text)
+    }
+    /// 10040 (400): a peer named in an assignment is not a node of the cluster.
+    pub fn cluster_peer_not_member() -> ApiError {
+        ApiError::new(400, 10040, "peer not a member")
+    }
+    /// 10044 (400): the server to remove (or mark offline) is not a node of the cluster.
+    pub fn cluster_server_not_member() -> ApiError {
+        ApiError::new(400, 10044, "server is not a member of the cluster")
+    }
 }
 
 #[cfg(test)]

@@ -106,6 +106,8 @@ pub enum StatusReply {
     },
     /// `409 Consumer Deleted`.
     ConsumerDeleted,
+    /// `409 Leadership Change`: the consumer's leader moved to another node (clients pull again).
+    LeadershipChange,
     /// `409 Consumer is push based`.
     ConsumerIsPushBased,
     /// `400 Bad Request - <reason>`.
@@ -150,6 +152,7 @@ impl StatusReply {
                 *pending_bytes,
             ),
             StatusReply::ConsumerDeleted => plain("409 Consumer Deleted"),
+            StatusReply::LeadershipChange => plain("409 Leadership Change"),
             StatusReply::ConsumerIsPushBased => plain("409 Consumer is push based"),
             StatusReply::BadRequest(reason) => plain(&format!("400 Bad Request - {reason}")),
             StatusReply::IdleHeartbeat { last } => format!(

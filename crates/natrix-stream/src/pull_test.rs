@@ -91,6 +91,10 @@ fn status_replies_are_byte_exact() {
             "NATS/1.0 409 Consumer Deleted\r\n\r\n",
         ),
         (
+            StatusReply::LeadershipChange,
+            "NATS/1.0 409 Leadership Change\r\n\r\n",
+        ),
+        (
             StatusReply::ConsumerIsPushBased,
             "NATS/1.0 409 Consumer is push based\r\n\r\n",
         ),

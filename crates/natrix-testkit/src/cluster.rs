@@ -34,18 +34,29 @@ pub fn cluster_config(name: &str, routes: &[String]) -> ServerConfig {
     }
 }
 
+/// Adjusts each node's configuration before it starts (limits, JetStream, ...).
+pub type ClusterTune = Box<dyn Fn(&mut ServerConfig) + Send + Sync>;
+
 /// In-process nodes forming one cluster.
 pub struct TestCluster {
     pub name: String,
     pub nodes: Vec<TestServer>,
+    tune: ClusterTune,
 }
 
 impl TestCluster {
     /// Starts `n` nodes; every node after the first lists only the first as its route.
     pub async fn start(name: &str, n: usize) -> anyhow::Result<Self> {
+        Self::start_with(name, n, Box::new(|_| {})).await
+    }
+
+    /// [`TestCluster::start`], each node's configuration (also of nodes added later) adjusted
+    /// by `tune`.
+    pub async fn start_with(name: &str, n: usize, tune: ClusterTune) -> anyhow::Result<Self> {
         let mut cluster = Self {
             name: name.to_string(),
             nodes: Vec::with_capacity(n),
+            tune,
         };
         for _ in 0..n {
             cluster.add_node().await?;
@@ -72,7 +83,9 @@ impl TestCluster {
         } else {
             vec![self.seed()?]
         };
-        let node = TestServer::start_with(cluster_config(&self.name, &routes)).await?;
+        let mut config = cluster_config(&self.name, &routes);
+        (self.tune)(&mut config);
+        let node = TestServer::start_with(config).await?;
         self.nodes.push(node);
         Ok(self.nodes.last().expect("just pushed"))
     }

@@ -6,7 +6,9 @@ mod http;
 mod raw;
 mod reference;
 
-pub use cluster::{CLUSTER_WAIT, TestCluster, cluster_config, sees_interest, wait_until};
+pub use cluster::{
+    CLUSTER_WAIT, ClusterTune, TestCluster, cluster_config, sees_interest, wait_until,
+};
 pub use http::{HttpResponse, http_get};
 pub use raw::RawClient;
 pub use reference::{ReferenceServer, nats_server_bin};

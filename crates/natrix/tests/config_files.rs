@@ -141,6 +141,7 @@ fn a_documentation_style_file_with_includes_variables_and_env_maps_to_the_expect
             max_file_store: Some(10 << 30),
             domain: Some("hub".into()),
             sync_interval: None,
+            raft_snapshot_every: None,
         }),
         cluster: Some(ClusterConfig {
             name: Some("c1".into()),

@@ -9,13 +9,14 @@
 //! sets the number of kills (default 3; `scripts/crash-test.sh` runs the long version). What this
 //! proves and what it cannot is in `docs/durability.md`.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::OsStr;
 use std::fmt;
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,6 @@ use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
 
-const BIN: &str = env!("CARGO_BIN_EXE_natrix-server");
 const STREAM: &str = "CRASH";
 const DEFAULT_ROUNDS: u32 = 3;
 /// Kills in one run, at most, whatever `NATRIX_CRASH_ROUNDS` asks for.
@@ -374,25 +374,17 @@ impl CrashRun {
 
     async fn try_start(&mut self, round: u32) -> anyhow::Result<Node> {
         let port = free_port()?;
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)?;
-        writeln!(
-            log,
-            "==== crash test: round {round}, start on port {port} ===="
-        )?;
-        let stderr = log.try_clone()?;
         let spawned = Instant::now();
-        let mut child = Command::new(BIN)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(&self.store_dir)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .context("spawning natrix-server")?;
+        let port_arg = port.to_string();
+        let args = ["-js", "-a", "127.0.0.1", "-p", &port_arg, "-sd"]
+            .map(OsStr::new)
+            .into_iter()
+            .chain([self.store_dir.as_os_str()]);
+        let mut child = support::spawn_logged(
+            args,
+            &self.log_path,
+            &format!("crash test: round {round}, start on port {port}"),
+        )?;
         let ready = wait_ready(&mut child, port).await;
         match ready {
             Ok(js) => {

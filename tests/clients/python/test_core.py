@@ -344,9 +344,13 @@ def test_drain_processes_pending_messages_then_closes(server):
         # callback): what is tested is that drain processes those before it closes. Without
         # this wait the outcome depends on socket timing, on either server.
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5
-        while len(got) + sub.pending_msgs < 200 and loop.time() < deadline:
+        deadline = loop.time() + 10
+        while len(got) + sub.pending_msgs < 199 and loop.time() < deadline:
             await asyncio.sleep(0.01)
+        # (199: one message may be out of the queue and inside the callback.) Checked here, so a
+        # delivery failure is not mistaken for a drain failure.
+        delivered = len(got) + sub.pending_msgs
+        assert delivered >= 199, f"{delivered} of 200 reached the subscriber before the drain"
         await sub_nc.drain()
         await asyncio.wait_for(closed.wait(), 5)
         assert sub_nc.is_closed

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures::Stream;
@@ -14,11 +14,16 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::interest::{PeerInterest, PeerKey};
+use crate::stall::{Backpressure, stall_wait};
 
 /// Most bytes one gRPC message (a batch of frames) carries, unless a single frame is larger.
 const BATCH_BYTES_MAX: usize = 1024 * 1024;
 /// Frames per batch at most.
 const BATCH_FRAMES_MAX: usize = 4096;
+
+/// Upper bound of a route's stall threshold (half of `max_pending` below that, as nats-server):
+/// several full batches, so the sender always has the next one ready while publishers wait.
+const STALL_AT_MAX: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, Default)]
 struct QueueState {
@@ -27,14 +32,30 @@ struct QueueState {
     closed: bool,
 }
 
-/// Frames waiting to go to the peer, in order. Bounded by bytes: a peer that does not keep up
-/// is cut off (nats-server closes a route that exceeds max_pending) and resynchronises on
-/// reconnect.
+/// What became of a frame offered to a [`LinkQueue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    Queued,
+    /// Queued, but the queue is over its stall threshold: the publisher should pause until it
+    /// drains (see [`Backpressure`]), as nats-server stalls a client publishing into a route.
+    Stalled,
+    /// The queue is closed, or this frame overflowed it and closed it: not queued.
+    Closed,
+}
+
+/// Frames waiting to go to the peer, in order. Bounded by bytes: past the stall threshold
+/// publishers are paced to what the route sends; a peer that still does not keep up is cut
+/// off at `max_bytes` (nats-server closes a route that exceeds max_pending) and
+/// resynchronises on reconnect.
 #[derive(Debug)]
 pub(crate) struct LinkQueue {
     state: Mutex<QueueState>,
     wake: Notify,
     max_bytes: usize,
+    stall_at: usize,
+    /// Set when a publisher was told to stall; taking a batch then signals `drained`.
+    stall_requested: AtomicBool,
+    drained: Notify,
     /// Set once the queue overflowed.
     pub overflowed: AtomicBool,
     /// Woken when the queue closes.
@@ -47,17 +68,25 @@ impl LinkQueue {
             state: Mutex::new(QueueState::default()),
             wake: Notify::new(),
             max_bytes,
+            stall_at: (max_bytes / 2).min(STALL_AT_MAX),
+            stall_requested: AtomicBool::new(false),
+            drained: Notify::new(),
             overflowed: AtomicBool::new(false),
             closed: Notify::new(),
         })
     }
 
-    /// Queues a frame; false if the queue is closed (or just closed by overflowing).
+    /// Queues a control frame (hello, ping, interest, gossip); false if the queue is closed.
     pub fn push(&self, frame: RouteFrame, size: usize) -> bool {
-        {
+        self.offer(frame, size) != Pushed::Closed
+    }
+
+    /// Queues a frame and says whether its publisher should stall.
+    pub fn offer(&self, frame: RouteFrame, size: usize) -> Pushed {
+        let stalled = {
             let mut state = self.state.lock();
             if state.closed {
-                return false;
+                return Pushed::Closed;
             }
             state.bytes += size;
             if state.bytes > self.max_bytes {
@@ -65,20 +94,34 @@ impl LinkQueue {
                 state.frames.clear();
                 self.overflowed.store(true, Ordering::Relaxed);
                 drop(state);
-                self.wake.notify_one();
-                self.closed.notify_waiters();
-                return false;
+                self.wake_all_on_close();
+                return Pushed::Closed;
             }
             state.frames.push(frame);
-        }
+            let stalled = state.bytes > self.stall_at;
+            if stalled {
+                // Under the lock: the next batch taken sees the request.
+                self.stall_requested.store(true, Ordering::Release);
+            }
+            stalled
+        };
         self.wake.notify_one();
-        true
+        if stalled {
+            Pushed::Stalled
+        } else {
+            Pushed::Queued
+        }
     }
 
     pub fn close(&self) {
         self.state.lock().closed = true;
+        self.wake_all_on_close();
+    }
+
+    fn wake_all_on_close(&self) {
         self.wake.notify_one();
         self.closed.notify_waiters();
+        self.drained.notify_waiters();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -114,6 +157,11 @@ impl LinkQueue {
                         state.frames.drain(..n).collect()
                     };
                     state.bytes = state.bytes.saturating_sub(bytes);
+                    let drained = state.bytes <= self.stall_at;
+                    drop(state);
+                    if drained && self.stall_requested.swap(false, Ordering::AcqRel) {
+                        self.drained.notify_waiters();
+                    }
                     return Some(RouteBatch { frames });
                 }
             }
@@ -127,6 +175,24 @@ impl LinkQueue {
             let batch = queue.next_batch().await?;
             Some((batch, queue))
         })
+    }
+}
+
+impl Backpressure for LinkQueue {
+    fn drained(&self) -> &Notify {
+        &self.drained
+    }
+
+    fn stall_timeout(&self) -> Option<Duration> {
+        let state = self.state.lock();
+        if state.closed {
+            return None;
+        }
+        stall_wait(
+            state.bytes as u64,
+            self.stall_at as u64,
+            self.max_bytes as u64,
+        )
     }
 }
 
@@ -203,7 +269,7 @@ impl Link {
         payload: Bytes,
         queues: Vec<Bytes>,
         delivered_subject: Option<Bytes>,
-    ) {
+    ) -> Pushed {
         let bytes = (payload.len() + headers.as_ref().map_or(0, Bytes::len)) as u64;
         let frame = RouteFrame {
             kind: Some(route_frame::Kind::Msg(RouteMsg {
@@ -213,13 +279,48 @@ impl Link {
                 payload,
                 queues,
                 delivered_subject,
+                to_internal: false,
+                hops: 0,
             })),
         };
+        self.push_msg(frame, bytes)
+    }
+
+    /// Hands a message to the peer's JetStream (its internal subscriptions only), after
+    /// everything queued before it on this session, interest changes included: a reply the
+    /// peer sends back finds this node's interest in the reply subject.
+    pub fn send_to_internal(
+        &self,
+        subject: Bytes,
+        reply: Option<Bytes>,
+        headers: Option<Bytes>,
+        payload: Bytes,
+        hops: u32,
+    ) -> bool {
+        let bytes = (payload.len() + headers.as_ref().map_or(0, Bytes::len)) as u64;
+        let frame = RouteFrame {
+            kind: Some(route_frame::Kind::Msg(RouteMsg {
+                subject,
+                reply,
+                headers,
+                payload,
+                queues: Vec::new(),
+                delivered_subject: None,
+                to_internal: true,
+                hops,
+            })),
+        };
+        self.push_msg(frame, bytes) != Pushed::Closed
+    }
+
+    fn push_msg(&self, frame: RouteFrame, bytes: u64) -> Pushed {
         let size = frame_size(&frame);
-        if self.queue.push(frame, size) {
+        let pushed = self.queue.offer(frame, size);
+        if pushed != Pushed::Closed {
             self.stats.out_msgs.fetch_add(1, Ordering::Relaxed);
             self.stats.out_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
+        pushed
     }
 
     pub fn touch(&self) {

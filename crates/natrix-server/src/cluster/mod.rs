@@ -56,6 +56,10 @@ pub(crate) struct Mesh {
     pub advertised_cluster_addr: String,
     /// This node's client URLs (host:port).
     pub own_client_urls: Vec<String>,
+    /// This node's id in Raft groups (0 without JetStream).
+    pub node_id: u64,
+    /// Placement tags: the automatic `arch:` tag and `server_tags`.
+    pub tags: Vec<String>,
     pub configured_routes: Vec<String>,
     /// Bytes queued to one peer before its session is cut off.
     pub max_pending: usize,
@@ -111,6 +115,8 @@ impl Mesh {
             cluster_addr,
             advertised_cluster_addr: host_port(&cluster.host, cluster_addr.port()),
             own_client_urls,
+            node_id: state.jetstream.get().map_or(0, |js| js.node_id()),
+            tags: natrix_cluster::node_tags(&config.tags),
             configured_routes: cluster.routes.clone(),
             max_pending: usize::try_from(config.limits.max_pending).unwrap_or(usize::MAX),
             max_message,
@@ -133,8 +139,10 @@ impl Mesh {
             cluster: self.cluster_name.clone(),
             cluster_addr: self.advertised_cluster_addr.clone(),
             client_urls: self.own_client_urls.clone(),
-            tags: Vec::new(),
+            tags: self.tags.clone(),
             cluster_dynamic: self.dynamic_name,
+            node_id: self.node_id,
+            jetstream: self.node_id != 0,
         }
     }
 
@@ -252,6 +260,19 @@ impl Mesh {
 
     fn stop_dialing(&self, addr: &str) {
         self.inner.lock().dialing.remove(addr);
+    }
+
+    /// The session to the node with Raft node id `node_id`, if connected.
+    pub fn link_for_node(&self, node_id: u64) -> Option<Arc<Link>> {
+        if node_id == 0 {
+            return None;
+        }
+        self.inner
+            .lock()
+            .links
+            .values()
+            .find(|l| l.peer.node_id == node_id)
+            .cloned()
     }
 
     pub fn links(&self) -> Vec<Arc<Link>> {

@@ -270,7 +270,17 @@ impl Reader<'_> {
             headers: msg.headers.as_deref(),
             payload: &msg.payload,
             client_id: 0,
+            hops: msg.hops,
         };
+        if msg.to_internal {
+            // Handed to this node's JetStream: its internal subscriptions only.
+            for sub in &routed.local.plain {
+                if sub.0.internal.is_some() {
+                    self.state.deliver_internal(&sub.0, im);
+                }
+            }
+            return;
+        }
         for sub in &routed.local.plain {
             if sub.0.internal.is_none() {
                 self.state.deliver_internal(&sub.0, im);

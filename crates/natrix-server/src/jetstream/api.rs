@@ -9,8 +9,9 @@ use bytes::Bytes;
 use natrix_stream::ApiError;
 use tokio::sync::mpsc;
 
+use super::cluster::operations;
 use super::{JetStream, JetStreamError, consumer_api, direct, stream_api};
-use crate::internal::InternalHandler;
+use crate::internal::{InternalHandler, InternalMsg};
 use crate::state::ServerState;
 
 /// API requests waiting for the API task, at most; more are dropped with a warning (nats-server
@@ -25,6 +26,8 @@ pub(crate) struct ApiRequest {
     pub payload: Bytes,
     /// The requesting client, for logs.
     pub client_id: u64,
+    /// Hand-overs between nodes so far (clustered JetStream).
+    pub hops: u32,
 }
 
 /// What a handler answers: JSON, or a whole message with headers (direct get).
@@ -42,6 +45,7 @@ pub(crate) fn serve(state: &Arc<ServerState>, js: &Arc<JetStream>) -> Result<(),
     let (tx, rx) = mpsc::channel::<ApiRequest>(API_QUEUE);
     let subject = "$JS.API.>";
     let weak = Arc::downgrade(js);
+    let weak_state = Arc::downgrade(state);
     state
         .subscribe_internal(
             subject,
@@ -57,6 +61,11 @@ pub(crate) fn serve(state: &Arc<ServerState>, js: &Arc<JetStream>) -> Result<(),
                     if let (Some(js), Ok(target)) = (weak.upgrade(), std::str::from_utf8(target))
                         && let Some((stream, consumer)) = target.split_once('.')
                     {
+                        if let (Some(cluster), Some(state)) = (js.cluster(), weak_state.upgrade())
+                            && cluster.route_to_leader(&state, &js, stream, &msg)
+                        {
+                            return;
+                        }
                         consumer_api::pull(&js, stream, consumer, reply, msg.payload);
                     }
                     return;
@@ -66,6 +75,7 @@ pub(crate) fn serve(state: &Arc<ServerState>, js: &Arc<JetStream>) -> Result<(),
                     reply: Bytes::copy_from_slice(reply),
                     payload: Bytes::copy_from_slice(msg.payload),
                     client_id: msg.client_id,
+                    hops: msg.hops,
                 };
                 if tx.try_send(request).is_err() {
                     tracing::warn!("JetStream API queue limit reached, dropping API request");
@@ -77,6 +87,7 @@ pub(crate) fn serve(state: &Arc<ServerState>, js: &Arc<JetStream>) -> Result<(),
             reason: e.to_string(),
         })?;
     let weak = Arc::downgrade(js);
+    let weak_state = Arc::downgrade(state);
     let acks = "$JS.ACK.>";
     state
         .subscribe_internal(
@@ -84,6 +95,12 @@ pub(crate) fn serve(state: &Arc<ServerState>, js: &Arc<JetStream>) -> Result<(),
             None,
             InternalHandler::new(move |msg| {
                 if let Some(js) = weak.upgrade() {
+                    if let (Some(cluster), Some(state)) = (js.cluster(), weak_state.upgrade())
+                        && let Some(stream) = ack_stream(msg.subject)
+                        && cluster.route_to_leader(&state, &js, stream, &msg)
+                    {
+                        return;
+                    }
                     consumer_api::ack(&js, msg.subject, msg.reply, msg.payload);
                 }
             }),
@@ -105,6 +122,31 @@ async fn run(
         let (Some(state), Some(js)) = (state.upgrade(), js.upgrade()) else {
             return;
         };
+        if let Some(cluster) = js.cluster() {
+            let subject = format!("$JS.API.{}", request.subject);
+            let msg = InternalMsg {
+                subject: subject.as_bytes(),
+                reply: Some(&request.reply),
+                headers: None,
+                payload: &request.payload,
+                client_id: request.client_id,
+                hops: request.hops,
+            };
+            let handed_over = match stream_of(&request.subject) {
+                Some(stream) => cluster.route_to_leader(&state, &js, stream, &msg),
+                None if matches!(
+                    request.subject.as_str(),
+                    "STREAM.NAMES" | "META.LEADER.STEPDOWN" | "SERVER.REMOVE"
+                ) =>
+                {
+                    cluster.route_to_meta_leader(&state, &msg)
+                }
+                None => false,
+            };
+            if handed_over {
+                continue;
+            }
+        }
         let response = dispatch(&state, &js, &request).await;
         match response {
             ApiResponse::Json(json) => {
@@ -129,13 +171,30 @@ async fn dispatch(state: &Arc<ServerState>, js: &Arc<JetStream>, req: &ApiReques
         ["INFO"] => ApiResponse::Json(account_info(js)),
         ["STREAM", "CREATE", name] => stream_api::create(state, js, name, &req.payload).await,
         ["STREAM", "UPDATE", name] => stream_api::update(state, js, name, &req.payload).await,
-        ["STREAM", "INFO", name] => stream_api::info(js, name, &req.payload),
+        ["STREAM", "INFO", name] => match confirm_leader(js, name).await {
+            Ok(()) => stream_api::info(js, name, &req.payload),
+            Err(err) => error_response("stream_info", &err),
+        },
         ["STREAM", "DELETE", name] => stream_api::delete(state, js, name).await,
         ["STREAM", "NAMES"] => stream_api::names(js, &req.payload),
-        ["STREAM", "LIST"] => stream_api::list(js, &req.payload),
+        ["STREAM", "LIST"] => stream_api::list(js, &req.payload).await,
         ["STREAM", "PURGE", name] => stream_api::purge(js, name, &req.payload).await,
-        ["STREAM", "MSG", "GET", name] => stream_api::msg_get(js, name, &req.payload),
+        ["STREAM", "MSG", "GET", name] => match confirm_leader(js, name).await {
+            Ok(()) => stream_api::msg_get(js, name, &req.payload),
+            Err(err) => error_response("stream_msg_get", &err),
+        },
         ["STREAM", "MSG", "DELETE", name] => stream_api::msg_delete(js, name, &req.payload).await,
+        ["STREAM", "LEADER", "STEPDOWN", name] => {
+            operations::stream_leader_stepdown(js, name, &req.payload).await
+        }
+        ["META", "LEADER", "STEPDOWN"] => operations::meta_leader_stepdown(js, &req.payload).await,
+        ["SERVER", "REMOVE"] => operations::server_remove(js, &req.payload).await,
+        ["STREAM", "PEER", "REMOVE", name] => {
+            operations::stream_peer_remove(js, name, &req.payload).await
+        }
+        ["CONSUMER", "LEADER", "STEPDOWN", stream, consumer] => {
+            operations::consumer_leader_stepdown(js, stream, consumer, &req.payload).await
+        }
         ["CONSUMER", "CREATE", ..] | ["CONSUMER", "DURABLE", "CREATE", ..] => {
             consumer_api::create(state, js, &req.subject, &req.payload).await
         }
@@ -193,6 +252,47 @@ fn account_info(js: &JetStream) -> String {
         obj.insert("domain".into(), domain.clone().into());
     }
     body.to_string()
+}
+
+/// A read of a replicated stream is answered only by a replica that still leads (see
+/// `StreamHost::confirm_leader`); 10009 otherwise, and the client asks again.
+async fn confirm_leader(js: &JetStream, name: &str) -> Result<(), ApiError> {
+    match js.stream(name) {
+        Some(host) if !host.confirm_leader().await => Err(super::cluster::not_leader()),
+        _ => Ok(()),
+    }
+}
+
+/// The stream an API request is about, when only that stream's leader can answer it.
+fn stream_of(subject: &str) -> Option<&str> {
+    let tokens: Vec<&str> = subject.split('.').collect();
+    match tokens.as_slice() {
+        ["STREAM", "UPDATE" | "INFO" | "PURGE", name]
+        | ["STREAM", "MSG", "GET" | "DELETE", name]
+        | ["STREAM", "LEADER", "STEPDOWN", name]
+        | ["STREAM", "PEER", "REMOVE", name]
+        | ["DIRECT", "GET", name, ..]
+        | ["CONSUMER", "CREATE", name, ..]
+        | ["CONSUMER", "DURABLE", "CREATE", name, ..]
+        | ["CONSUMER", "INFO" | "DELETE", name, _]
+        | ["CONSUMER", "LEADER", "STEPDOWN", name, _]
+        | ["CONSUMER", "NAMES" | "LIST", name] => Some(name),
+        _ => None,
+    }
+}
+
+/// The stream of an ack subject (`$JS.ACK.<stream>.<consumer>...`, with or without a domain
+/// and account hash: `$JS.ACK.<domain>.<hash>.<stream>...`).
+fn ack_stream(subject: &[u8]) -> Option<&str> {
+    let rest = std::str::from_utf8(subject.strip_prefix(b"$JS.ACK.")?).ok()?;
+    let tokens: Vec<&str> = rest.split('.').collect();
+    match tokens.len() {
+        // stream, consumer, delivered, sseq, cseq, tm, pending
+        7 => tokens.first().copied(),
+        // domain, account hash, stream, consumer, delivered, sseq, cseq, tm, pending, token
+        n if n >= 9 => tokens.get(2).copied(),
+        _ => None,
+    }
 }
 
 /// `{"type":...,"error":{...}}` for `kind` (e.g. `stream_create`).

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use natrix_store::ConsumerUpdate;
 use natrix_stream::{
-    AckKind, ApiError, Consumer, ConsumerConfig, CreateConsumerRequest, CreateSubject, StorageType,
+    AckKind, ApiError, Consumer, ConsumerConfig, CreateConsumerRequest, CreateSubject,
     check_workqueue_partition, parse_ack_subject,
 };
 use serde::Deserialize;
@@ -37,7 +36,15 @@ fn info_json(
     consumer: &ConsumerHost,
     state: &ServerState,
 ) -> String {
-    consumer.info(stream, state).response_json(kind)
+    let mut info = consumer.info(stream, state);
+    // A replicated stream's consumers run on its leader: they share its cluster block.
+    if let Some(js) = stream.js()
+        && let Some(assignment) = js.cluster().and_then(|c| c.assignment(&stream.name))
+    {
+        let block = super::stream_api::cluster_info(&js, &assignment, stream.leader());
+        info.cluster = serde_json::from_str(&block).ok();
+    }
+    info.response_json(kind)
 }
 
 pub(crate) async fn create(
@@ -95,16 +102,8 @@ pub(crate) async fn create(
                 &CommittedView { stream: s, upto },
             )
         });
-        if stream.storage() == StorageType::File {
-            let record = ConsumerRecord::encode(&config, created_ns, consumer.state());
-            stream
-                .write_consumers(vec![ConsumerUpdate::Put {
-                    name: name.clone(),
-                    state: record,
-                }])
-                .await
-                .map_err(|e| ApiError::store_failed(e.to_string()))?;
-        }
+        let record = ConsumerRecord::encode(&config, created_ns, consumer.state());
+        stream.put_consumer(&name, record, true).await?;
         let host = ConsumerHost::start(state, &stream, name, consumer);
         stream.add_consumer(host.clone());
         advisory::consumer_action(state, &stream.name, &host.name, Action::Create);
@@ -119,16 +118,9 @@ pub(crate) async fn create(
 
 /// Persists an updated consumer config right away (the task persists its state as it changes).
 async fn persist_config(stream: &StreamHost, consumer: &ConsumerHost) -> Result<(), ApiError> {
-    if stream.storage() != StorageType::File {
-        return Ok(());
-    }
     stream
-        .write_consumers(vec![ConsumerUpdate::Put {
-            name: consumer.name.clone(),
-            state: consumer.record(),
-        }])
+        .put_consumer(&consumer.name, consumer.record(), true)
         .await
-        .map_err(|e| ApiError::store_failed(e.to_string()))
 }
 
 fn lookup(
@@ -137,10 +129,15 @@ fn lookup(
     consumer: &str,
 ) -> Result<(Arc<StreamHost>, Arc<ConsumerHost>), ApiError> {
     let stream = js.stream(stream).ok_or_else(ApiError::stream_not_found)?;
-    let consumer = stream
-        .consumer(consumer)
-        .ok_or_else(ApiError::consumer_not_found)?;
-    Ok((stream, consumer))
+    let Some(found) = stream.consumer(consumer) else {
+        // A new stream leader starts the consumers a moment after it is elected.
+        return Err(if stream.has_consumer_record(consumer) {
+            super::cluster::not_available()
+        } else {
+            ApiError::consumer_not_found()
+        });
+    };
+    Ok((stream, found))
 }
 
 pub(crate) fn info(

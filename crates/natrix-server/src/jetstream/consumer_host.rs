@@ -12,9 +12,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use natrix_store::ConsumerUpdate;
 use natrix_stream::{
-    AckKind, Advisory, Consumer, ConsumerConfig, ConsumerInfo, MsgMeta, PullRequest,
+    AckKind, Advisory, ApiError, Consumer, ConsumerConfig, ConsumerInfo, MsgMeta, PullRequest,
     RetentionPolicy, StatusReply, StorageType, Stream, StreamView, WaitingQueue, ack_reply_subject,
 };
 use parking_lot::Mutex;
@@ -53,7 +52,8 @@ pub(crate) enum Event {
     Removed(Vec<u64>),
     /// Everything below this sequence left the stream.
     RemovedBelow(u64),
-    Stop,
+    /// Stop; pull requests still waiting get this status.
+    Stop(StatusReply),
 }
 
 /// A message or status to publish.
@@ -213,7 +213,15 @@ impl ConsumerHost {
     /// Stops the task; pull requests still waiting get `409 Consumer Deleted`.
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
-        self.send(Event::Stop);
+        self.send(Event::Stop(StatusReply::ConsumerDeleted));
+    }
+
+    /// Stops the task because the stream's leadership moved: the consumer goes on at the new
+    /// leader from its replicated record; pull requests still waiting here get
+    /// `409 Leadership Change` (clients then pull again, reaching the new leader).
+    pub fn step_down(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.send(Event::Stop(StatusReply::LeadershipChange));
     }
 
     async fn run(
@@ -236,18 +244,18 @@ impl ConsumerHost {
             let mut out = Vec::new();
             let mut ack_replies = Vec::new();
             let mut removable = Vec::new();
-            let mut stop = false;
+            let mut stop = None;
             for event in events.drain(..) {
                 match event {
-                    Event::Stop => stop = true,
+                    Event::Stop(status) => stop = Some(status),
                     other => {
                         self.handle(&stream, other, &mut out, &mut ack_replies, &mut removable)
                     }
                 }
             }
-            if stop {
+            if let Some(status) = stop {
                 let mut inner = self.inner.lock();
-                for (reply, status) in inner.waiting.close_all(&StatusReply::ConsumerDeleted) {
+                for (reply, status) in inner.waiting.close_all(&status) {
                     out.push(status_out(reply, &status));
                 }
                 drop(inner);
@@ -410,7 +418,7 @@ impl ConsumerHost {
                 inner.consumer.on_stream_removed(&seqs);
                 inner.dirty = true;
             }
-            Event::Stop => {}
+            Event::Stop(_) => {}
         }
         None
     }
@@ -582,11 +590,13 @@ impl ConsumerHost {
         .min()
     }
 
-    /// Writes the state if it changed (file storage), durably, before acks are answered.
-    async fn persist(&self, stream: &StreamHost) -> Result<(), natrix_store::StoreError> {
+    /// Writes the state if it changed, durably (file storage; a replicated stream's replicas
+    /// whatever the storage), before acks are answered.
+    async fn persist(&self, stream: &StreamHost) -> Result<(), ApiError> {
         let record = {
             let mut inner = self.inner.lock();
-            if !inner.dirty || stream.storage() != StorageType::File {
+            let kept = stream.storage() == StorageType::File || stream.replica.is_some();
+            if !inner.dirty || !kept {
                 inner.dirty = false;
                 return Ok(());
             }
@@ -596,11 +606,7 @@ impl ConsumerHost {
         if self.stopped.load(Ordering::Acquire) {
             return Ok(());
         }
-        let update = ConsumerUpdate::Put {
-            name: self.name.clone(),
-            state: record,
-        };
-        stream.write_consumers(vec![update]).await
+        stream.put_consumer(&self.name, record, false).await
     }
 
     /// Interest and work-queue retention: removes acknowledged messages nobody needs any more.

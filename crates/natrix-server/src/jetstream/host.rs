@@ -20,12 +20,15 @@ use natrix_stream::{
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::cluster::entry::{ConsumerWrite, EntryCommand};
 use super::consumer_host::{ConsumerHost, Event};
 use super::record::{ConsumerRecord, StreamRecord};
 use super::{JetStream, now_ns};
-use crate::internal::InternalHandler;
+use crate::internal::{InternalHandler, InternalMsg};
 use crate::router::Subscription;
 use crate::state::ServerState;
+
+mod replicated;
 
 /// Most commands applied and committed as one batch.
 const MAX_BATCH: usize = 1024;
@@ -45,6 +48,11 @@ pub(crate) enum Inbound {
     Command {
         cmd: Command,
         done: oneshot::Sender<Result<Reply, ApiError>>,
+    },
+    /// A replicated stream's consumer record to write through the stream's log.
+    Consumer {
+        write: ConsumerWrite,
+        done: oneshot::Sender<Result<(), ApiError>>,
     },
     /// The stream was deleted: stop.
     Stop,
@@ -79,6 +87,10 @@ enum Answer {
         done: oneshot::Sender<Result<Reply, ApiError>>,
         result: Result<Reply, ApiError>,
     },
+    Consumer {
+        done: oneshot::Sender<Result<(), ApiError>>,
+        result: Result<(), ApiError>,
+    },
 }
 
 /// One applied batch on its way to disk.
@@ -86,6 +98,26 @@ struct Settle {
     ticket: Option<CommitTicket>,
     answers: Vec<Answer>,
     last_seq: u64,
+    /// A replicated stream's batch: answered from the replicas' state machine once its log
+    /// entry is committed on a quorum and applied.
+    proposal: Option<Proposal>,
+}
+
+/// Where the answer to one command of a proposed entry goes.
+enum Slot {
+    Publish(Option<Bytes>),
+    Command(oneshot::Sender<Result<Reply, ApiError>>),
+    Consumer(oneshot::Sender<Result<(), ApiError>>),
+    /// A command the leader added itself (an expiry): nobody waits for it.
+    Internal,
+}
+
+/// A batch proposed to the stream's Raft group.
+struct Proposal {
+    commands: Vec<EntryCommand>,
+    slots: Vec<Slot>,
+    /// The replicas' results (encoded), or why the entry was not committed.
+    answer: oneshot::Receiver<Result<Bytes, ApiError>>,
 }
 
 /// The state machine and, for memory storage, the messages.
@@ -94,6 +126,18 @@ pub(crate) struct StreamCore {
     memory: Option<BTreeMap<u64, StoredMsg>>,
     /// Commands applied so far (the store's `applied` position).
     applied: u64,
+    /// Replicated stream: the last Raft log index applied (entries at or below it are skipped:
+    /// they are already in this replica's state, e.g. after installing a newer snapshot).
+    raft_index: u64,
+    /// Replicated stream: effects applied from the log and not yet persisted.
+    pending_ops: Vec<StoreOp>,
+    /// Replicated stream: a config update applied and not yet persisted.
+    pending_config: Option<StreamConfig>,
+    /// Replicated stream: every consumer's record as last written through the log (the same
+    /// on every replica; the leader runs the consumers, a new leader starts them from here).
+    consumer_records: BTreeMap<String, Bytes>,
+    /// Replicated stream: consumer record changes applied and not yet persisted.
+    pending_consumers: Vec<ConsumerUpdate>,
 }
 
 pub(crate) struct StreamHost {
@@ -112,6 +156,24 @@ pub(crate) struct StreamHost {
     consumers: RwLock<BTreeMap<String, Arc<ConsumerHost>>>,
     stored_msgs: AtomicU64,
     stored_bytes: AtomicU64,
+    /// Set for a stream replicated by Raft (clustered JetStream).
+    pub replica: Option<Replica>,
+}
+
+/// A replicated stream's Raft group on this node.
+pub(crate) struct Replica {
+    pub group_id: u64,
+    pub node_id: u64,
+    /// Set once the group runs.
+    pub raft: std::sync::OnceLock<natrix_raft::Raft>,
+    /// What the store held for the group's applied position when the stream was recovered.
+    pub recovered_applied: Option<Bytes>,
+    /// While this replica serves as the leader: since when (Unix ns; 0 while it does not), for
+    /// the `leader_since` of the cluster block.
+    pub leader_since_ns: std::sync::atomic::AtomicI64,
+    /// When this node last saw the group's Raft metrics change: openraft computes
+    /// `millis_since_quorum_ack` when it reports them, so the value ages from then on.
+    pub metrics_seen: parking_lot::Mutex<Option<std::time::Instant>>,
 }
 
 impl StreamHost {
@@ -121,12 +183,36 @@ impl StreamHost {
         js: &Arc<JetStream>,
         config: StreamConfig,
     ) -> Result<Arc<StreamHost>, ApiError> {
-        let created_ns = now_ns();
+        let host = Self::create_local(state, js, config, now_ns(), None).await?;
+        js.insert(host.clone());
+        Ok(host)
+    }
+
+    /// Creates this node's replica of a stream replicated by Raft group `group_id` (its log
+    /// then fills it); the caller starts the group and registers the host.
+    pub async fn create_replica(
+        state: &Arc<ServerState>,
+        js: &Arc<JetStream>,
+        config: StreamConfig,
+        created_ns: i64,
+        group_id: u64,
+    ) -> Result<Arc<StreamHost>, ApiError> {
+        Self::create_local(state, js, config, created_ns, Some(group_id)).await
+    }
+
+    async fn create_local(
+        state: &Arc<ServerState>,
+        js: &Arc<JetStream>,
+        config: StreamConfig,
+        created_ns: i64,
+        group_id: Option<u64>,
+    ) -> Result<Arc<StreamHost>, ApiError> {
         let id = match config.storage {
             StorageType::File => {
                 let record = StreamRecord {
                     config: config.clone(),
                     created_ns,
+                    group_id,
                 };
                 js.store()
                     .create_stream(record.encode())
@@ -135,10 +221,16 @@ impl StreamHost {
             }
             StorageType::Memory => js.next_memory_id(),
         };
-        let host = StreamHost::start(state, js, id, created_ns, Stream::new(config), 0)
-            .map_err(ApiError::stream_invalid_config)?;
-        js.insert(host.clone());
-        Ok(host)
+        let replica = group_id.map(|group_id| Replica {
+            group_id,
+            node_id: js.node_id(),
+            raft: std::sync::OnceLock::new(),
+            recovered_applied: None,
+            leader_since_ns: Default::default(),
+            metrics_seen: Default::default(),
+        });
+        StreamHost::start(state, js, id, created_ns, Stream::new(config), 0, replica)
+            .map_err(ApiError::stream_invalid_config)
     }
 
     /// Rebuilds a file-stored stream from the store at start.
@@ -173,8 +265,36 @@ impl StreamHost {
         if let Some(e) = scan_error {
             return Err(e.to_string());
         }
-        let host = StreamHost::start(state, js, id, record.created_ns, stream, applied)?;
-        for (name, bytes) in store.consumers(id).map_err(|e| e.to_string())? {
+        let replica = match record.group_id {
+            Some(group_id) => Some(Replica {
+                group_id,
+                node_id: js.node_id(),
+                raft: std::sync::OnceLock::new(),
+                recovered_applied: store
+                    .raft_log(group_id)
+                    .read_applied()
+                    .map_err(|e| format!("raft group {group_id}: applied position: {e}"))?,
+                leader_since_ns: Default::default(),
+                metrics_seen: Default::default(),
+            }),
+            None => None,
+        };
+        let raft_index = replica
+            .as_ref()
+            .and_then(|r| r.recovered_applied.clone())
+            .and_then(|b| natrix_raft::AppliedState::decode(b).ok())
+            .and_then(|a| a.last_applied_index())
+            .unwrap_or(0);
+        let host = StreamHost::start(state, js, id, record.created_ns, stream, applied, replica)?;
+        host.core.lock().raft_index = raft_index;
+        let consumers = store.consumers(id).map_err(|e| e.to_string())?;
+        if host.replica.is_some() {
+            // The consumers run where the stream's leader is: they start when this replica
+            // becomes the leader (see `StreamHost::follow_leadership`).
+            host.core.lock().consumer_records = consumers.into_iter().collect();
+            return Ok(host);
+        }
+        for (name, bytes) in consumers {
             let record =
                 ConsumerRecord::decode(&bytes).map_err(|e| format!("consumer {name:?}: {e}"))?;
             let consumer =
@@ -192,6 +312,7 @@ impl StreamHost {
         created_ns: i64,
         stream: Stream,
         applied: u64,
+        replica: Option<Replica>,
     ) -> Result<Arc<StreamHost>, String> {
         let config = stream.config().clone();
         let (inbound, rx) = mpsc::unbounded_channel();
@@ -207,6 +328,11 @@ impl StreamHost {
                 stream,
                 memory: (config.storage == StorageType::Memory).then(BTreeMap::new),
                 applied,
+                raft_index: 0,
+                pending_ops: Vec::new(),
+                pending_config: None,
+                consumer_records: BTreeMap::new(),
+                pending_consumers: Vec::new(),
             }),
             inbound,
             queued_bytes: Arc::new(AtomicU64::new(0)),
@@ -215,9 +341,14 @@ impl StreamHost {
             consumers: RwLock::new(BTreeMap::new()),
             stored_msgs: AtomicU64::new(0),
             stored_bytes: AtomicU64::new(0),
+            replica,
         });
         host.note_usage(&host.core.lock().stream);
-        host.subscribe(state, &config.subjects)?;
+        // A replicated stream's subjects are captured by the cluster layer on every node, which
+        // hands publishes to the leader's host.
+        if host.replica.is_none() {
+            host.subscribe(state, &config.subjects)?;
+        }
         tokio::spawn(host.clone().run(rx, settle_tx));
         tokio::spawn(settle(
             Arc::downgrade(&host),
@@ -227,33 +358,43 @@ impl StreamHost {
         Ok(host)
     }
 
+    /// Queues a publish on one of the stream's subjects for the stream task (refused with an
+    /// error reply while the queue holds [`MAX_QUEUED_BYTES`]).
+    pub(crate) fn enqueue_publish(&self, state: &ServerState, msg: InternalMsg<'_>) {
+        let item = Inbound::Publish {
+            subject: Bytes::copy_from_slice(msg.subject),
+            reply: msg.reply.map(Bytes::copy_from_slice),
+            headers: msg.headers.map(Bytes::copy_from_slice),
+            payload: Bytes::copy_from_slice(msg.payload),
+        };
+        let size = item.queued_bytes();
+        if self.queued_bytes.fetch_add(size, Ordering::AcqRel) + size > MAX_QUEUED_BYTES {
+            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            if let Some(reply) = msg.reply {
+                let json = PubAck::error_json(&self.name, &ApiError::insufficient_resources());
+                state.publish_internal(reply, None, None, json.as_bytes());
+            }
+            return;
+        }
+        // A closed channel means the stream was just deleted: the publish is dropped, as
+        // nats-server drops a publish to a subject nobody captures any more.
+        let _ = self.inbound.send(item);
+    }
+
     /// Captures the stream's subjects: every publish on them is queued for the stream task.
-    fn subscribe(&self, state: &Arc<ServerState>, subjects: &[String]) -> Result<(), String> {
+    fn subscribe(
+        self: &Arc<Self>,
+        state: &Arc<ServerState>,
+        subjects: &[String],
+    ) -> Result<(), String> {
         let mut subs = self.subs.lock();
         for subject in subjects {
-            let tx = self.inbound.clone();
-            let queued = self.queued_bytes.clone();
+            let host = Arc::downgrade(self);
             let weak = Arc::downgrade(state);
-            let name = self.name.clone();
             let handler = InternalHandler::new(move |msg| {
-                let item = Inbound::Publish {
-                    subject: Bytes::copy_from_slice(msg.subject),
-                    reply: msg.reply.map(Bytes::copy_from_slice),
-                    headers: msg.headers.map(Bytes::copy_from_slice),
-                    payload: Bytes::copy_from_slice(msg.payload),
-                };
-                let size = item.queued_bytes();
-                if queued.fetch_add(size, Ordering::AcqRel) + size > MAX_QUEUED_BYTES {
-                    queued.fetch_sub(size, Ordering::AcqRel);
-                    if let (Some(state), Some(reply)) = (weak.upgrade(), msg.reply) {
-                        let json = PubAck::error_json(&name, &ApiError::insufficient_resources());
-                        state.publish_internal(reply, None, None, json.as_bytes());
-                    }
-                    return;
+                if let (Some(host), Some(state)) = (host.upgrade(), weak.upgrade()) {
+                    host.enqueue_publish(&state, msg);
                 }
-                // A closed channel means the stream was just deleted: the publish is dropped,
-                // as nats-server drops a publish to a subject nobody captures any more.
-                let _ = tx.send(item);
             });
             let sub = state
                 .subscribe_internal(subject, None, handler)
@@ -270,9 +411,18 @@ impl StreamHost {
     }
 
     /// Re-captures the subjects after an update changed them.
-    fn resubscribe(&self, state: &Arc<ServerState>, subjects: &[String]) -> Result<(), String> {
+    fn resubscribe(
+        self: &Arc<Self>,
+        state: &Arc<ServerState>,
+        subjects: &[String],
+    ) -> Result<(), String> {
         self.unsubscribe(state);
         self.subscribe(state, subjects)
+    }
+
+    /// The node's JetStream, unless it is stopping.
+    pub fn js(&self) -> Option<Arc<JetStream>> {
+        self.js.upgrade()
     }
 
     pub fn storage(&self) -> StorageType {
@@ -312,9 +462,15 @@ impl StreamHost {
     }
 
     pub fn add_consumer(&self, consumer: Arc<ConsumerHost>) {
-        self.consumers
+        let replaced = self
+            .consumers
             .write()
             .insert(consumer.name.clone(), consumer);
+        // A new stream leader may have started the consumer from its record meanwhile: one
+        // task per consumer.
+        if let Some(replaced) = replaced {
+            replaced.step_down();
+        }
     }
 
     /// Stops a consumer and removes its state; false if there is no such consumer.
@@ -323,10 +479,22 @@ impl StreamHost {
             return false;
         };
         consumer.stop();
-        if self.storage == StorageType::File
+        let result = if self.replica.is_some() {
+            self.write_consumer(ConsumerWrite::Delete {
+                name: name.to_owned(),
+            })
+            .await
+        } else if self.storage == StorageType::File
             && let Some(js) = self.js.upgrade()
-            && let Err(err) = js.store().delete_consumer(self.id, name).await
         {
+            js.store()
+                .delete_consumer(self.id, name)
+                .await
+                .map_err(|e| store_failed(&e))
+        } else {
+            Ok(())
+        };
+        if let Err(err) = result {
             tracing::error!(
                 "JetStream consumer '{} > {name}': delete failed: {err}",
                 self.name
@@ -335,10 +503,47 @@ impl StreamHost {
         true
     }
 
-    /// Writes consumer state changes durably (file storage).
-    pub async fn write_consumers(&self, updates: Vec<ConsumerUpdate>) -> Result<(), StoreError> {
-        let js = self.js.upgrade().ok_or(StoreError::Closed)?;
-        js.store().update_consumers(self.id, updates).await
+    /// Writes a consumer's record (config, created time, state) durably before it resolves: in
+    /// the store (file storage), or for a replicated stream through its log, which every replica
+    /// applies. `create`: the consumer is new or its config changed; a state write (`false`)
+    /// never brings back a consumer deleted meanwhile.
+    pub async fn put_consumer(
+        &self,
+        name: &str,
+        record: Bytes,
+        create: bool,
+    ) -> Result<(), ApiError> {
+        if self.replica.is_some() {
+            return self
+                .write_consumer(ConsumerWrite::Put {
+                    name: name.to_owned(),
+                    record,
+                    create,
+                })
+                .await;
+        }
+        if self.storage != StorageType::File {
+            return Ok(());
+        }
+        let js = self.js.upgrade().ok_or_else(stopped)?;
+        let update = ConsumerUpdate::Put {
+            name: name.to_owned(),
+            state: record,
+        };
+        js.store()
+            .update_consumers(self.id, vec![update])
+            .await
+            .map_err(|e| store_failed(&e))
+    }
+
+    /// A replicated stream's consumer write, in order with the publishes, answered once the
+    /// entry carrying it is committed on a quorum and applied.
+    async fn write_consumer(&self, write: ConsumerWrite) -> Result<(), ApiError> {
+        let (done, answer) = oneshot::channel();
+        self.inbound
+            .send(Inbound::Consumer { write, done })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     /// Retention: removes messages every consumer is done with; resolves once the removal is
@@ -352,6 +557,23 @@ impl StreamHost {
     }
 
     /// Tells the consumers which messages just left the stream.
+    /// Tells the consumers which messages a batch's effects remove (if there are consumers).
+    fn notify_removed_by(&self, ops: &[StoreOp]) {
+        if self.consumers.read().is_empty() {
+            return;
+        }
+        let mut removed = Vec::new();
+        let mut below = None;
+        for op in ops {
+            match op {
+                StoreOp::Remove { seq } => removed.push(*seq),
+                StoreOp::RemoveBelow { seq } => below = Some(below.unwrap_or(0).max(*seq)),
+                StoreOp::Append(_) => {}
+            }
+        }
+        self.notify_removed(removed, below);
+    }
+
     fn notify_removed(&self, removed: Vec<u64>, below: Option<u64>) {
         if removed.is_empty() && below.is_none() {
             return;
@@ -406,11 +628,13 @@ impl StreamHost {
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Applies a config update and re-captures subjects if they changed.
+    /// Applies a config update and re-captures subjects if they changed. A replicated stream's
+    /// update is recorded in the meta group too, with the stream's new `peers` if they change.
     pub async fn update(
-        &self,
+        self: &Arc<Self>,
         state: &Arc<ServerState>,
         config: StreamConfig,
+        peers: Option<Vec<u64>>,
     ) -> Result<StreamConfig, ApiError> {
         let old = self.config();
         let reply = self
@@ -421,11 +645,23 @@ impl StreamHost {
                 "unexpected reply to a config update",
             ));
         };
+        if self.replica.is_some() {
+            // Every replica stored the new config when it applied the update; the meta group
+            // records it for the whole cluster (captures follow the new subjects).
+            let js = self.js.upgrade().ok_or_else(stopped)?;
+            if let Some(cluster) = js.cluster() {
+                cluster
+                    .propose(&natrix_cluster::MetaCommand::update_stream(&new, peers))
+                    .await?;
+            }
+            return Ok(*new);
+        }
         if new.storage == StorageType::File {
             let js = self.js.upgrade().ok_or_else(stopped)?;
             let record = StreamRecord {
                 config: (*new).clone(),
                 created_ns: self.created_ns,
+                group_id: None,
             };
             js.store()
                 .put_stream_config(self.id, record.encode())
@@ -458,6 +694,10 @@ impl StreamHost {
 
     /// When the oldest message reaches `max_age` (none: no expiry pending).
     fn next_expiry(&self) -> Option<tokio::time::Instant> {
+        if self.replica.is_some() && !self.is_leader() {
+            // Only the leader proposes expiries; look again in a while (it may become leader).
+            return Some(tokio::time::Instant::now() + std::time::Duration::from_secs(1));
+        }
         let core = self.core.lock();
         let max_age = core.stream.config().max_age;
         if max_age <= 0 {
@@ -476,13 +716,14 @@ impl StreamHost {
     ) {
         loop {
             let expiry = self.next_expiry();
-            let first = tokio::select! {
+            let first: Option<Inbound> = tokio::select! {
                 item = rx.recv() => match item {
                     Some(item) => Some(item),
                     None => break,
                 },
                 () = sleep_until(expiry) => None,
             };
+            let timer_fired = first.is_none();
             let mut items = Vec::with_capacity(16);
             items.extend(first);
             while items.len() < MAX_BATCH {
@@ -492,6 +733,13 @@ impl StreamHost {
                 }
             }
             let stop = items.iter().any(|i| matches!(i, Inbound::Stop));
+            if self.replica.is_some() {
+                let settle = self.propose(items, timer_fired).await;
+                if settle_tx.send(settle).is_err() || stop {
+                    break;
+                }
+                continue;
+            }
             let (batch, mut settle) = self.apply(items);
             if let Some(batch) = batch {
                 match self.enqueue(batch).await {
@@ -524,8 +772,8 @@ impl StreamHost {
         let mut now = now_ns().max(core.stream.position().last_timestamp_ns.unwrap_or(0));
         let mut batch_bytes = 0u64;
         for item in items {
-            self.queued_bytes
-                .fetch_sub(item.queued_bytes(), Ordering::AcqRel);
+            let size = item.queued_bytes();
+            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
             match item {
                 Inbound::Publish {
                     subject,
@@ -533,9 +781,6 @@ impl StreamHost {
                     headers,
                     payload,
                 } => {
-                    let size = (subject.len()
-                        + headers.as_ref().map_or(0, Bytes::len)
-                        + payload.len()) as u64;
                     let allowed = match &js {
                         // This batch's earlier publishes are not in the usage figures yet.
                         Some(js) => js.check_resources(self.storage, batch_bytes + size),
@@ -589,6 +834,12 @@ impl StreamHost {
                     changed |= result.is_ok();
                     answers.push(Answer::Command { done, result });
                 }
+                Inbound::Consumer { done, .. } => {
+                    // Only replicated streams queue consumer writes (`write_consumer`).
+                    let _ = done.send(Err(ApiError::store_failed(
+                        "consumer write queued on a stream without replicas",
+                    )));
+                }
                 Inbound::Stop => {}
             }
         }
@@ -602,18 +853,7 @@ impl StreamHost {
         }
         let last_seq = core.stream.last_seq();
         self.note_usage(&core.stream);
-        let mut removed = Vec::new();
-        let mut below = None;
-        for op in &ops {
-            match op {
-                StoreOp::Remove { seq } => removed.push(*seq),
-                StoreOp::RemoveBelow { seq } => below = Some(below.unwrap_or(0).max(*seq)),
-                StoreOp::Append(_) => {}
-            }
-        }
-        if !self.consumers.read().is_empty() {
-            self.notify_removed(removed, below);
-        }
+        self.notify_removed_by(&ops);
         if !changed {
             return (
                 None,
@@ -621,6 +861,7 @@ impl StreamHost {
                     ticket: None,
                     answers,
                     last_seq,
+                    proposal: None,
                 },
             );
         }
@@ -633,6 +874,7 @@ impl StreamHost {
                     ticket: None,
                     answers,
                     last_seq,
+                    proposal: None,
                 },
             );
         }
@@ -649,6 +891,7 @@ impl StreamHost {
                 ticket: None,
                 answers,
                 last_seq,
+                proposal: None,
             },
         )
     }
@@ -678,11 +921,14 @@ async fn settle(
     mut rx: mpsc::UnboundedReceiver<Settle>,
 ) {
     while let Some(mut batch) = rx.recv().await {
+        let name = host.upgrade().map(|h| h.name.clone()).unwrap_or_default();
+        if let Some(proposal) = batch.proposal.take() {
+            replicated::settle_proposal(&name, proposal, &mut batch.answers).await;
+        }
         let outcome = match batch.ticket.take() {
             Some(ticket) => ticket.await,
             None => Ok(()),
         };
-        let name = host.upgrade().map(|h| h.name.clone()).unwrap_or_default();
         match outcome {
             Ok(()) => {
                 if let Some(host) = host.upgrade() {
@@ -707,6 +953,9 @@ async fn settle(
                 Answer::Command { done, result } => {
                     let _ = done.send(result);
                 }
+                Answer::Consumer { done, result } => {
+                    let _ = done.send(result);
+                }
             }
         }
     }
@@ -724,6 +973,7 @@ fn fail(answers: &mut [Answer], err: &StoreError, stream: &str) {
                 };
             }
             Answer::Command { result, .. } => *result = Err(api.clone()),
+            Answer::Consumer { result, .. } => *result = Err(api.clone()),
             Answer::PubError { .. } => {}
         }
     }

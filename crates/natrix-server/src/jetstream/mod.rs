@@ -7,12 +7,13 @@
 
 mod advisory;
 mod api;
+pub(crate) mod cluster;
 mod consumer_api;
 mod consumer_host;
 mod direct;
 mod host;
 mod record;
-mod stream_api;
+pub(crate) mod stream_api;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,6 +42,8 @@ pub enum JetStreamError {
     Recover { id: u64, reason: String },
     #[error("subscribing to {subject}: {reason}")]
     Subscribe { subject: String, reason: String },
+    #[error("starting clustered JetStream: {0}")]
+    Cluster(String),
 }
 
 /// Free space the file system must keep beyond a write: below it, file-stored writes are refused
@@ -63,6 +66,8 @@ pub(crate) struct JetStream {
     pub api_errors: AtomicU64,
     /// Set while the store's file system has less than [`DISK_RESERVE_BYTES`] free.
     disk_low: AtomicBool,
+    /// Clustered JetStream (a `cluster {}` is configured): the meta group and stream groups.
+    cluster: Option<Arc<cluster::JsCluster>>,
 }
 
 impl std::fmt::Debug for JetStream {
@@ -84,8 +89,9 @@ pub(crate) struct Usage {
 }
 
 impl JetStream {
-    /// Opens the store, recovers every stream and starts serving the JetStream API.
-    pub fn start(state: &Arc<ServerState>) -> Result<Arc<JetStream>, JetStreamError> {
+    /// Opens the store, recovers every stream and starts serving the JetStream API; with a
+    /// cluster configured, also starts this node's Raft host and meta group member.
+    pub async fn start(state: &Arc<ServerState>) -> Result<Arc<JetStream>, JetStreamError> {
         let config = state.config.jetstream.clone().unwrap_or_default();
         let store_dir = config
             .store_dir
@@ -104,6 +110,20 @@ impl JetStream {
             path: db_dir.clone(),
             source,
         })?;
+        let cluster = match &state.config.cluster {
+            Some(cluster) => {
+                let name = cluster
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| state.server_id.clone());
+                Some(
+                    cluster::JsCluster::start(&store, &name)
+                        .await
+                        .map_err(JetStreamError::Cluster)?,
+                )
+            }
+            None => None,
+        };
         let js = Arc::new(JetStream {
             store: Arc::new(store),
             config,
@@ -113,6 +133,7 @@ impl JetStream {
             api_total: AtomicU64::new(0),
             api_errors: AtomicU64::new(0),
             disk_low: AtomicBool::new(false),
+            cluster,
         });
         js.recover(state)?;
         api::serve(state, &js)?;
@@ -153,6 +174,23 @@ impl JetStream {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Clustered JetStream, when a cluster is configured.
+    pub fn cluster(&self) -> Option<&Arc<cluster::JsCluster>> {
+        self.cluster.as_ref()
+    }
+
+    /// This node's Raft node id (0 when not clustered).
+    pub fn node_id(&self) -> u64 {
+        self.cluster.as_ref().map_or(0, |c| c.node_id)
+    }
+
+    /// Stops clustered JetStream's Raft groups (the store closes when the node is dropped).
+    pub async fn shutdown(&self) {
+        if let Some(cluster) = &self.cluster {
+            cluster.shutdown().await;
+        }
     }
 
     pub fn stream(&self, name: &str) -> Option<Arc<StreamHost>> {
@@ -228,11 +266,11 @@ impl JetStream {
         self.next_memory_id.fetch_sub(1, Ordering::Relaxed)
     }
 
-    fn insert(&self, host: Arc<StreamHost>) {
+    pub(crate) fn insert(&self, host: Arc<StreamHost>) {
         self.streams.write().insert(host.name.clone(), host);
     }
 
-    fn remove(&self, name: &str) -> Option<Arc<StreamHost>> {
+    pub(crate) fn remove(&self, name: &str) -> Option<Arc<StreamHost>> {
         self.streams.write().remove(name)
     }
 }

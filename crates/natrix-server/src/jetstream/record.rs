@@ -10,6 +10,9 @@ pub(crate) struct StreamRecord {
     pub config: StreamConfig,
     /// Creation time, Unix nanoseconds.
     pub created_ns: i64,
+    /// The stream's Raft group when it is replicated (clustered JetStream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<u64>,
 }
 
 impl StreamRecord {
@@ -101,10 +104,16 @@ mod tests {
         let record = StreamRecord {
             config: StreamConfig::named("ORDERS", &["orders.>"]),
             created_ns: 1_700_000_000_123_456_789,
+            group_id: Some(7),
         };
         let back = StreamRecord::decode(&record.encode()).expect("decodes");
         assert_eq!(back.config, record.config);
         assert_eq!(back.created_ns, record.created_ns);
+        assert_eq!(back.group_id, Some(7));
+        // Records written before streams were replicated have no group.
+        let old =
+            StreamRecord::decode(br#"{"config":{"name":"S"},"created_ns":1}"#).expect("decodes");
+        assert_eq!(old.group_id, None);
         assert!(StreamRecord::decode(b"{not json").is_err());
     }
 }

@@ -46,13 +46,34 @@ fn type_field(kind: &str) -> String {
 }
 
 /// `"config":..,"created":..,"state":..` of a stream info.
-fn info_fields(host: &StreamHost, deleted_details: bool, subjects_filter: Option<&str>) -> String {
+pub(crate) fn info_fields(
+    host: &StreamHost,
+    deleted_details: bool,
+    subjects_filter: Option<&str>,
+) -> String {
     info_page(host, deleted_details, subjects_filter, 0).1
 }
 
 /// A stream info with one page of per-subject counts (those after `offset`, in subject order):
 /// the number of matching subjects and the fields.
 fn info_page(
+    host: &StreamHost,
+    deleted_details: bool,
+    subjects_filter: Option<&str>,
+    offset: usize,
+) -> (usize, String) {
+    let (total, fields) = info_page_local(host, deleted_details, subjects_filter, offset);
+    let cluster = host.js().and_then(|js| {
+        let assignment = js.cluster()?.assignment(&host.name)?;
+        Some(cluster_info(&js, &assignment, host.leader()))
+    });
+    match cluster {
+        Some(cluster) => (total, format!("{fields},\"cluster\":{cluster}")),
+        None => (total, fields),
+    }
+}
+
+fn info_page_local(
     host: &StreamHost,
     deleted_details: bool,
     subjects_filter: Option<&str>,
@@ -97,9 +118,25 @@ fn check_name(name: &str, config: &StreamConfig) -> Result<(), ApiError> {
 }
 
 /// A single node stores one copy: more replicas are refused, as by a non-clustered nats-server.
-fn check_replicas(config: &StreamConfig) -> Result<(), ApiError> {
-    if config.num_replicas > 1 {
+fn check_replicas(js: &JetStream, config: &StreamConfig) -> Result<(), ApiError> {
+    if js.cluster().is_none() && config.num_replicas > 1 {
         return Err(ApiError::replicas_not_supported());
+    }
+    Ok(())
+}
+
+/// Refuses subjects that one of `others` already captures.
+fn check_overlap_with(others: &[StreamConfig], config: &StreamConfig) -> Result<(), ApiError> {
+    for other in others {
+        let collides = config.subjects.iter().any(|mine| {
+            other
+                .subjects
+                .iter()
+                .any(|t| subjects_overlap(mine.as_bytes(), t.as_bytes()))
+        });
+        if collides {
+            return Err(ApiError::stream_subject_overlap());
+        }
     }
     Ok(())
 }
@@ -130,11 +167,14 @@ pub(crate) async fn create(
     payload: &[u8],
 ) -> ApiResponse {
     const KIND: &str = "stream_create";
+    if js.cluster().is_some() {
+        return create_clustered(state, js, name, payload).await;
+    }
     let result = async {
         let requested = parse_config(payload)?;
         check_name(name, &requested)?;
         let config = requested.validate_for_create()?;
-        check_replicas(&config)?;
+        check_replicas(js, &config)?;
         if let Some(existing) = js.stream(name) {
             if existing.config() == config {
                 return Ok(existing);
@@ -158,6 +198,221 @@ pub(crate) async fn create(
     }
 }
 
+/// `STREAM.CREATE` in a cluster: any node places the replicas and records the stream in the
+/// meta group; the answer describes the new (empty) stream and its group.
+async fn create_clustered(
+    state: &Arc<ServerState>,
+    js: &Arc<JetStream>,
+    name: &str,
+    payload: &[u8],
+) -> ApiResponse {
+    const KIND: &str = "stream_create";
+    let Some(cluster) = js.cluster() else {
+        return error_response(KIND, &super::cluster::not_available());
+    };
+    let result = async {
+        let requested = parse_config(payload)?;
+        check_name(name, &requested)?;
+        let config = requested.validate_for_create()?;
+        if let Some(existing) = cluster.assignment(name) {
+            let existing_config = existing.stream_config()?;
+            if existing_config == config {
+                return Ok((existing, false));
+            }
+            return Err(ApiError::stream_name_exists());
+        }
+        let others: Vec<StreamConfig> = cluster
+            .meta_state
+            .read()
+            .streams
+            .values()
+            .filter(|a| a.name != config.name)
+            .filter_map(|a| a.stream_config().ok())
+            .collect();
+        check_overlap_with(&others, &config)?;
+        js.check_stream_limits(&config)?;
+        let assignment = cluster.create_stream(state, js, &config).await?;
+        Ok((assignment, true))
+    }
+    .await;
+    match result {
+        Ok((assignment, created)) => {
+            // A leader replica here describes itself (its info has the cluster block); any
+            // other node describes the new, empty stream from its assignment.
+            let fields = match js.stream(name).filter(|h| h.is_leader()) {
+                Some(host) => info_fields(&host, false, None),
+                None => {
+                    let leader = cluster.group_leader(js, &assignment).await;
+                    assignment_fields(js, &assignment, leader)
+                }
+            };
+            if created {
+                advisory::stream_action(state, name, Action::Create);
+            }
+            json(format!(
+                "{{{},{fields},\"did_create\":{created}}}",
+                type_field(KIND)
+            ))
+        }
+        Err(err) => error_response(KIND, &err),
+    }
+}
+
+/// The info fields of a stream described from its assignment alone, with an empty state: a new
+/// stream, or one whose leader did not answer.
+fn assignment_fields(
+    js: &JetStream,
+    assignment: &natrix_cluster::StreamAssignment,
+    leader: Option<u64>,
+) -> String {
+    let config = assignment.stream_config().unwrap_or_default();
+    let state = natrix_stream::Stream::new(config.clone()).state(false, None, 0);
+    format!(
+        "\"config\":{},\"created\":\"{}\",\"state\":{},\"cluster\":{}",
+        config.to_json(),
+        rfc3339_nanos(assignment.created_ns),
+        serde_json::to_string(&state).unwrap_or_default(),
+        cluster_info(js, assignment, leader)
+    )
+}
+
+/// The `cluster` block of a replicated stream's info: cluster name, leader, other replicas.
+/// A follower the leader has not heard from for this long is reported offline (nats-server's
+/// `offline`, after its own lost-quorum interval).
+const REPLICA_ACTIVE: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub(crate) fn cluster_info(
+    js: &JetStream,
+    assignment: &natrix_cluster::StreamAssignment,
+    leader: Option<u64>,
+) -> String {
+    let Some(cluster) = js.cluster() else {
+        return "{}".to_owned();
+    };
+    let name_of = |id: u64| {
+        cluster
+            .peer_name(id)
+            .unwrap_or_else(|| format!("{id:016x}"))
+    };
+    // The leader measures its followers: how far each one's log is behind (`lag`, entries),
+    // and when it last answered (`active`). Elsewhere nothing is known about them.
+    let leading_here = js
+        .stream(&assignment.name)
+        .filter(|h| h.replica.as_ref().map(|r| r.group_id) == Some(assignment.group_id))
+        .filter(|h| leader == Some(cluster.node_id) && h.is_leader());
+    let metrics = leading_here
+        .as_ref()
+        .and_then(|h| h.raft().map(|raft| raft.metrics().borrow().clone()));
+    let leader_since = leading_here.as_ref().and_then(|h| h.leader_since_ns());
+    let replicas: Vec<serde_json::Value> = assignment
+        .peers
+        .iter()
+        .filter(|p| Some(**p) != leader)
+        .map(|p| {
+            let mut replica =
+                serde_json::json!({"name": name_of(*p), "current": false, "active": 0});
+            let Some(metrics) = &metrics else {
+                return replica;
+            };
+            let last = metrics.last_log_index.unwrap_or(0);
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(p).cloned().flatten())
+                .map_or(0, |log_id| log_id.index);
+            let lag = last.saturating_sub(matched);
+            let since = cluster
+                .raft
+                .channels()
+                .since_contact(assignment.group_id, *p);
+            let active = since.filter(|d| *d < REPLICA_ACTIVE);
+            replica["current"] = (lag == 0 && active.is_some()).into();
+            if let Some(since) = since {
+                replica["active"] = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX).into();
+            }
+            if lag > 0 {
+                replica["lag"] = lag.into();
+            }
+            if active.is_none() {
+                replica["offline"] = true.into();
+            }
+            replica
+        })
+        .collect();
+    // nats-server names a stream's group `S-R<replicas><F|M>-<id>`; here the id is the
+    // group's number (its consumers share the group).
+    let storage = match assignment.config.get("storage").and_then(|v| v.as_str()) {
+        Some("memory") => 'M',
+        _ => 'F',
+    };
+    let mut block = serde_json::json!({
+        "name": cluster.cluster_name,
+        "raft_group": format!("S-R{}{storage}-{:x}", assignment.peers.len(), assignment.group_id),
+    });
+    if let Some(leader) = leader {
+        block["leader"] = name_of(leader).into();
+    }
+    if let Some(since) = leader_since {
+        block["leader_since"] = rfc3339_nanos(since).into();
+    }
+    if !replicas.is_empty() {
+        block["replicas"] = replicas.into();
+    }
+    block.to_string()
+}
+
+/// The cluster's streams a names/list request selects (all of them, or those whose subjects
+/// overlap the request's subject), in name order.
+fn cluster_select(
+    cluster: &super::cluster::JsCluster,
+    req: &ListRequest,
+) -> Vec<natrix_cluster::StreamAssignment> {
+    cluster
+        .meta_state
+        .read()
+        .streams
+        .values()
+        .filter(|a| {
+            req.subject.is_empty()
+                || a.stream_config().is_ok_and(|c| {
+                    c.subjects
+                        .iter()
+                        .any(|s| subjects_overlap(s.as_bytes(), req.subject.as_bytes()))
+                })
+        })
+        .cloned()
+        .collect()
+}
+
+/// `STREAM.LIST` in a cluster: every stream of the meta state, each described by its leader
+/// (or, when no leader answers, by the assignment with an empty state).
+async fn list_clustered(js: &JetStream, payload: &[u8]) -> ApiResponse {
+    const KIND: &str = "stream_list";
+    let Some(cluster) = js.cluster() else {
+        return error_response(KIND, &super::cluster::not_available());
+    };
+    let req = match parse_body::<ListRequest>(payload) {
+        Ok(req) => req,
+        Err(err) => return error_with(KIND, &err, LIST_ERROR_FIELDS),
+    };
+    let selected = cluster_select(cluster, &req);
+    let total = selected.len();
+    let mut infos = Vec::new();
+    for assignment in selected.iter().skip(req.offset).take(LIST_LIMIT) {
+        let fields = match cluster.leader_info_fields(js, assignment).await {
+            Some(fields) => fields,
+            None => assignment_fields(js, assignment, None),
+        };
+        infos.push(format!("{{{fields}}}"));
+    }
+    json(format!(
+        "{{{},\"total\":{total},\"offset\":{},\"limit\":{LIST_LIMIT},\"streams\":[{}]}}",
+        type_field(KIND),
+        reported_offset(&req, total),
+        infos.join(",")
+    ))
+}
+
 pub(crate) async fn update(
     state: &Arc<ServerState>,
     js: &Arc<JetStream>,
@@ -171,12 +426,23 @@ pub(crate) async fn update(
         let requested = parse_config(payload)?;
         let validated = requested.validate_and_default()?;
         check_name(name, &validated)?;
-        check_replicas(&validated)?;
+        check_replicas(js, &validated)?;
         let host = js.stream(name).ok_or_else(ApiError::stream_not_found)?;
         let checked = StreamConfig::check_update(&host.config(), &requested)?;
         check_overlap(js, &checked)?;
         js.check_stream_limits(&checked)?;
-        host.update(state, requested).await?;
+        // A new replica count: the new peers are placed before anything changes (too few
+        // suitable nodes refuses the update); the stream's leader then moves its group there.
+        let peers = match js.cluster().zip(host.replica.as_ref()) {
+            Some((cluster, _)) if checked.num_replicas != host.config().num_replicas => {
+                let assignment = cluster
+                    .assignment(name)
+                    .ok_or_else(ApiError::stream_not_found)?;
+                Some(cluster.replan(&assignment, &checked, host.leader(), Default::default())?)
+            }
+            _ => None,
+        };
+        host.update(state, requested, peers).await?;
         advisory::stream_action(state, &host.name, Action::Modify);
         Ok(host)
     }
@@ -248,6 +514,15 @@ pub(crate) async fn delete(
     name: &str,
 ) -> ApiResponse {
     const KIND: &str = "stream_delete";
+    if let Some(cluster) = js.cluster() {
+        return match cluster.delete_stream(state, js, name).await {
+            Ok(()) => {
+                advisory::stream_action(state, name, Action::Delete);
+                json(format!("{{{},\"success\":true}}", type_field(KIND)))
+            }
+            Err(err) => error_response(KIND, &err),
+        };
+    }
     let Some(host) = js.remove(name) else {
         return error_response(KIND, &ApiError::stream_not_found());
     };
@@ -296,12 +571,24 @@ pub(crate) fn names(js: &JetStream, payload: &[u8]) -> ApiResponse {
     const KIND: &str = "stream_names";
     match parse_body::<ListRequest>(payload) {
         Ok(req) => {
-            let (total, hosts) = select(js, &req);
-            let names: Vec<&str> = hosts
-                .iter()
-                .take(NAMES_LIMIT)
-                .map(|h| h.name.as_str())
-                .collect();
+            let (total, all) = match js.cluster() {
+                // Every stream of the cluster, not only those with a replica here.
+                Some(cluster) => {
+                    let all: Vec<String> = cluster_select(cluster, &req)
+                        .into_iter()
+                        .map(|a| a.name)
+                        .collect();
+                    (
+                        all.len(),
+                        all.into_iter().skip(req.offset).collect::<Vec<_>>(),
+                    )
+                }
+                None => {
+                    let (total, hosts) = select(js, &req);
+                    (total, hosts.iter().map(|h| h.name.clone()).collect())
+                }
+            };
+            let names: Vec<&str> = all.iter().take(NAMES_LIMIT).map(String::as_str).collect();
             // Go's nil slice: no names is `null`.
             let streams = if names.is_empty() {
                 "null".to_owned()
@@ -318,8 +605,11 @@ pub(crate) fn names(js: &JetStream, payload: &[u8]) -> ApiResponse {
     }
 }
 
-pub(crate) fn list(js: &JetStream, payload: &[u8]) -> ApiResponse {
+pub(crate) async fn list(js: &JetStream, payload: &[u8]) -> ApiResponse {
     const KIND: &str = "stream_list";
+    if js.cluster().is_some() {
+        return list_clustered(js, payload).await;
+    }
     match parse_body::<ListRequest>(payload) {
         Ok(req) => {
             let (total, hosts) = select(js, &req);

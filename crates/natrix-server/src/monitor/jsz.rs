@@ -32,8 +32,22 @@ struct Jsz {
     consumers: u64,
     messages: u64,
     bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta_cluster: Option<MetaCluster>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     account_details: Vec<AccountDetail>,
+}
+
+/// nats-server's `MetaClusterInfo`: the meta group as this node sees it (clustered JetStream).
+#[derive(Serialize)]
+struct MetaCluster {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leader: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    peer: String,
+    cluster_size: usize,
 }
 
 #[derive(Serialize)]
@@ -131,6 +145,7 @@ pub(crate) async fn handle(
             consumers: 0,
             messages: 0,
             bytes: 0,
+            meta_cluster: None,
             account_details: Vec::new(),
         },
     };
@@ -223,6 +238,15 @@ fn enabled(
         consumers: usage.consumers,
         messages,
         bytes,
+        meta_cluster: js.cluster().map(|cluster| {
+            let view = cluster.meta_cluster_view(state);
+            MetaCluster {
+                name: view.name,
+                leader: view.leader,
+                peer: view.peer,
+                cluster_size: view.cluster_size,
+            }
+        }),
         account_details,
     }
 }

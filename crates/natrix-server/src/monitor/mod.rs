@@ -97,8 +97,10 @@ pub(crate) async fn serve(
     }
 }
 
-/// `/healthz`: a node without JetStream is healthy as soon as it serves; the JetStream options
-/// (`js-enabled-only`, `js-server-only`, ...) have nothing more to check yet.
+/// `/healthz`: a node is healthy as soon as it serves, except that with clustered JetStream it
+/// is not ready (503, nats-server's texts) until it knows a meta leader and has applied the meta
+/// log: before then it cannot place, find or serve streams. `js-enabled-only` asks only whether
+/// JetStream runs, so it skips that check, as in nats-server.
 async fn healthz(
     axum::extract::State(monitor): axum::extract::State<Arc<Monitor>>,
     Query(query): Query<Vec<(String, String)>>,
@@ -107,10 +109,37 @@ async fn healthz(
     #[derive(Serialize)]
     struct Health {
         status: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'static str>,
     }
+    let params = Params(query);
+    let js_enabled_only = params.bool("js-enabled-only").unwrap_or(false);
+    let unready = match monitor.state.jetstream.get().and_then(|js| js.cluster()) {
+        Some(cluster) if !js_enabled_only => {
+            crate::jetstream::cluster::operations::meta_unready_reason(cluster)
+        }
+        _ => None,
+    };
+    let health = match unready {
+        Some(reason) => {
+            tracing::warn!("Healthcheck failed: {reason:?}");
+            Health {
+                status: "unavailable",
+                error: Some(reason),
+            }
+        }
+        None => Health {
+            status: "ok",
+            error: None,
+        },
+    };
     // nats-server writes this one compact, unlike the other endpoints.
-    let body = serde_json::to_string(&Health { status: "ok" }).unwrap_or_default();
-    respond_json(&Params(query), body)
+    let body = serde_json::to_string(&health).unwrap_or_default();
+    let mut response = respond_json(&params, body);
+    if unready.is_some() {
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    response
 }
 
 /// Go's `http.NotFound`.

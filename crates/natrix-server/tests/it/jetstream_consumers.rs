@@ -5,7 +5,7 @@
 //! heartbeats, headers only, ordered), work-queue and interest retention, and consumer state
 //! surviving a restart on the same store directory.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -20,7 +20,7 @@ async fn without_jetstream_api_requests_get_no_responders() -> anyhow::Result<()
     Ok(())
 }
 
-mod support;
+use crate::support;
 use support::{Node, within};
 
 /// Sends a raw API request and returns the JSON reply.

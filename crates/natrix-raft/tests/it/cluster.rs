@@ -1,13 +1,14 @@
 //! Raft groups on three nodes over real gRPC on loopback, each node with its own RocksDB:
-//! replication order, leader failover, restart recovery, snapshot catch-up, and several groups
-//! sharing one endpoint. Every wait is bounded.
+//! replication order, leader failover, restart recovery, snapshot catch-up, several groups
+//! sharing one endpoint, and membership changes. Every wait is bounded.
 
-mod common;
+use crate::common;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use common::{TestCluster, expected, test_config};
+use common::{Machine, TestCluster, expected, expected_runs, test_config};
 use natrix_proto::raft as pb;
 use natrix_proto::raft::raft_client::RaftClient;
 use natrix_raft::LogStore;
@@ -114,23 +115,10 @@ async fn a_restarted_node_recovers_its_log_and_vote_from_rocksdb_and_catches_up(
 async fn a_follower_that_missed_purged_entries_catches_up_from_a_snapshot() -> Result<()> {
     let config = test_config(Some(20));
     let mut cluster = TestCluster::start(3).await?;
-    cluster.start_group(1, config.clone()).await?;
-    let leader = cluster.leader(1, WAIT).await?;
-    let follower = (1..=3).find(|id| *id != leader).context("a follower")?;
-    cluster.node(follower).stop().await?;
-
-    let last = cluster.write(1, "missed", 100).await?;
-    cluster.wait_applied(1, last, WAIT).await?;
-    let leader_raft = cluster.node(leader).group(1).context("leader group")?;
     // The leader snapshotted and purged the entries the follower lacks.
-    let m = leader_raft
-        .wait(Some(WAIT))
-        .metrics(
-            |m| m.purged.is_some_and(|p| p.index >= 60),
-            "leader purges its log after snapshots",
-        )
+    let (_, follower) = cluster
+        .leave_a_follower_behind_a_purge(1, config.clone(), Machine::List)
         .await?;
-    assert!(m.snapshot.is_some());
 
     let node = cluster.node(follower);
     node.restart().await?;
@@ -230,6 +218,84 @@ async fn a_request_for_a_group_the_node_does_not_run_is_refused_with_not_found()
         .expect_err("no group 99 here");
     assert_eq!(status.code(), tonic::Code::NotFound);
     assert!(status.message().contains("99"), "{}", status.message());
+    cluster.stop_all().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_change_adds_a_learner_then_voter_and_removes_a_voter() -> Result<()> {
+    let mut cluster = TestCluster::start(3).await?;
+    cluster.start_group(1, test_config(None)).await?;
+    let leader = cluster.leader(1, WAIT).await?;
+    let last = cluster.write(1, "three", 10).await?;
+    cluster.wait_applied(1, last, WAIT).await?;
+    let raft = cluster.node(leader).group(1).context("leader group")?;
+
+    // A fourth node joins the running group: first as a learner, which catches up.
+    let fourth = cluster.add_node().await?;
+    let node = cluster.node(fourth);
+    node.start_group(1, test_config(None)).await?;
+    let member = node.raft_node();
+    raft.add_learner(fourth, member, true).await?;
+    cluster.wait_applied(1, last, WAIT).await?;
+    assert_eq!(cluster.commands(fourth, 1), expected("three", 10));
+    let m = raft.metrics().borrow().clone();
+    assert_eq!(
+        m.membership_config
+            .membership()
+            .learner_ids()
+            .collect::<Vec<_>>(),
+        vec![fourth]
+    );
+
+    // Then as a voter.
+    raft.change_membership(BTreeSet::from([1, 2, 3, fourth]), false)
+        .await?;
+    let voters: BTreeSet<u64> = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .voter_ids()
+        .collect();
+    assert_eq!(voters, BTreeSet::from([1, 2, 3, fourth]));
+    let last = cluster.write(1, "four", 10).await?;
+    cluster.wait_applied(1, last, WAIT).await?;
+    let mut want = expected_runs(&[("three", 10), ("four", 10)]);
+    for id in 1..=4 {
+        assert_eq!(cluster.commands(id, 1), want, "node {id}");
+    }
+
+    // One of the original followers leaves; the other three go on committing without it.
+    let removed = (1..=3).find(|id| *id != leader).context("a follower")?;
+    let remaining: BTreeSet<u64> = [1, 2, 3, fourth]
+        .into_iter()
+        .filter(|id| *id != removed)
+        .collect();
+    raft.change_membership(remaining.clone(), false).await?;
+    let m = raft.metrics().borrow().clone();
+    let voters: BTreeSet<u64> = m.membership_config.voter_ids().collect();
+    assert_eq!(voters, remaining);
+    assert!(
+        m.membership_config
+            .membership()
+            .get_node(&removed)
+            .is_none(),
+        "the removed voter is not kept as a learner"
+    );
+    let last = cluster.write(1, "after", 10).await?;
+    let remaining: Vec<u64> = remaining.into_iter().collect();
+    cluster.wait_applied_on(&remaining, 1, last, WAIT).await?;
+    want.extend(expected("after", 10));
+    for id in &remaining {
+        assert_eq!(cluster.commands(*id, 1), want, "node {id}");
+    }
+    assert!(
+        !cluster
+            .commands(removed, 1)
+            .iter()
+            .any(|c| c.starts_with("after-")),
+        "the removed node gets no entries after it left"
+    );
     cluster.stop_all().await;
     Ok(())
 }

@@ -13,7 +13,7 @@ use async_nats::jetstream::stream::{Config, DiscardPolicy, StorageType};
 use bytes::Bytes;
 use futures::StreamExt;
 
-mod support;
+use crate::support;
 use support::{Node, eventually, ok, within};
 
 /// Publishes with headers and returns the ack or the publish error.

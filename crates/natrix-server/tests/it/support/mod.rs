@@ -1,8 +1,6 @@
 //! The JetStream test harness shared by the async-nats integration tests: a node on a fresh
 //! store directory with a client and JetStream context, restarts on the same directory, and
 //! bounded waits (every await that could hang fails after [`WAIT`]).
-#![allow(dead_code)] // each test binary uses its own part
-
 use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};

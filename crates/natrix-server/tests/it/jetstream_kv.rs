@@ -3,7 +3,7 @@
 //! applications do (CAS updates, create-if-absent, delete and purge markers, history, keys,
 //! watches, TTL, bucket status; chunked objects, info, list, delete, watch).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -1,0 +1,96 @@
+//! The two Raft state machines of clustered JetStream: the meta group's (the cluster's
+//! metadata, `natrix-cluster`'s `MetaState`, kept in memory and rebuilt from snapshot + log at
+//! start) and a stream group's (the stream's replica on this node, durable in the store).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use natrix_cluster::MetaState;
+use natrix_raft::{AppliedState, StateMachine, StateMachineError};
+use parking_lot::RwLock;
+use tokio::sync::{Notify, watch};
+
+use crate::jetstream::StreamHost;
+
+/// The meta group's machine: applies commands to the shared [`MetaState`] and wakes the
+/// node's reconciler (which starts and stops stream replicas to match).
+pub(crate) struct MetaMachine {
+    pub state: Arc<RwLock<MetaState>>,
+    pub changed: Arc<Notify>,
+    /// The last applied log index (callers wait on it to read their own writes).
+    pub applied: watch::Sender<u64>,
+}
+
+impl StateMachine for MetaMachine {
+    fn apply(&mut self, index: u64, command: &[u8]) -> Bytes {
+        let reply = self.state.write().apply_encoded(command);
+        self.applied.send_replace(index);
+        self.changed.notify_one();
+        Bytes::from(reply)
+    }
+
+    fn snapshot(&self) -> Bytes {
+        Bytes::from(self.state.read().snapshot())
+    }
+
+    async fn install(
+        &mut self,
+        snapshot: Bytes,
+        applied: &AppliedState,
+    ) -> Result<(), StateMachineError> {
+        let state = MetaState::install(&snapshot)?;
+        *self.state.write() = state;
+        if let Some(id) = applied.last_applied() {
+            self.applied.send_replace(id.index);
+        }
+        self.changed.notify_one();
+        Ok(())
+    }
+}
+
+/// A stream group's machine on this node: the stream's [`StreamHost`] in replica mode.
+pub(crate) struct StreamMachine {
+    pub host: Arc<StreamHost>,
+}
+
+impl StateMachine for StreamMachine {
+    fn apply(&mut self, index: u64, command: &[u8]) -> Bytes {
+        self.host.apply_entry(index, command)
+    }
+
+    fn snapshot(&self) -> Bytes {
+        self.host.snapshot_bytes()
+    }
+
+    async fn install(
+        &mut self,
+        snapshot: Bytes,
+        applied: &AppliedState,
+    ) -> Result<(), StateMachineError> {
+        self.host
+            .install_snapshot(&snapshot, applied.bytes().to_vec())
+            .await
+            .map_err(StateMachineError::from)
+    }
+
+    async fn persist(&mut self, applied: &AppliedState) -> Result<(), StateMachineError> {
+        self.host
+            .persist(applied.bytes().to_vec())
+            .await
+            .map_err(|e| StateMachineError::from(e.to_string()))
+    }
+
+    fn durable_applied(&self) -> Option<AppliedState> {
+        let bytes = self.host.replica.as_ref()?.recovered_applied.clone()?;
+        match AppliedState::decode(bytes) {
+            Ok(applied) => Some(applied),
+            Err(err) => {
+                tracing::error!(
+                    "JetStream stream '{}': stored applied position unreadable ({err}); rebuilding from the log",
+                    self.host.name
+                );
+                None
+            }
+        }
+    }
+}

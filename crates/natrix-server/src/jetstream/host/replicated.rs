@@ -1,0 +1,653 @@
+//! A replicated stream's side of [`StreamHost`]. On the leader, the stream task turns each batch
+//! of publishes and API commands into ONE Raft log entry (leader-only checks first: account
+//! limits, the timestamp, interest retention without consumers); the answers come back from the
+//! state machine once the entry is committed on a quorum and applied. On every replica the
+//! state machine ([`StreamHost::apply_entry`]) applies committed entries to the same pure
+//! `Stream`, and [`StreamHost::persist`] writes their effects together with the group's applied
+//! position in one store batch, so a restart resumes exactly where the store is.
+
+use bytes::BytesMut;
+use natrix_proto::jetstream::{ConsumerSnapshot, StreamSnapshot};
+use natrix_store::RaftApplied;
+use prost::Message;
+
+use super::*;
+use crate::jetstream::cluster::entry::ConsumerWrite;
+use crate::jetstream::cluster::entry::{
+    EntryResult, decode_entry, decode_results, encode_entry, encode_results,
+};
+use crate::jetstream::cluster::not_leader;
+
+/// How long a new leader waits for a quorum to confirm it before it starts the consumers.
+const LEADERSHIP_CONFIRM: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How recent a quorum's acknowledgement must be for a leader to serve a read without asking the
+/// quorum again: half of natrix-raft's minimum election timeout (1 s).
+const READ_LEASE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Pause before a new leader that could not confirm its leadership looks again.
+const LEADERSHIP_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl StreamHost {
+    /// The stream's Raft group on this node, once started.
+    pub fn raft(&self) -> Option<&natrix_raft::Raft> {
+        self.replica.as_ref()?.raft.get()
+    }
+
+    /// The group's leader as this replica knows it.
+    pub fn leader(&self) -> Option<u64> {
+        self.raft()?.metrics().borrow().current_leader
+    }
+
+    /// Whether this node may take writes for the stream: always for a single-node stream, for a
+    /// replicated one while it is the group's leader.
+    pub fn is_leader(&self) -> bool {
+        match &self.replica {
+            None => true,
+            Some(replica) => self.leader() == Some(replica.node_id),
+        }
+    }
+
+    /// Runs the stream's consumers where its leader is, for as long as the group runs. When this
+    /// replica becomes the leader it first confirms that with a quorum and applies everything
+    /// committed before (`ensure_linearizable`), so the consumer records are the latest, then
+    /// starts every consumer from its record; when it stops leading it stops them (pull
+    /// requests waiting here get `409 Leadership Change`).
+    pub(crate) fn follow_leadership(self: &Arc<Self>, state: &Arc<ServerState>) {
+        let (Some(raft), Some(node_id)) = (
+            self.raft().cloned(),
+            self.replica.as_ref().map(|r| r.node_id),
+        ) else {
+            return;
+        };
+        let host = Arc::downgrade(self);
+        let state = Arc::downgrade(state);
+        tokio::spawn(async move {
+            let mut metrics = raft.metrics();
+            let mut serving = false;
+            loop {
+                let leading = {
+                    let m = metrics.borrow_and_update();
+                    m.current_leader == Some(node_id) && m.state.is_leader()
+                };
+                let Some(host) = host.upgrade() else { return };
+                if let Some(replica) = &host.replica {
+                    *replica.metrics_seen.lock() = Some(std::time::Instant::now());
+                }
+                if leading && !serving {
+                    let confirmed =
+                        tokio::time::timeout(LEADERSHIP_CONFIRM, raft.ensure_linearizable()).await;
+                    if !matches!(confirmed, Ok(Ok(_))) {
+                        drop(host);
+                        tokio::time::sleep(LEADERSHIP_RETRY).await;
+                        continue;
+                    }
+                    let Some(state) = state.upgrade() else { return };
+                    host.start_consumers(&state);
+                    host.note_leading(true);
+                    serving = true;
+                } else if !leading && serving {
+                    host.step_down_consumers();
+                    host.note_leading(false);
+                    serving = false;
+                }
+                drop(host);
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    fn note_leading(&self, leading: bool) {
+        if let Some(replica) = &self.replica {
+            let since = if leading { now_ns().max(1) } else { 0 };
+            replica.leader_since_ns.store(since, Ordering::Release);
+        }
+    }
+
+    /// Since when this replica serves as the stream's leader (Unix ns), if it does.
+    pub(crate) fn leader_since_ns(&self) -> Option<i64> {
+        let since = self
+            .replica
+            .as_ref()?
+            .leader_since_ns
+            .load(Ordering::Acquire);
+        (since > 0).then_some(since)
+    }
+
+    /// Before a read served from this replica's state: whether it still leads. A leader that a
+    /// quorum acknowledged within [`READ_LEASE`] does (no other node can have been elected since:
+    /// elections wait at least twice as long); otherwise a quorum must confirm it now
+    /// (`ensure_linearizable`, bounded). A restarted former leader, which believes it leads its
+    /// old term until it hears of the new one, and a leader cut off from its quorum both fail
+    /// here instead of answering from stale state. Streams without replicas always lead.
+    pub(crate) async fn confirm_leader(&self) -> bool {
+        let (Some(raft), Some(node_id)) = (self.raft(), self.replica.as_ref().map(|r| r.node_id))
+        else {
+            return self.replica.is_none();
+        };
+        // `millis_since_quorum_ack` was measured when openraft last reported its metrics (it
+        // reports on every event, at least each heartbeat round while a quorum answers); a
+        // leader whose followers went silent may report nothing new for a while, so the time
+        // since that report counts too.
+        let reported_ago = self
+            .replica
+            .as_ref()
+            .and_then(|r| *r.metrics_seen.lock())
+            .map_or(READ_LEASE, |seen| seen.elapsed());
+        let leased = {
+            let metrics = raft.metrics();
+            let metrics = metrics.borrow();
+            metrics.current_leader == Some(node_id)
+                && metrics.millis_since_quorum_ack.is_some_and(|ms| {
+                    std::time::Duration::from_millis(ms).saturating_add(reported_ago) < READ_LEASE
+                })
+        };
+        leased
+            || matches!(
+                tokio::time::timeout(LEADERSHIP_CONFIRM, raft.ensure_linearizable()).await,
+                Ok(Ok(_))
+            )
+    }
+
+    /// Whether the replicated records hold this consumer (it may not run here yet).
+    pub(crate) fn has_consumer_record(&self, name: &str) -> bool {
+        self.core.lock().consumer_records.contains_key(name)
+    }
+
+    /// Starts every consumer of the replicated records that does not run here yet.
+    fn start_consumers(self: &Arc<Self>, state: &Arc<ServerState>) {
+        let records = self.core.lock().consumer_records.clone();
+        for (name, bytes) in records {
+            if self.consumers.read().contains_key(&name) {
+                continue;
+            }
+            match ConsumerRecord::decode(&bytes) {
+                Ok(record) => {
+                    let consumer = natrix_stream::Consumer::restore(
+                        record.config,
+                        record.created_ns,
+                        record.state,
+                    );
+                    let consumer = ConsumerHost::start(state, self, name, consumer);
+                    self.add_consumer(consumer);
+                }
+                Err(err) => tracing::error!(
+                    "JetStream consumer '{} > {name}': record unreadable, not started: {err}",
+                    self.name
+                ),
+            }
+        }
+    }
+
+    /// Stops the consumers running here (their records stay: the next leader starts them).
+    fn step_down_consumers(&self) {
+        for consumer in std::mem::take(&mut *self.consumers.write()).into_values() {
+            consumer.step_down();
+        }
+    }
+
+    /// Leader side: turns a batch of inbound items into one log entry and proposes it.
+    pub(super) async fn propose(&self, items: Vec<Inbound>, timer_fired: bool) -> Settle {
+        let js = self.js.upgrade();
+        let mut commands = Vec::with_capacity(items.len());
+        let mut slots = Vec::with_capacity(items.len());
+        let mut answers = Vec::new();
+        {
+            let core = self.core.lock();
+            let config = core.stream.config();
+            let mut now = now_ns().max(core.stream.position().last_timestamp_ns.unwrap_or(0));
+            // From the replicated records, not the running consumers: a new leader proposes
+            // before its consumers are started.
+            let drop_at_once =
+                config.retention == RetentionPolicy::Interest && core.consumer_records.is_empty();
+            let mut batch_bytes = 0u64;
+            for item in items {
+                let size = item.queued_bytes();
+                self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                match item {
+                    Inbound::Publish {
+                        subject,
+                        reply,
+                        headers,
+                        payload,
+                    } => {
+                        let allowed = match &js {
+                            Some(js) => js.check_resources(self.storage, batch_bytes + size),
+                            None => Err(stopped()),
+                        };
+                        match allowed {
+                            Ok(()) => {
+                                batch_bytes += size;
+                                commands.push(EntryCommand::Publish {
+                                    command: Command::Publish {
+                                        subject,
+                                        headers,
+                                        payload,
+                                        timestamp_ns: now,
+                                    },
+                                    drop_at_once,
+                                });
+                                slots.push(Slot::Publish(reply));
+                                now += 1;
+                            }
+                            Err(err) => answers.extend(reply.map(|reply| Answer::PubError {
+                                reply,
+                                json: PubAck::error_json(&self.name, &err),
+                            })),
+                        }
+                    }
+                    Inbound::Command { cmd, done } => {
+                        commands.push(EntryCommand::Other(cmd));
+                        slots.push(Slot::Command(done));
+                    }
+                    Inbound::Consumer { write, done } => {
+                        commands.push(EntryCommand::Consumer(write));
+                        slots.push(Slot::Consumer(done));
+                    }
+                    Inbound::Stop => {}
+                }
+            }
+            if config.max_age > 0 && (timer_fired || !commands.is_empty()) {
+                let now = now_ns();
+                let due = core
+                    .stream
+                    .msg_meta(core.stream.first_seq())
+                    .is_some_and(|m| m.timestamp_ns.saturating_add(config.max_age) <= now);
+                if due {
+                    commands.push(EntryCommand::Other(Command::Expire { now_ns: now }));
+                    slots.push(Slot::Internal);
+                }
+            }
+        }
+        let mut settle = Settle {
+            ticket: None,
+            answers,
+            last_seq: 0,
+            proposal: None,
+        };
+        if commands.is_empty() {
+            return settle;
+        }
+        let (tx, answer) = oneshot::channel();
+        let proposal = Proposal {
+            commands,
+            slots,
+            answer,
+        };
+        let Some(raft) = self.raft().filter(|_| self.is_leader()) else {
+            let _ = tx.send(Err(not_leader()));
+            settle.proposal = Some(proposal);
+            return settle;
+        };
+        let entry = natrix_raft::Command(encode_entry(&proposal.commands));
+        match raft.client_write_ff(entry).await {
+            Ok(rx) => {
+                tokio::spawn(async move {
+                    let result = match rx.await {
+                        Ok(Ok(response)) => Ok(response.data.0),
+                        Ok(Err(err)) => {
+                            tracing::debug!("stream proposal not committed: {err}");
+                            Err(not_leader())
+                        }
+                        Err(_) => Err(not_leader()),
+                    };
+                    let _ = tx.send(result);
+                });
+            }
+            Err(err) => {
+                let _ = tx.send(Err(ApiError::store_failed(err.to_string())));
+            }
+        }
+        settle.proposal = Some(proposal);
+        settle
+    }
+
+    /// State machine: applies the committed entry at log `index` to this replica's stream and
+    /// returns the results (encoded) for the proposer. Effects wait for [`StreamHost::persist`].
+    pub(crate) fn apply_entry(&self, index: u64, entry: &[u8]) -> Bytes {
+        let mut guard = self.core.lock();
+        let core = &mut *guard;
+        if index <= core.raft_index {
+            // Already part of this replica's state (a snapshot newer than the log position).
+            return Bytes::new();
+        }
+        core.raft_index = index;
+        let commands = match decode_entry(entry) {
+            Ok(commands) => commands,
+            Err(err) => {
+                tracing::error!(
+                    "JetStream stream '{}': log entry {index} skipped: {err}",
+                    self.name
+                );
+                return encode_results(&[]);
+            }
+        };
+        let mut results: Vec<EntryResult> = Vec::with_capacity(commands.len());
+        let mut ops = Vec::new();
+        for command in commands {
+            let (command, drop_at_once) = match command {
+                EntryCommand::Publish {
+                    command,
+                    drop_at_once,
+                } => (command, drop_at_once),
+                EntryCommand::Other(command) => (command, false),
+                EntryCommand::Consumer(write) => {
+                    apply_consumer_write(core, write);
+                    results.push(Ok(None));
+                    continue;
+                }
+            };
+            let result = match core.stream.apply(command) {
+                Ok(applied) => {
+                    ops.extend(applied.ops);
+                    match &applied.reply {
+                        Reply::PubAck(ack) if drop_at_once && !ack.duplicate => {
+                            let seqs = vec![ack.seq];
+                            if let Ok(removed) = core.stream.apply(Command::RemoveAcked { seqs }) {
+                                ops.extend(removed.ops);
+                            }
+                        }
+                        Reply::ConfigUpdated(config) => {
+                            core.pending_config = Some((**config).clone());
+                        }
+                        _ => {}
+                    }
+                    Ok(Some(applied.reply))
+                }
+                Err(err) => Err(err),
+            };
+            results.push(result);
+        }
+        self.note_usage(&core.stream);
+        self.notify_removed_by(&ops);
+        match &mut core.memory {
+            Some(memory) => apply_to_memory(memory, ops),
+            None => core.pending_ops.extend(ops),
+        }
+        encode_results(&results)
+    }
+
+    /// State machine: writes what was applied since the last call together with the group's
+    /// applied position (`applied`, natrix-raft's encoding) in one store batch, then lets
+    /// consumers see the new messages.
+    pub(crate) async fn persist(&self, applied: Vec<u8>) -> Result<(), StoreError> {
+        let Some(replica) = &self.replica else {
+            return Ok(());
+        };
+        let (batch, config, last_seq) = {
+            let mut core = self.core.lock();
+            let last_seq = core.stream.last_seq();
+            if core.memory.is_some() {
+                core.pending_consumers.clear();
+                (None, None, last_seq)
+            } else {
+                core.applied += 1;
+                let batch = StreamBatch {
+                    stream_id: self.id,
+                    ops: std::mem::take(&mut core.pending_ops),
+                    applied: core.applied,
+                    position: Some(core.stream.position().encode()),
+                    consumer_updates: std::mem::take(&mut core.pending_consumers),
+                };
+                (Some(batch), core.pending_config.take(), last_seq)
+            }
+        };
+        if let Some(batch) = batch {
+            let js = self.js.upgrade().ok_or(StoreError::Closed)?;
+            if let Some(config) = config {
+                // Before the batch: if the node dies in between, the update is applied again.
+                let record = StreamRecord {
+                    config,
+                    created_ns: self.created_ns,
+                    group_id: Some(replica.group_id),
+                };
+                js.store()
+                    .put_stream_config(self.id, record.encode())
+                    .await?;
+            }
+            let applied = RaftApplied {
+                group_id: replica.group_id,
+                state: Bytes::from(applied),
+            };
+            // Not fsynced again: the Raft log holds these entries durably on a quorum; the batch
+            // is synced with the next log write (see `Store::write_with_raft_applied`).
+            js.store().write_with_raft_applied(batch, applied).await?;
+        }
+        self.committed.send_if_modified(|seq| {
+            let moved = last_seq > *seq;
+            *seq = (*seq).max(last_seq);
+            moved
+        });
+        Ok(())
+    }
+
+    /// State machine: the whole stream at the current log position (portable bytes).
+    pub(crate) fn snapshot_bytes(&self) -> Bytes {
+        let (config, position, raft_index, memory_msgs, consumers) = {
+            let core = self.core.lock();
+            (
+                core.stream.config().clone(),
+                core.stream.position().encode(),
+                core.raft_index,
+                core.memory
+                    .as_ref()
+                    .map(|m| m.values().cloned().collect::<Vec<_>>()),
+                core.consumer_records
+                    .iter()
+                    .map(|(name, record)| ConsumerSnapshot {
+                        name: name.clone(),
+                        record: record.clone(),
+                    })
+                    .collect(),
+            )
+        };
+        let encode = |m: &StoredMsg| {
+            let mut out = BytesMut::with_capacity(m.encoded_len());
+            m.encode(&mut out);
+            out.freeze()
+        };
+        let msgs = match memory_msgs {
+            Some(msgs) => msgs.iter().map(encode).collect(),
+            None => match self.js.upgrade() {
+                Some(js) => match js.store().scan_msgs(self.id, 0) {
+                    Ok(scan) => scan
+                        .filter_map(|m| match m {
+                            Ok(m) => Some(encode(&m)),
+                            Err(err) => {
+                                tracing::error!(
+                                    "JetStream stream '{}': snapshot read: {err}",
+                                    self.name
+                                );
+                                None
+                            }
+                        })
+                        .collect(),
+                    Err(err) => {
+                        tracing::error!("JetStream stream '{}': snapshot: {err}", self.name);
+                        Vec::new()
+                    }
+                },
+                None => Vec::new(),
+            },
+        };
+        Bytes::from(
+            StreamSnapshot {
+                config_json: Bytes::from(config.to_json()),
+                created_ns: self.created_ns,
+                position,
+                msgs,
+                raft_index,
+                consumers,
+            }
+            .encode_to_vec(),
+        )
+    }
+
+    /// State machine: replaces this replica's stream with a snapshot (from any node), together
+    /// with the group's applied position, in one store batch.
+    pub(crate) async fn install_snapshot(
+        &self,
+        snapshot: &[u8],
+        applied: Vec<u8>,
+    ) -> Result<(), String> {
+        let snapshot = StreamSnapshot::decode(snapshot).map_err(|e| format!("snapshot: {e}"))?;
+        let config = StreamConfig::from_json(&snapshot.config_json)
+            .map_err(|e| format!("snapshot config: {e}"))?;
+        let position = StreamPosition::decode(snapshot.position.clone())
+            .map_err(|e| format!("snapshot position: {e}"))?;
+        let msgs = snapshot
+            .msgs
+            .iter()
+            .map(|m| StoredMsg::decode(m.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("snapshot message: {e}"))?;
+        let storage = config.storage;
+        let stream = Stream::recover(
+            config.clone(),
+            Some(position),
+            msgs.iter().map(|m| RecoveredMsg::from_stored(m, storage)),
+        )
+        .map_err(|e| format!("snapshot: {e}"))?;
+        let last_seq = stream.last_seq();
+        let consumers: BTreeMap<String, Bytes> = snapshot
+            .consumers
+            .into_iter()
+            .map(|c| (c.name, c.record))
+            .collect();
+        let batch = {
+            let mut core = self.core.lock();
+            core.stream = stream;
+            core.raft_index = snapshot.raft_index;
+            core.pending_ops.clear();
+            core.pending_config = None;
+            core.pending_consumers.clear();
+            let mut consumer_updates: Vec<ConsumerUpdate> = core
+                .consumer_records
+                .keys()
+                .filter(|name| !consumers.contains_key(*name))
+                .map(|name| ConsumerUpdate::Delete { name: name.clone() })
+                .collect();
+            consumer_updates.extend(consumers.iter().map(|(name, record)| ConsumerUpdate::Put {
+                name: name.clone(),
+                state: record.clone(),
+            }));
+            core.consumer_records = consumers;
+            self.note_usage(&core.stream);
+            match &mut core.memory {
+                Some(memory) => {
+                    *memory = msgs.into_iter().map(|m| (m.seq, m)).collect();
+                    None
+                }
+                None => {
+                    core.applied += 1;
+                    let mut ops = vec![StoreOp::RemoveBelow { seq: u64::MAX }];
+                    ops.extend(msgs.into_iter().map(StoreOp::Append));
+                    Some(StreamBatch {
+                        stream_id: self.id,
+                        ops,
+                        applied: core.applied,
+                        position: Some(core.stream.position().encode()),
+                        consumer_updates,
+                    })
+                }
+            }
+        };
+        if let Some(batch) = batch {
+            let js = self.js.upgrade().ok_or("stopped")?;
+            let record = StreamRecord {
+                config,
+                created_ns: snapshot.created_ns,
+                group_id: self.replica.as_ref().map(|r| r.group_id),
+            };
+            let store = js.store();
+            store
+                .put_stream_config(self.id, record.encode())
+                .await
+                .map_err(|e| e.to_string())?;
+            let group_id = self.replica.as_ref().map_or(0, |r| r.group_id);
+            let applied = RaftApplied {
+                group_id,
+                state: Bytes::from(applied),
+            };
+            store
+                .commit_with_raft_applied(batch, applied)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        self.committed.send_replace(last_seq);
+        Ok(())
+    }
+}
+
+/// Turns a committed proposal's results (or its failure) into the answers of its commands.
+pub(super) async fn settle_proposal(stream: &str, proposal: Proposal, answers: &mut Vec<Answer>) {
+    let results = match proposal.answer.await {
+        Ok(Ok(bytes)) => decode_results(&bytes, &proposal.commands)
+            .map_err(|e| ApiError::store_failed(e.to_string())),
+        Ok(Err(err)) => Err(err),
+        Err(_) => Err(not_leader()),
+    };
+    let mut results = match results {
+        Ok(results) => results.into_iter().map(Some).collect::<Vec<_>>(),
+        Err(err) => {
+            tracing::warn!("JetStream stream '{stream}': batch not replicated: {err}");
+            vec![Some(Err(err)); proposal.slots.len()]
+        }
+    };
+    for (slot, result) in proposal.slots.into_iter().zip(results.iter_mut()) {
+        let result = result.take().unwrap_or_else(|| Err(not_leader()));
+        match slot {
+            Slot::Publish(Some(reply)) => answers.push(match result {
+                Ok(Some(Reply::PubAck(ack))) => Answer::PubAck {
+                    reply,
+                    json: ack.to_json(),
+                },
+                Ok(_) => Answer::PubError {
+                    reply,
+                    json: PubAck::error_json(stream, &ApiError::store_failed("unexpected reply")),
+                },
+                Err(err) => Answer::PubError {
+                    reply,
+                    json: PubAck::error_json(stream, &err),
+                },
+            }),
+            Slot::Command(done) => answers.push(Answer::Command {
+                done,
+                result: result.and_then(|reply| {
+                    reply.ok_or_else(|| ApiError::store_failed("no reply to a stream command"))
+                }),
+            }),
+            Slot::Consumer(done) => answers.push(Answer::Consumer {
+                done,
+                result: result.map(drop),
+            }),
+            Slot::Publish(None) | Slot::Internal => {}
+        }
+    }
+}
+
+/// State machine: a consumer record change, the same on every replica.
+fn apply_consumer_write(core: &mut StreamCore, write: ConsumerWrite) {
+    match write {
+        ConsumerWrite::Put {
+            name,
+            record,
+            create,
+        } => {
+            if create || core.consumer_records.contains_key(&name) {
+                core.consumer_records.insert(name.clone(), record.clone());
+                core.pending_consumers.push(ConsumerUpdate::Put {
+                    name,
+                    state: record,
+                });
+            }
+        }
+        ConsumerWrite::Delete { name } => {
+            if core.consumer_records.remove(&name).is_some() {
+                core.pending_consumers.push(ConsumerUpdate::Delete { name });
+            }
+        }
+    }
+}

@@ -1,0 +1,503 @@
+//! Clustered JetStream on real 3-node clusters on loopback (in-process nodes, real gRPC and
+//! client sockets), through async-nats: the meta group forms by itself, streams are placed and
+//! replicated by Raft, any node answers any client, acknowledged messages survive the leader.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, Context, stream};
+use natrix_testkit::TestServer;
+
+use crate::js_cluster::{
+    CLUSTER_WAIT, JsNode, Tune, create_stream, node_config, publish_acked, read_all, start_cluster,
+    start_cluster_with, stream_info,
+};
+
+/// Polls the stream info's replicas (bounded) until `done` holds for them.
+async fn wait_for_replicas(
+    js: &Context,
+    name: &str,
+    done: impl Fn(&[stream::PeerInfo]) -> bool,
+) -> anyhow::Result<Vec<stream::PeerInfo>> {
+    let deadline = Instant::now() + CLUSTER_WAIT;
+    loop {
+        let replicas = stream_info(js, name)
+            .await
+            .ok()
+            .and_then(|i| i.cluster)
+            .map(|c| c.replicas)
+            .unwrap_or_default();
+        if done(&replicas) {
+            return Ok(replicas);
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("stream {name}'s replicas stayed {replicas:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn r3_stream_created_on_one_node_is_published_on_another_and_read_on_a_third()
+-> anyhow::Result<()> {
+    let nodes = start_cluster(3).await?;
+    let created = create_stream(
+        &nodes[0].js,
+        stream::Config {
+            name: "ORDERS".into(),
+            subjects: vec!["orders.>".into()],
+            num_replicas: 3,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let cluster = created
+        .cached_info()
+        .cluster
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("a replicated stream's info has a cluster block"))?;
+    assert_eq!(cluster.name.as_deref(), Some("js"));
+    assert!(cluster.leader.is_some(), "the new stream has a leader");
+    // As nats-server: the group's name (`S-R3F-...` for an R3 file stream).
+    assert!(
+        cluster
+            .raft_group
+            .as_deref()
+            .is_some_and(|g| g.starts_with("S-R3F-")),
+        "{cluster:?}"
+    );
+
+    for i in 1..=50u64 {
+        let seq = publish_acked(&nodes[1].js, &format!("orders.{i}"), format!("m{i}")).await?;
+        assert_eq!(seq, i, "sequences are assigned in publish order");
+    }
+    let info = stream_info(&nodes[2].js, "ORDERS").await?;
+    assert_eq!(info.state.messages, 50);
+    assert_eq!(info.state.last_sequence, 50);
+    // Answered by the leader, which says since when it leads.
+    assert!(
+        info.cluster
+            .as_ref()
+            .is_some_and(|c| c.leader_since.is_some()),
+        "{:?}",
+        info.cluster
+    );
+    // The leader reports both followers caught up (no lag) and recently heard from.
+    let replicas = wait_for_replicas(&nodes[2].js, "ORDERS", |r| {
+        r.len() == 2 && r.iter().all(|p| p.current && p.lag.is_none())
+    })
+    .await?;
+    assert!(
+        replicas
+            .iter()
+            .all(|p| p.active < Duration::from_secs(5) && !p.offline),
+        "{replicas:?}"
+    );
+    let expected: Vec<String> = (1..=50).map(|i| format!("m{i}")).collect();
+    for node in &nodes {
+        assert_eq!(read_all(&node.js, "ORDERS", 50).await?, expected);
+    }
+
+    // Every node lists the stream, whether or not it holds a replica, with the leader's state.
+    for node in &nodes {
+        let names: Vec<String> = futures::TryStreamExt::try_collect(node.js.stream_names()).await?;
+        assert_eq!(names, vec!["ORDERS".to_string()]);
+        let infos: Vec<stream::Info> =
+            futures::TryStreamExt::try_collect(node.js.streams()).await?;
+        assert_eq!(infos.len(), 1);
+        assert_eq!(infos[0].config.name, "ORDERS");
+        assert_eq!(infos[0].state.messages, 50);
+    }
+    for node in nodes {
+        drop(node.client);
+        node.server.shutdown().await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_r1_stream_takes_publishes_from_every_node() -> anyhow::Result<()> {
+    let nodes = start_cluster(3).await?;
+    create_stream(
+        &nodes[2].js,
+        stream::Config {
+            name: "ONE".into(),
+            subjects: vec!["one".into()],
+            num_replicas: 1,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut seq = 0;
+    for round in 0..3 {
+        for (i, node) in nodes.iter().enumerate() {
+            seq += 1;
+            let got = publish_acked(&node.js, "one", format!("{round}-{i}")).await?;
+            assert_eq!(got, seq);
+        }
+    }
+    let info = stream_info(&nodes[0].js, "ONE").await?;
+    assert_eq!(info.state.messages, 9);
+    assert_eq!(info.config.num_replicas, 1);
+
+    // Deleting it through any node removes it everywhere.
+    assert!(nodes[1].js.delete_stream("ONE").await?.success);
+    for node in &nodes {
+        let names: Vec<String> = futures::TryStreamExt::try_collect(node.js.stream_names()).await?;
+        assert!(names.is_empty(), "deleted stream still listed: {names:?}");
+    }
+    for node in nodes {
+        node.server.shutdown().await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn acknowledged_messages_survive_the_loss_of_the_stream_leader() -> anyhow::Result<()> {
+    let mut nodes = start_cluster(3).await?;
+    create_stream(
+        &nodes[0].js,
+        stream::Config {
+            name: "EVENTS".into(),
+            subjects: vec!["events".into()],
+            num_replicas: 3,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut acked = Vec::new();
+    for i in 0..100 {
+        let payload = format!("e{i}");
+        publish_acked(&nodes[0].js, "events", payload.clone()).await?;
+        acked.push(payload);
+    }
+    let info = stream_info(&nodes[0].js, "EVENTS").await?;
+    let leader = info
+        .cluster
+        .and_then(|c| c.leader)
+        .ok_or_else(|| anyhow::anyhow!("no leader"))?;
+    let index = crate::js_cluster::node_named(&nodes, &leader)?;
+    let gone = nodes.remove(index);
+    gone.server.shutdown().await;
+
+    // The survivors elect a new leader and go on; nothing acknowledged is missing.
+    for i in 100..150 {
+        let payload = format!("e{i}");
+        publish_acked(&nodes[0].js, "events", payload.clone()).await?;
+        acked.push(payload);
+    }
+    // The new leader sees that the old one is gone: not current.
+    let replicas = wait_for_replicas(&nodes[0].js, "EVENTS", |r| {
+        r.iter().any(|p| p.name == leader && !p.current)
+    })
+    .await?;
+    assert!(
+        replicas.iter().any(|p| p.name != leader && p.current),
+        "{replicas:?}"
+    );
+    for node in &nodes {
+        let info = stream_info(&node.js, "EVENTS").await?;
+        assert_eq!(info.state.messages, acked.len() as u64);
+        assert_ne!(info.cluster.and_then(|c| c.leader), Some(leader.clone()));
+        assert_eq!(
+            read_all(&node.js, "EVENTS", acked.len() as u64).await?,
+            acked
+        );
+    }
+    for node in nodes {
+        node.server.shutdown().await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_replicated_stream_survives_restarting_every_node() -> anyhow::Result<()> {
+    let nodes = start_cluster(3).await?;
+    create_stream(
+        &nodes[1].js,
+        stream::Config {
+            name: "KEEP".into(),
+            subjects: vec!["keep.*".into()],
+            num_replicas: 3,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut expected = Vec::new();
+    for i in 1..=40u64 {
+        let payload = format!("k{i}");
+        assert_eq!(
+            publish_acked(&nodes[i as usize % 3].js, "keep.a", payload.clone()).await?,
+            i
+        );
+        expected.push(payload);
+    }
+
+    // Stop every node, then start each again on its store and cluster port (the meta group
+    // and the stream group remember their members by address).
+    let mut stopped = Vec::new();
+    for node in nodes {
+        let cluster_port = node
+            .server
+            .server
+            .cluster_addr()
+            .ok_or_else(|| anyhow::anyhow!("no cluster address"))?
+            .port();
+        drop(node.client);
+        node.server.shutdown().await;
+        stopped.push((cluster_port, node._dir));
+    }
+    let seed = format!("127.0.0.1:{}", stopped[0].0);
+    let mut nodes = Vec::new();
+    for (i, (port, dir)) in stopped.into_iter().enumerate() {
+        let routes = if i == 0 {
+            Vec::new()
+        } else {
+            vec![seed.clone()]
+        };
+        let mut config = node_config(&routes, dir.path());
+        if let Some(cluster) = config.cluster.as_mut() {
+            cluster.port = port;
+        }
+        let server = TestServer::start_with(config).await?;
+        let client = async_nats::connect(server.url()).await?;
+        let js = jetstream::new(client.clone());
+        nodes.push(JsNode {
+            server,
+            client,
+            js,
+            _dir: dir,
+        });
+    }
+
+    // Everything acknowledged before is there, and the sequence goes on where it stopped.
+    for i in 41..=50u64 {
+        let payload = format!("k{i}");
+        assert_eq!(
+            publish_acked(&nodes[0].js, "keep.b", payload.clone()).await?,
+            i
+        );
+        expected.push(payload);
+    }
+    for node in &nodes {
+        assert_eq!(read_all(&node.js, "KEEP", 50).await?, expected);
+    }
+    for node in nodes {
+        node.server.shutdown().await;
+    }
+    Ok(())
+}
+
+/// A node stopped by [`stop_node`]: its store and ports, to start it again.
+struct StoppedNode {
+    client_port: u16,
+    cluster_port: u16,
+    dir: tempfile::TempDir,
+}
+
+async fn stop_node(node: JsNode) -> anyhow::Result<StoppedNode> {
+    let client_port = node.server.addr().port();
+    let cluster_port = node
+        .server
+        .server
+        .cluster_addr()
+        .ok_or_else(|| anyhow::anyhow!("no cluster address"))?
+        .port();
+    drop(node.client);
+    node.server.shutdown().await;
+    Ok(StoppedNode {
+        client_port,
+        cluster_port,
+        dir: node._dir,
+    })
+}
+
+/// Starts a stopped node again on its store, client port and cluster port, joining through
+/// `seed` (another node's cluster address); `tune` as the cluster was started with.
+async fn start_again(stopped: StoppedNode, seed: &str, tune: Tune) -> anyhow::Result<JsNode> {
+    let mut config = node_config(&[seed.to_string()], stopped.dir.path());
+    config.port = stopped.client_port;
+    if let Some(cluster) = config.cluster.as_mut() {
+        cluster.port = stopped.cluster_port;
+    }
+    if let Some(js) = config.jetstream.as_mut() {
+        tune(js);
+    }
+    let server = TestServer::start_with(config).await?;
+    let client = async_nats::connect(server.url()).await?;
+    let js = jetstream::new(client.clone());
+    Ok(JsNode {
+        server,
+        client,
+        js,
+        _dir: stopped.dir,
+    })
+}
+
+/// The index of the node that leads `stream` (as `nodes[0]` reports it).
+async fn leader_index(nodes: &[JsNode], stream: &str) -> anyhow::Result<usize> {
+    let leader = stream_info(&nodes[0].js, stream)
+        .await?
+        .cluster
+        .and_then(|c| c.leader)
+        .ok_or_else(|| anyhow::anyhow!("stream {stream} has no leader"))?;
+    crate::js_cluster::node_named(nodes, &leader)
+}
+
+/// Waits until every node's own copy holds `messages` messages (`/jsz`).
+async fn wait_for_copies(nodes: &[JsNode], messages: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + CLUSTER_WAIT;
+    loop {
+        let mut held = Vec::new();
+        for node in nodes {
+            held.push(node.server.monitor_json("/jsz").await?["messages"].as_u64());
+        }
+        if held.iter().all(|m| *m == Some(messages)) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "copies hold {held:?}, not {messages}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_follower_that_missed_many_entries_catches_up_from_a_snapshot() -> anyhow::Result<()> {
+    // Snapshot and compact the stream's log every 20 entries, keeping 20.
+    let tune: Tune = |js| js.raft_snapshot_every = Some(20);
+    let mut nodes = start_cluster_with(3, tune).await?;
+    create_stream(
+        &nodes[0].js,
+        stream::Config {
+            name: "SNAP".into(),
+            subjects: vec!["snap".into()],
+            num_replicas: 3,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut expected = Vec::new();
+    for i in 1..=10 {
+        publish_acked(&nodes[0].js, "snap", format!("s{i}")).await?;
+        expected.push(format!("s{i}"));
+    }
+    let leader = leader_index(&nodes, "SNAP").await?;
+    let follower = (leader + 1) % 3;
+    let stopped = stop_node(nodes.remove(follower)).await?;
+    // 200 entries (one publish each) while it is away: its log position is long compacted away
+    // on the others, so only a snapshot can bring it back.
+    for i in 11..=210 {
+        publish_acked(&nodes[0].js, "snap", format!("s{i}")).await?;
+        expected.push(format!("s{i}"));
+    }
+    let seed = nodes[0]
+        .server
+        .cluster_addr()
+        .ok_or_else(|| anyhow::anyhow!("no cluster address"))?;
+    nodes.insert(follower, start_again(stopped, &seed, tune).await?);
+    wait_for_copies(&nodes, 210).await?;
+    // It serves the whole stream as its leader: the third node stops, so the leader's
+    // stepdown can only hand the group to it.
+    let third = 3 - leader - follower;
+    let _third = stop_node(nodes.remove(third)).await?;
+    let (leader, follower) = (
+        leader - usize::from(leader > third),
+        follower - usize::from(follower > third),
+    );
+    let deadline = Instant::now() + CLUSTER_WAIT;
+    while leader_index(&nodes, "SNAP").await.ok() != Some(follower) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "leadership never reached the follower"
+        );
+        let subject = "$JS.API.STREAM.LEADER.STEPDOWN.SNAP".to_string();
+        let _ = nodes[leader].client.request(subject, "".into()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(read_all(&nodes[follower].js, "SNAP", 210).await?, expected);
+    publish_acked(&nodes[follower].js, "snap", "s211".to_string()).await?;
+    crate::js_cluster::shutdown(nodes).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rolling_restart_under_publish_load_loses_nothing() -> anyhow::Result<()> {
+    let mut nodes = start_cluster(3).await?;
+    create_stream(
+        &nodes[0].js,
+        stream::Config {
+            name: "ROLL".into(),
+            subjects: vec!["roll".into()],
+            num_replicas: 3,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let urls: Vec<String> = nodes.iter().map(|n| n.server.url()).collect();
+    // One publisher for the whole restart, with every node's URL: it fails over by itself.
+    let client = async_nats::ConnectOptions::new()
+        .retain_servers_order()
+        .connect(urls.as_slice())
+        .await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let publisher = tokio::spawn(async move {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(2))
+            .build(client);
+        let mut acked = Vec::new();
+        let mut failed = 0u64;
+        let mut n = 0u64;
+        while !*stop_rx.borrow() && n < 100_000 {
+            n += 1;
+            let payload = format!("r{n}");
+            let attempt = async {
+                let ack = js.publish("roll", payload.clone().into()).await?;
+                anyhow::Ok(ack.await?)
+            };
+            match tokio::time::timeout(Duration::from_secs(3), attempt).await {
+                Ok(Ok(ack)) => acked.push((ack.sequence, payload)),
+                _ => {
+                    failed += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        (acked, failed)
+    });
+
+    // Every node in turn: stopped, started again on its store, back in the meta group before
+    // the next one goes (what a StatefulSet's rolling update does, waiting for readiness).
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let seed = nodes[(i + 1) % 3]
+            .server
+            .cluster_addr()
+            .ok_or_else(|| anyhow::anyhow!("no cluster address"))?;
+        let stopped = stop_node(nodes.remove(i)).await?;
+        nodes.insert(i, start_again(stopped, &seed, |_| {}).await?);
+        crate::js_cluster::wait_for_meta_leader(&nodes, None).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = stop_tx.send(true);
+    let (acked, failed) = publisher.await?;
+    assert!(acked.len() > 20, "{} acked, {failed} failed", acked.len());
+
+    // Every acknowledged publish is in the stream once, at its sequence (read through each node).
+    let last = stream_info(&nodes[0].js, "ROLL").await?.state.last_sequence;
+    for node in &nodes {
+        let stored = read_all(&node.js, "ROLL", last).await?;
+        for (seq, payload) in &acked {
+            let at = usize::try_from(*seq - 1)?;
+            assert_eq!(stored.get(at), Some(payload), "sequence {seq}");
+        }
+        let mut unique = stored.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), stored.len(), "a payload is stored twice");
+    }
+    // And every node's own copy has caught up to all of it.
+    wait_for_copies(&nodes, last).await?;
+    crate::js_cluster::shutdown(nodes).await;
+    Ok(())
+}
