@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates the Python environment the client compatibility suite (tests/clients/python) runs in:
-# a venv in target/test-deps/venv with the pinned nats-py and pytest. Installs Debian's
-# python3-venv first if this Python cannot make a venv. Idempotent: reinstalls only when
+# a venv in target/test-deps/venv with the pinned nats-py, pytest and kubernetes-validate (the
+# Kubernetes manifest validator; it bundles the API schemas, so validation needs no network).
+# Installs Debian's python3-venv first if this Python cannot make a venv. Idempotent: reinstalls only when
 # requirements.txt changed. Prints the venv's python path on stdout; diagnostics go to stderr.
 set -euo pipefail
 
