@@ -346,6 +346,11 @@ impl RaftHost {
                 });
             }
             let remaining = deadline - now;
+            // openraft's transfer: every member drops the old leader's lease and the target
+            // stands at once; TimeoutNow as well, for a target that missed the broadcast.
+            if raft.trigger().transfer_leader(target).await.is_err() {
+                return Err(TransferLeadershipError::ShuttingDown { group_id });
+            }
             if let Err(status) = self.channels.timeout_now(&addr, request, remaining).await {
                 last_error = format!("node {target} at {addr}: {status}");
                 tracing::debug!(group_id, target, error = %last_error, "raft: TimeoutNow failed");

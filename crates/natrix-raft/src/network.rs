@@ -13,7 +13,8 @@ use natrix_proto::raft::raft_client::RaftClient;
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{OptionalSend, RaftNetworkFactory, RaftNetworkV2};
 use parking_lot::Mutex;
@@ -426,6 +427,32 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             vote_granted: response.vote_granted,
             last_log_id: codec::opt_log_id_from_pb(response.last_log_id.as_ref()),
         })
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RpcError> {
+        let request = pb::TransferLeaderRequest {
+            group_id: self.group_id,
+            from_leader: Some(codec::vote_to_pb(req.from_leader())),
+            to_node_id: *req.to_node_id(),
+            last_log_id: codec::opt_log_id_to_pb(req.last_log_id()),
+        };
+        let response = self
+            .client()?
+            .transfer_leader(self.request(request, &option))
+            .await
+            .map_err(|s| RpcError::from(self.status_error(s)))?
+            .into_inner();
+        if response.error_json.is_empty() {
+            return Ok(Ok(()));
+        }
+        match codec::from_json(&response.error_json, "a transfer-leader refusal") {
+            Ok(refusal) => Ok(Err(refusal)),
+            Err(e) => Err(RpcError::Network(self.encode_error(e))),
+        }
     }
 
     /// Streams the snapshot in chunks of at most openraft's `snapshot_max_chunk_size`; gives

@@ -14,7 +14,9 @@ use natrix_proto::raft as pb;
 use natrix_proto::raft::raft_server::RaftServer;
 use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest,
+};
 use parking_lot::RwLock;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -195,6 +197,32 @@ impl pb::raft_server::Raft for RaftService {
         Ok(Response::new(pb::SnapshotResponse {
             vote: Some(codec::vote_to_pb(&response.vote)),
         }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
+        let req = request.into_inner();
+        let group_id = req.group_id;
+        let raft = self.group(group_id)?;
+        let from = codec::required_vote(req.from_leader.as_ref(), "a transfer-leader request")
+            .map_err(|e| bad_request(group_id, &e))?;
+        let rpc = TransferLeaderRequest::new(
+            from,
+            req.to_node_id,
+            codec::opt_log_id_from_pb(req.last_log_id.as_ref()),
+        );
+        let error_json = match raft
+            .handle_transfer_leader(rpc)
+            .await
+            .map_err(|e| raft_failed(group_id, &e))?
+        {
+            Ok(()) => Default::default(),
+            Err(refusal) => codec::to_json(&refusal, "a transfer-leader refusal")
+                .map_err(|e| Status::internal(format!("raft group {group_id}: {e}")))?,
+        };
+        Ok(Response::new(pb::TransferLeaderResponse { error_json }))
     }
 
     async fn timeout_now(
