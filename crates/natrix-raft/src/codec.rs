@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use natrix_proto::raft as pb;
-use openraft::{CommittedLeaderId, EntryPayload, LeaderId};
 use prost::Message;
 
 use crate::types::{
-    Command, Entry, LogId, Membership, RaftNode, SnapshotMeta, StoredMembership, Vote,
+    Command, Entry, EntryPayload, LeaderId, LogId, Membership, RaftNode, SnapshotMeta,
+    StoredMembership, Vote,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +140,10 @@ pub fn membership_from_pb(membership: pb::Membership) -> Result<Membership, Code
             reason: format!("voter {voter} is not one of its nodes"),
         });
     }
-    Ok(Membership::new(configs, nodes))
+    Membership::new(configs, nodes).map_err(|e| CodecError::Invalid {
+        what: "a membership",
+        reason: e.to_string(),
+    })
 }
 
 pub fn log_id_to_pb(id: &LogId) -> pb::LogId {
@@ -152,7 +155,13 @@ pub fn log_id_to_pb(id: &LogId) -> pb::LogId {
 }
 
 pub fn log_id_from_pb(id: &pb::LogId) -> LogId {
-    LogId::new(CommittedLeaderId::new(id.term, id.node_id), id.index)
+    LogId::new(
+        LeaderId {
+            term: id.term,
+            node_id: id.node_id,
+        },
+        id.index,
+    )
 }
 
 pub fn opt_log_id_to_pb(id: Option<&LogId>) -> Option<pb::LogId> {
@@ -173,7 +182,10 @@ pub fn vote_to_pb(vote: &Vote) -> pb::Vote {
 
 pub fn vote_from_pb(vote: &pb::Vote) -> Vote {
     Vote {
-        leader_id: LeaderId::new(vote.term, vote.node_id),
+        leader_id: LeaderId {
+            term: vote.term,
+            node_id: vote.node_id,
+        },
         committed: vote.committed,
     }
 }
@@ -291,7 +303,13 @@ mod tests {
     use super::*;
 
     fn id(term: u64, node: u64, index: u64) -> LogId {
-        LogId::new(CommittedLeaderId::new(term, node), index)
+        LogId::new(
+            LeaderId {
+                term,
+                node_id: node,
+            },
+            index,
+        )
     }
 
     #[test]
@@ -300,7 +318,7 @@ mod tests {
             (1, RaftNode::new("10.0.0.1:6222", "n1")),
             (u64::MAX, RaftNode::new("[::1]:6222", "n-max")),
         ]);
-        let membership = Membership::new(vec![BTreeSet::from([1, u64::MAX])], nodes);
+        let membership = Membership::new(vec![BTreeSet::from([1, u64::MAX])], nodes).unwrap();
         let entries = [
             Entry {
                 log_id: id(1, 2, 3),
@@ -344,7 +362,7 @@ mod tests {
             (2, RaftNode::new("10.0.0.2:6222", "n2")),
             (u64::MAX, RaftNode::new("[::1]:6222", "learner")),
         ]);
-        Membership::new(vec![BTreeSet::from([1]), BTreeSet::from([1, 2])], nodes)
+        Membership::new(vec![BTreeSet::from([1]), BTreeSet::from([1, 2])], nodes).unwrap()
     }
 
     #[test]
@@ -376,7 +394,7 @@ mod tests {
             Some(id(1, 2, 300)),
             StoredMembership::new(
                 Some(id(1, 2, 1)),
-                Membership::new(vec![BTreeSet::from([2])], nodes),
+                Membership::new(vec![BTreeSet::from([2])], nodes).unwrap(),
             ),
         );
         #[rustfmt::skip]
@@ -412,7 +430,10 @@ mod tests {
     #[test]
     fn votes_and_log_ids_round_trip_and_garbage_is_an_error() {
         let vote = Vote {
-            leader_id: LeaderId::new(7, 3),
+            leader_id: LeaderId {
+                term: 7,
+                node_id: 3,
+            },
             committed: true,
         };
         assert_eq!(decode_vote(&encode_vote(&vote)).unwrap(), vote);

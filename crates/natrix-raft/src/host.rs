@@ -10,7 +10,9 @@ use std::time::Duration;
 use natrix_proto::raft as pb;
 use natrix_proto::raft::raft_server::RaftServer;
 use natrix_store::Store;
+use openraft::Instant as _;
 use openraft::ServerState;
+use openraft::async_runtime::WatchReceiver;
 use openraft::metrics::WaitError;
 use tokio::time::Instant;
 
@@ -18,7 +20,7 @@ use crate::log_store::LogStore;
 use crate::network::{NetworkFactory, NetworkOptions, PeerChannels};
 use crate::service::{RaftRegistry, RaftService};
 use crate::state_machine::{StateMachine, StateMachineStore};
-use crate::types::{GroupId, NodeId, Raft, StorageError};
+use crate::types::{GroupId, NodeId, Raft, RaftMetrics, TypeConfig};
 
 /// A voter that answered the leader within this long counts as reachable for a transfer (a few
 /// heartbeats).
@@ -35,12 +37,12 @@ pub enum RaftHostError {
     #[error("raft group {group_id}: opening its storage: {source}")]
     Storage {
         group_id: GroupId,
-        source: StorageError,
+        source: std::io::Error,
     },
     #[error("raft group {group_id}: starting: {source}")]
     Start {
         group_id: GroupId,
-        source: openraft::error::Fatal<NodeId>,
+        source: openraft::error::Fatal<TypeConfig>,
     },
     #[error("raft group {group_id}: invalid configuration: {source}")]
     Config {
@@ -109,11 +111,11 @@ impl Drop for ElectionPause<'_> {
 }
 
 /// The log index a leader knows `node` holds, from its replication metrics.
-fn matched(metrics: &openraft::RaftMetrics<NodeId, crate::RaftNode>, node: NodeId) -> Option<u64> {
+fn matched(metrics: &RaftMetrics, node: NodeId) -> Option<u64> {
     metrics
         .replication
         .as_ref()
-        .and_then(|r| r.get(&node).copied().flatten())
+        .and_then(|r| r.get(&node).cloned().flatten())
         .map(|id| id.index)
 }
 
@@ -142,7 +144,8 @@ impl RaftHost {
     /// The gRPC service serving every group of this host; add it to the node's cluster
     /// endpoint with `tonic::transport::Server::builder().add_service(host.service())`.
     pub fn service(&self) -> RaftServer<RaftService> {
-        RaftService::new(self.registry.clone()).into_server(self.channels.options())
+        RaftService::new(self.registry.clone(), self.channels.options())
+            .into_server(self.channels.options())
     }
 
     pub fn registry(&self) -> &RaftRegistry {
@@ -161,12 +164,12 @@ impl RaftHost {
     /// Starts group `group_id` on this node from what `store` holds for it (nothing for a new
     /// group; log, vote and snapshot for a restarted one) and serves its traffic. A new group
     /// still needs `Raft::initialize` on one member (or to be added by a running leader).
-    pub async fn start_group<S: StateMachine>(
+    pub async fn start_group(
         &self,
         store: &Store,
         group_id: GroupId,
         config: openraft::Config,
-        machine: S,
+        machine: impl StateMachine,
     ) -> Result<Raft, RaftHostError> {
         if self.registry.contains(group_id) {
             return Err(RaftHostError::GroupRunning(group_id));
@@ -231,7 +234,7 @@ impl RaftHost {
             .group(group_id)
             .ok_or(TransferLeadershipError::NotRunning(group_id))?;
         let me = self.node_id;
-        let metrics = raft.metrics().borrow().clone();
+        let metrics = raft.metrics().borrow_watched().clone();
         if metrics.state != ServerState::Leader {
             return Err(TransferLeadershipError::NotLeader {
                 group_id,
@@ -304,7 +307,7 @@ impl RaftHost {
             }
             Ok(_) => {}
             Err(WaitError::Timeout(waited, _)) => {
-                let m = raft.metrics().borrow().clone();
+                let m = raft.metrics().borrow_watched().clone();
                 return Err(TransferLeadershipError::TargetBehind {
                     group_id,
                     target,
@@ -343,6 +346,11 @@ impl RaftHost {
                 });
             }
             let remaining = deadline - now;
+            // openraft's transfer: every member drops the old leader's lease and the target
+            // stands at once; TimeoutNow as well, for a target that missed the broadcast.
+            if raft.trigger().transfer_leader(target).await.is_err() {
+                return Err(TransferLeadershipError::ShuttingDown { group_id });
+            }
             if let Err(status) = self.channels.timeout_now(&addr, request, remaining).await {
                 last_error = format!("node {target} at {addr}: {status}");
                 tracing::debug!(group_id, target, error = %last_error, "raft: TimeoutNow failed");
@@ -407,4 +415,32 @@ pub fn default_config(cluster_name: impl Into<String>) -> openraft::Config {
         max_in_snapshot_log_to_keep: 1_000,
         ..openraft::Config::default()
     }
+}
+
+/// Whether `metrics` show this node leading under a lease openraft takes writes with: a quorum
+/// acknowledged it within `lease` (openraft's `election_timeout_max`). A leader just elected has
+/// no lease until a quorum answered its first append; until then openraft refuses writes.
+pub fn holds_write_lease(metrics: &RaftMetrics, lease: Duration) -> bool {
+    let leads = metrics.state == ServerState::Leader && metrics.current_leader == Some(metrics.id);
+    let voters = metrics.membership_config.membership().voter_ids().count();
+    leads
+        && (voters <= 1
+            || metrics
+                .last_quorum_acked
+                .as_ref()
+                .is_some_and(|at| at.elapsed() < lease))
+}
+
+/// Waits (at most `timeout`) until this node, if it leads `raft`'s group, holds a write lease;
+/// true if it does. Returns false at once once another node leads.
+pub async fn wait_write_lease(raft: &Raft, timeout: Duration) -> bool {
+    let lease = Duration::from_millis(raft.config().election_timeout_max);
+    let waited = raft
+        .wait(Some(timeout))
+        .metrics(
+            |m| holds_write_lease(m, lease) || m.current_leader != Some(m.id),
+            "a write lease",
+        )
+        .await;
+    waited.is_ok_and(|m| holds_write_lease(&m, lease))
 }

@@ -22,13 +22,15 @@ mod types;
 pub use codec::AppliedState;
 pub use host::{
     RaftHost, RaftHostError, TRANSFER_TIMEOUT, TransferLeadershipError, default_config,
+    holds_write_lease, wait_write_lease,
 };
 pub use log_store::LogStore;
 pub use network::{NetworkFactory, NetworkOptions, PeerChannels, PeerClient};
 pub use openraft;
+pub use openraft::async_runtime::WatchReceiver;
 pub use service::{RaftRegistry, RaftService};
 pub use state_machine::{SnapshotBuilder, StateMachine, StateMachineError, StateMachineStore};
 pub use types::{
-    Command, Entry, GroupId, LogId, Membership, NodeId, Raft, RaftNode, Reply, Snapshot,
-    SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
+    Command, Entry, EntryPayload, GroupId, LogId, Membership, NodeId, Raft, RaftMetrics, RaftNode,
+    Reply, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
 };

@@ -1,17 +1,21 @@
-//! openraft's log storage (storage v2: [`RaftLogStorage`] + [`RaftLogReader`]) over one group's
-//! [`RaftLog`] in the node's RocksDB. Appends, votes and truncations run on a blocking thread
-//! and return once fsynced; `append` reports the flush to openraft only after that.
+//! openraft's log storage ([`RaftLogStorage`] + [`RaftLogReader`]) over one group's [`RaftLog`]
+//! in the node's RocksDB. An append is written at once and reported to openraft as flushed only
+//! after the store's WAL syncer fsynced it ([`RaftLog::append_then_sync`]): openraft replicates
+//! entries as soon as they are readable, so a leader's own fsync overlaps the round trip to its
+//! followers, and commits count this node only once its copy is durable. Votes, truncations and
+//! purges run on a blocking thread and return once fsynced.
 
 use std::fmt::Debug;
+use std::io;
 use std::ops::{Bound, RangeBounds};
 
 use bytes::Bytes;
 use natrix_store::{RaftLog, RaftLogError};
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
 
 use crate::codec::{self, CodecError};
-use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::types::{Entry, LogId, TypeConfig, Vote};
 
 /// One group's Raft log and vote. Clones share the same RocksDB keys; openraft uses a clone as
 /// the reader of its replication tasks.
@@ -29,38 +33,38 @@ impl LogStore {
         self.log.group_id()
     }
 
-    /// Runs a RocksDB write on the blocking pool so that an fsync never stalls the runtime.
+    /// Runs a synced RocksDB write on the blocking pool so that an fsync never stalls the
+    /// runtime.
     async fn blocking<T: Send + 'static>(
         &self,
-        what: fn(AnyError) -> StorageIOError<u64>,
         f: impl FnOnce(&RaftLog) -> Result<T, RaftLogError> + Send + 'static,
-    ) -> Result<T, StorageError> {
+    ) -> Result<T, io::Error> {
         let log = self.log.clone();
         match tokio::task::spawn_blocking(move || f(&log)).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(what(AnyError::new(&e)).into()),
-            Err(join) => Err(what(AnyError::new(&join)).into()),
+            Ok(Err(e)) => Err(io::Error::other(e)),
+            Err(join) => Err(io::Error::other(join)),
         }
     }
 }
 
-fn read_err(e: &RaftLogError) -> StorageError {
-    StorageIOError::read_logs(AnyError::new(e)).into()
+fn corrupt(e: CodecError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-fn corrupt(subject: ErrorSubject<u64>, e: &CodecError) -> StorageError {
-    StorageIOError::new(subject, ErrorVerb::Read, AnyError::new(e)).into()
+fn decode_entry(bytes: Bytes) -> Result<Entry, io::Error> {
+    codec::decode_entry(bytes).map_err(corrupt)
 }
 
-fn decode_entry(bytes: Bytes) -> Result<Entry, StorageError> {
-    codec::decode_entry(bytes).map_err(|e| corrupt(ErrorSubject::Logs, &e))
+fn decode_log_id(bytes: &[u8]) -> Result<LogId, io::Error> {
+    codec::decode_log_id(bytes).map_err(corrupt)
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
+    ) -> Result<Vec<Entry>, io::Error> {
         let start = match range.start_bound() {
             Bound::Included(&n) => n,
             Bound::Excluded(&n) => n.saturating_add(1),
@@ -75,30 +79,35 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let raw = self
             .log
             .entries(start, end, usize::MAX)
-            .map_err(|e| read_err(&e))?;
+            .map_err(io::Error::other)?;
         raw.into_iter()
             .map(|(_, bytes)| decode_entry(bytes))
             .collect()
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        let bytes = self.log.read_vote().map_err(io::Error::other)?;
+        bytes
+            .map(|b| codec::decode_vote(&b).map_err(corrupt))
+            .transpose()
     }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged_log_id = match self.log.read_last_purged().map_err(|e| read_err(&e))? {
-            Some(bytes) => {
-                Some(codec::decode_log_id(&bytes).map_err(|e| corrupt(ErrorSubject::Logs, &e))?)
-            }
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let last_purged_log_id = match self.log.read_last_purged().map_err(io::Error::other)? {
+            Some(bytes) => Some(decode_log_id(&bytes)?),
             None => None,
         };
-        let last = match self.log.last_entry().map_err(|e| read_err(&e))? {
+        let last = match self.log.last_entry().map_err(io::Error::other)? {
             Some((_, bytes)) => Some(decode_entry(bytes)?.log_id),
             None => None,
         };
         Ok(LogState {
-            last_purged_log_id,
             last_log_id: last.or(last_purged_log_id),
+            last_purged_log_id,
         })
     }
 
@@ -106,87 +115,60 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let bytes = codec::encode_vote(vote);
-        self.blocking(StorageIOError::write_vote, move |log| log.save_vote(&bytes))
-            .await
+        self.blocking(move |log| log.save_vote(&bytes)).await
     }
 
-    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        let bytes = self
-            .log
-            .read_vote()
-            .map_err(|e| StorageError::from(StorageIOError::read_vote(AnyError::new(&e))))?;
-        bytes
-            .map(|b| codec::decode_vote(&b).map_err(|e| corrupt(ErrorSubject::Vote, &e)))
-            .transpose()
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         let Some(committed) = committed else {
             return Ok(());
         };
         let bytes = codec::encode_log_id(&committed);
-        self.log
-            .save_committed(&bytes)
-            .map_err(|e| StorageIOError::write(AnyError::new(&e)).into())
+        self.log.save_committed(&bytes).map_err(io::Error::other)
     }
 
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        let bytes = self
-            .log
-            .read_committed()
-            .map_err(|e| StorageError::from(StorageIOError::read(AnyError::new(&e))))?;
-        bytes
-            .map(|b| codec::decode_log_id(&b).map_err(|e| corrupt(ErrorSubject::Store, &e)))
-            .transpose()
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        let bytes = self.log.read_committed().map_err(io::Error::other)?;
+        bytes.map(|b| decode_log_id(&b)).transpose()
     }
 
     async fn append<I>(
         &mut self,
         entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut encoded = Vec::new();
         for entry in entries {
-            let bytes = codec::encode_entry(&entry).map_err(|e| {
-                StorageError::from(StorageIOError::write_log_entry(
-                    entry.log_id,
-                    AnyError::new(&e),
-                ))
-            })?;
+            let bytes = codec::encode_entry(&entry).map_err(io::Error::other)?;
             encoded.push((entry.log_id.index, bytes));
         }
-        let result = self
-            .blocking(StorageIOError::write_logs, move |log| {
-                log.append(encoded.iter().map(|(i, b)| (*i, b.as_slice())))
-            })
-            .await;
-        // The callback tells openraft the entries are durable: only after the fsync.
-        match &result {
-            Ok(()) => callback.log_io_completed(Ok(())),
-            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
-        }
-        result
+        // Written without waiting for the disk (readable when this returns, as openraft needs
+        // for replication); the callback tells openraft the entries are durable, after the
+        // fsync that covers them.
+        self.log
+            .append_then_sync(
+                encoded.iter().map(|(i, b)| (*i, b.as_slice())),
+                Box::new(move |result| {
+                    callback.io_completed(result.map_err(io::Error::other));
+                }),
+            )
+            .map_err(io::Error::other)
     }
 
-    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let index = log_id.index;
-        self.blocking(StorageIOError::write_logs, move |log| {
-            log.truncate_from(index)
-        })
-        .await
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let from = last_log_id.map_or(0, |id| id.index.saturating_add(1));
+        self.blocking(move |log| log.truncate_from(from)).await
     }
 
-    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         let bytes = codec::encode_log_id(&log_id);
-        self.blocking(StorageIOError::write_logs, move |log| {
-            log.purge_upto(log_id.index, &bytes)
-        })
-        .await
+        let index = log_id.index;
+        self.blocking(move |log| log.purge_upto(index, &bytes))
+            .await
     }
 }

@@ -4,38 +4,38 @@
 //! failures become openraft's `Unreachable` (back off, then retry) or `NetworkError` (retry).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use natrix_proto::raft as pb;
 use natrix_proto::raft::raft_client::RaftClient;
-use openraft::error::{
-    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
-    Unreachable,
-};
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
-use openraft::{RaftNetwork, RaftNetworkFactory};
+use openraft::{OptionalSend, RaftNetworkFactory, RaftNetworkV2};
 use parking_lot::Mutex;
 use prost::Message;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use crate::codec::{self, CodecError};
-use crate::types::{GroupId, NodeId, RaftNode, TypeConfig};
+use crate::types::{GroupId, LogId, NodeId, RaftNode, Snapshot, TypeConfig, Vote};
 
 /// Limits of the Raft transport, shared by the client and the server side.
 #[derive(Debug, Clone)]
 pub struct NetworkOptions {
     /// How long a connection attempt to a peer may take.
     pub connect_timeout: Duration,
-    /// The largest encoded request or response; larger append-entries batches are split
-    /// (openraft retries with fewer entries). Keep openraft's `snapshot_max_chunk_size` well
-    /// below it.
+    /// The largest encoded request or response; larger append-entries batches are sent as
+    /// several requests, snapshots in chunks of at most openraft's `snapshot_max_chunk_size`
+    /// (keep it well below this).
     pub max_message_bytes: usize,
+    /// The largest snapshot a node accepts from a leader (it is assembled in memory).
+    pub max_snapshot_bytes: u64,
     /// The deadline of an RPC when openraft gives none shorter.
     pub rpc_timeout: Duration,
 }
@@ -45,6 +45,7 @@ impl Default for NetworkOptions {
         NetworkOptions {
             connect_timeout: Duration::from_secs(2),
             max_message_bytes: 64 << 20,
+            max_snapshot_bytes: 4 << 30,
             rpc_timeout: Duration::from_secs(10),
         }
     }
@@ -174,10 +175,8 @@ pub struct PeerClient {
     channels: PeerChannels,
 }
 
-/// openraft's RPC error for an RPC whose remote side fails with `E`.
-type RpcError<E = ApiError> = RPCError<NodeId, RaftNode, E>;
-type ApiError = RaftError<NodeId>;
-type SnapshotApiError = RaftError<NodeId, InstallSnapshotError>;
+/// openraft's error of an RPC.
+type RpcError = RPCError<TypeConfig>;
 
 #[derive(Debug, thiserror::Error)]
 enum TransportError {
@@ -195,13 +194,6 @@ enum TransportError {
         addr: String,
         source: tonic::transport::Error,
     },
-    #[error("raft group {group_id}: peer {target} at {addr}: bad response: {source}")]
-    Decode {
-        group_id: GroupId,
-        target: NodeId,
-        addr: String,
-        source: CodecError,
-    },
     #[error("raft group {group_id}: peer {target} at {addr}: response without a {field}")]
     Incomplete {
         group_id: GroupId,
@@ -218,14 +210,14 @@ enum TransportError {
 }
 
 impl PeerClient {
-    fn client<E: std::error::Error>(&self) -> Result<RaftClient<Channel>, RpcError<E>> {
+    fn client(&self) -> Result<RaftClient<Channel>, Unreachable<TypeConfig>> {
         self.channels.client(&self.addr).map_err(|source| {
-            RPCError::Unreachable(Unreachable::new(&TransportError::Address {
+            Unreachable::new(&TransportError::Address {
                 group_id: self.group_id,
                 target: self.target,
                 addr: self.addr.clone(),
                 source,
-            }))
+            })
         })
     }
 
@@ -235,9 +227,7 @@ impl PeerClient {
         request
     }
 
-    /// Connection-level failures (peer down, group not hosted there yet, deadline) make
-    /// openraft back off; anything else is retried at once.
-    fn status_error<E: std::error::Error>(&self, status: Status) -> RpcError<E> {
+    fn status_error(&self, status: Status) -> TransportFailure {
         let code = status.code();
         let err = TransportError::Status {
             group_id: self.group_id,
@@ -251,70 +241,49 @@ impl PeerClient {
             | Code::DeadlineExceeded
             | Code::Cancelled
             | Code::Unknown
-            | Code::ResourceExhausted => RPCError::Unreachable(Unreachable::new(&err)),
-            _ => RPCError::Network(NetworkError::new(&err)),
+            | Code::ResourceExhausted => TransportFailure::Unreachable(Unreachable::new(&err)),
+            _ => TransportFailure::Network(NetworkError::new(&err)),
         }
     }
 
-    fn decode_error<E: std::error::Error>(&self, source: CodecError) -> RpcError<E> {
-        RPCError::Network(NetworkError::new(&TransportError::Decode {
-            group_id: self.group_id,
-            target: self.target,
-            addr: self.addr.clone(),
-            source,
-        }))
-    }
-
-    fn incomplete<E: std::error::Error>(&self, field: &'static str) -> RpcError<E> {
-        RPCError::Network(NetworkError::new(&TransportError::Incomplete {
+    fn incomplete(&self, field: &'static str) -> NetworkError<TypeConfig> {
+        NetworkError::new(&TransportError::Incomplete {
             group_id: self.group_id,
             target: self.target,
             addr: self.addr.clone(),
             field,
-        }))
+        })
     }
 
-    fn encode_error<E: std::error::Error>(&self, source: CodecError) -> RpcError<E> {
-        RPCError::Network(NetworkError::new(&TransportError::Encode {
+    fn encode_error(&self, source: CodecError) -> NetworkError<TypeConfig> {
+        NetworkError::new(&TransportError::Encode {
             group_id: self.group_id,
             target: self.target,
             source,
-        }))
+        })
     }
-}
 
-impl RaftNetwork<TypeConfig> for PeerClient {
-    async fn append_entries(
-        &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RpcError> {
-        let entries = rpc
-            .entries
-            .iter()
-            .map(codec::entry_to_pb)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.encode_error::<ApiError>(e))?;
+    /// One `AppendEntries` call carrying `entries` (already encoded) after `prev_log_id`.
+    async fn send_append(
+        &self,
+        vote: &Vote,
+        prev_log_id: Option<&LogId>,
+        entries: Vec<pb::Entry>,
+        leader_commit: Option<&LogId>,
+        option: &RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RpcError> {
         let request = pb::AppendEntriesRequest {
             group_id: self.group_id,
-            vote: Some(codec::vote_to_pb(&rpc.vote)),
-            prev_log_id: codec::opt_log_id_to_pb(rpc.prev_log_id.as_ref()),
+            vote: Some(codec::vote_to_pb(vote)),
+            prev_log_id: codec::opt_log_id_to_pb(prev_log_id),
             entries,
-            leader_commit: codec::opt_log_id_to_pb(rpc.leader_commit.as_ref()),
+            leader_commit: codec::opt_log_id_to_pb(leader_commit),
         };
-        // Leave room for HTTP/2 and gRPC framing below the receiver's limit.
-        let limit = self.channels.options.max_message_bytes.saturating_sub(1024);
-        if request.encoded_len() > limit && request.entries.len() > 1 {
-            let hint = (request.entries.len() / 2) as u64;
-            return Err(RPCError::PayloadTooLarge(
-                PayloadTooLarge::new_entries_hint(hint),
-            ));
-        }
         let response = self
-            .client::<ApiError>()?
-            .append_entries(self.request(request, &option))
+            .client()?
+            .append_entries(self.request(request, option))
             .await
-            .map_err(|s| self.status_error::<ApiError>(s))?
+            .map_err(|s| RpcError::from(self.status_error(s)))?
             .into_inner();
         self.channels.contacted(self.group_id, self.target);
         use pb::append_entries_response::Result as R;
@@ -327,73 +296,250 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             Some(R::HigherVote(v)) => {
                 Ok(AppendEntriesResponse::HigherVote(codec::vote_from_pb(&v)))
             }
-            None => Err(self.incomplete::<ApiError>("result")),
+            None => Err(self.incomplete("result").into()),
         }
     }
+}
 
-    async fn install_snapshot(
-        &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RpcError<SnapshotApiError>> {
-        let meta_json = codec::encode_snapshot_meta(&rpc.meta)
-            .map_err(|e| self.encode_error::<SnapshotApiError>(e))?;
-        let request = pb::InstallSnapshotRequest {
-            group_id: self.group_id,
-            vote: Some(codec::vote_to_pb(&rpc.vote)),
-            meta_json,
-            offset: rpc.offset,
-            data: rpc.data.into(),
-            done: rpc.done,
-        };
-        let response = self
-            .client::<SnapshotApiError>()?
-            .install_snapshot(self.request(request, &option))
-            .await
-            .map_err(|s| self.status_error::<SnapshotApiError>(s))?
-            .into_inner();
-        if !response.error_json.is_empty() {
-            let err: InstallSnapshotError =
-                codec::from_json(&response.error_json, "an install-snapshot error")
-                    .map_err(|e| self.decode_error::<SnapshotApiError>(e))?;
-            return Err(RPCError::RemoteError(RemoteError::new(
-                self.target,
-                RaftError::APIError(err),
-            )));
+/// A transport failure, before it becomes the error type of the RPC that met it.
+enum TransportFailure {
+    Unreachable(Unreachable<TypeConfig>),
+    Network(NetworkError<TypeConfig>),
+}
+
+impl From<TransportFailure> for RpcError {
+    fn from(failure: TransportFailure) -> RpcError {
+        match failure {
+            TransportFailure::Unreachable(e) => RPCError::Unreachable(e),
+            TransportFailure::Network(e) => RPCError::Network(e),
         }
-        let vote = response
-            .vote
-            .as_ref()
-            .map(codec::vote_from_pb)
-            .ok_or_else(|| self.incomplete::<SnapshotApiError>("vote"))?;
-        Ok(InstallSnapshotResponse { vote })
+    }
+}
+
+impl From<TransportFailure> for StreamingError<TypeConfig> {
+    fn from(failure: TransportFailure) -> StreamingError<TypeConfig> {
+        match failure {
+            TransportFailure::Unreachable(e) => StreamingError::Unreachable(e),
+            TransportFailure::Network(e) => StreamingError::Network(e),
+        }
+    }
+}
+
+/// Splits encoded entries into runs whose encoded size stays under `limit` (a run holds at
+/// least one entry, however large).
+fn split_by_size(entries: Vec<pb::Entry>, limit: usize) -> Vec<Vec<pb::Entry>> {
+    let mut runs: Vec<Vec<pb::Entry>> = Vec::new();
+    let mut current = Vec::new();
+    let mut size = 0usize;
+    for entry in entries {
+        // The entry's own bytes plus its field tag and length prefix.
+        let len = entry.encoded_len() + 10;
+        if !current.is_empty() && size.saturating_add(len) > limit {
+            runs.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size = size.saturating_add(len);
+        current.push(entry);
+    }
+    if !current.is_empty() || runs.is_empty() {
+        runs.push(current);
+    }
+    runs
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = bytes::Bytes;
+
+    /// Entries that do not fit in one message go as several requests, each continuing where
+    /// the previous one ended; the follower answers each as a whole append would.
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RpcError> {
+        let log_ids: Vec<LogId> = rpc.entries.iter().map(|e| e.log_id).collect();
+        let entries = rpc
+            .entries
+            .iter()
+            .map(codec::entry_to_pb)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RpcError::Network(self.encode_error(e)))?;
+        // Leave room for HTTP/2 and gRPC framing below the receiver's limit.
+        let limit = self
+            .channels
+            .options
+            .max_message_bytes
+            .saturating_sub(64 << 10);
+        let runs = split_by_size(entries, limit);
+        let mut prev = rpc.prev_log_id;
+        let mut sent = 0usize;
+        let last_run = runs.len() - 1;
+        let mut response = AppendEntriesResponse::Success;
+        for (i, run) in runs.into_iter().enumerate() {
+            let n = run.len();
+            let run_last = if n == 0 {
+                prev
+            } else {
+                Some(log_ids[sent + n - 1])
+            };
+            // An earlier run commits no further than its own last entry.
+            let commit = if i == last_run {
+                rpc.leader_commit
+            } else {
+                rpc.leader_commit.min(run_last)
+            };
+            response = self
+                .send_append(&rpc.vote, prev.as_ref(), run, commit.as_ref(), &option)
+                .await?;
+            if !response.is_success() {
+                return Ok(response);
+            }
+            sent += n;
+            prev = run_last;
+        }
+        Ok(response)
     }
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RpcError> {
+    ) -> Result<VoteResponse<TypeConfig>, RpcError> {
         let request = pb::VoteRequest {
             group_id: self.group_id,
             vote: Some(codec::vote_to_pb(&rpc.vote)),
             last_log_id: codec::opt_log_id_to_pb(rpc.last_log_id.as_ref()),
+            leadership_transfer: rpc.leadership_transfer,
         };
         let response = self
-            .client::<ApiError>()?
+            .client()?
             .vote(self.request(request, &option))
             .await
-            .map_err(|s| self.status_error::<ApiError>(s))?
+            .map_err(|s| RpcError::from(self.status_error(s)))?
             .into_inner();
         let vote = response
             .vote
             .as_ref()
             .map(codec::vote_from_pb)
-            .ok_or_else(|| self.incomplete::<ApiError>("vote"))?;
+            .ok_or_else(|| self.incomplete("vote"))?;
         Ok(VoteResponse {
             vote,
             vote_granted: response.vote_granted,
             last_log_id: codec::opt_log_id_from_pb(response.last_log_id.as_ref()),
         })
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RpcError> {
+        let request = pb::TransferLeaderRequest {
+            group_id: self.group_id,
+            from_leader: Some(codec::vote_to_pb(req.from_leader())),
+            to_node_id: *req.to_node_id(),
+            last_log_id: codec::opt_log_id_to_pb(req.last_log_id()),
+        };
+        let response = self
+            .client()?
+            .transfer_leader(self.request(request, &option))
+            .await
+            .map_err(|s| RpcError::from(self.status_error(s)))?
+            .into_inner();
+        if response.error_json.is_empty() {
+            return Ok(Ok(()));
+        }
+        match codec::from_json(&response.error_json, "a transfer-leader refusal") {
+            Ok(refusal) => Ok(Err(refusal)),
+            Err(e) => Err(RpcError::Network(self.encode_error(e))),
+        }
+    }
+
+    /// Streams the snapshot in chunks of at most openraft's `snapshot_max_chunk_size`; gives
+    /// up when openraft closes the replication (`cancel`).
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let meta_json = codec::encode_snapshot_meta(&snapshot.meta)
+            .map_err(|e| StreamingError::Network(self.encode_error(e)))?;
+        let limit = self
+            .channels
+            .options
+            .max_message_bytes
+            .saturating_sub(64 << 10);
+        let chunk = option
+            .snapshot_chunk_size()
+            .unwrap_or(limit)
+            .clamp(1, limit.max(1));
+        let data = snapshot.snapshot;
+        let mut chunks = Vec::with_capacity(data.len() / chunk + 1);
+        let mut offset = 0usize;
+        loop {
+            let end = data.len().min(offset.saturating_add(chunk));
+            chunks.push(pb::SnapshotChunk {
+                group_id: if offset == 0 { self.group_id } else { 0 },
+                vote: (offset == 0).then(|| codec::vote_to_pb(&vote)),
+                meta_json: if offset == 0 {
+                    meta_json.clone()
+                } else {
+                    Default::default()
+                },
+                data: data.slice(offset..end),
+            });
+            offset = end;
+            if offset >= data.len() {
+                break;
+            }
+        }
+        let mut client = self.client().map_err(StreamingError::Unreachable)?;
+        let call = client.install_snapshot(self.request(futures::stream::iter(chunks), &option));
+        let response = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            response = call => response.map_err(|s| StreamingError::from(self.status_error(s)))?,
+        };
+        let response = response.into_inner();
+        let vote = response
+            .vote
+            .as_ref()
+            .map(codec::vote_from_pb)
+            .ok_or_else(|| self.incomplete("vote"))?;
+        Ok(SnapshotResponse { vote })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(len: usize) -> pb::Entry {
+        pb::Entry {
+            log_id: Some(pb::LogId {
+                term: 1,
+                node_id: 1,
+                index: 1,
+            }),
+            payload: Some(pb::entry::Payload::Normal(vec![0u8; len].into())),
+        }
+    }
+
+    #[test]
+    fn append_batches_split_into_runs_under_the_message_limit() {
+        let sizes: Vec<usize> = split_by_size(vec![entry(400), entry(400), entry(400)], 1000)
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(sizes, vec![2, 1]);
+        // An entry larger than the limit still goes, alone.
+        let sizes: Vec<usize> = split_by_size(vec![entry(10), entry(5000), entry(10)], 1000)
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(sizes, vec![1, 1, 1]);
+        // A heartbeat is one request without entries.
+        assert_eq!(split_by_size(Vec::new(), 1000).len(), 1);
     }
 }

@@ -1,26 +1,28 @@
 //! The server side of Raft traffic: the `natrix.raft.Raft` gRPC service, one per node, handing
 //! each request to the running openraft instance of the group it names ([`RaftRegistry`]).
 //! A request for a group this node does not run gets `NOT_FOUND`; a stopped group
-//! `UNAVAILABLE` (the sender backs off and retries either way). Besides openraft's three RPCs it
-//! serves `TimeoutNow`, the leader's request to start an election that ends a leadership
-//! transfer (openraft 0.9 has no transfer of its own).
+//! `UNAVAILABLE` (the sender backs off and retries either way). Besides openraft's three RPCs
+//! (snapshots arrive as a stream of chunks) it serves `TimeoutNow`, the leader's request to start
+//! an election that ends a leadership transfer (see [`crate::RaftHost::transfer_leadership`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::BytesMut;
+use futures::TryStreamExt;
 use natrix_proto::raft as pb;
 use natrix_proto::raft::raft_server::RaftServer;
 use openraft::ServerState;
-use openraft::error::RaftError;
+use openraft::async_runtime::WatchReceiver;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
+    AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest,
 };
 use parking_lot::RwLock;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec::{self, CodecError};
 use crate::network::NetworkOptions;
-use crate::types::{GroupId, Raft};
+use crate::types::{GroupId, Raft, Snapshot};
 
 /// The groups running on this node, by group id.
 #[derive(Clone, Default)]
@@ -58,11 +60,15 @@ impl RaftRegistry {
 #[derive(Clone)]
 pub struct RaftService {
     registry: RaftRegistry,
+    max_snapshot_bytes: u64,
 }
 
 impl RaftService {
-    pub fn new(registry: RaftRegistry) -> RaftService {
-        RaftService { registry }
+    pub fn new(registry: RaftRegistry, options: &NetworkOptions) -> RaftService {
+        RaftService {
+            registry,
+            max_snapshot_bytes: options.max_snapshot_bytes,
+        }
     }
 
     /// The service wrapped for `tonic::transport::Server::add_service`, with the transport's
@@ -141,6 +147,7 @@ impl pb::raft_server::Raft for RaftService {
             vote: codec::required_vote(req.vote.as_ref(), "a vote request")
                 .map_err(|e| bad_request(group_id, &e))?,
             last_log_id: codec::opt_log_id_from_pb(req.last_log_id.as_ref()),
+            leadership_transfer: req.leadership_transfer,
         };
         let response = raft
             .vote(rpc)
@@ -155,35 +162,67 @@ impl pb::raft_server::Raft for RaftService {
 
     async fn install_snapshot(
         &self,
-        request: Request<pb::InstallSnapshotRequest>,
-    ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
+        request: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        let mut chunks = request.into_inner();
+        let first = chunks
+            .try_next()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("a snapshot stream without chunks"))?;
+        let group_id = first.group_id;
+        let raft = self.group(group_id)?;
+        let vote = codec::required_vote(first.vote.as_ref(), "a snapshot")
+            .map_err(|e| bad_request(group_id, &e))?;
+        let meta =
+            codec::decode_snapshot_meta(&first.meta_json).map_err(|e| bad_request(group_id, &e))?;
+        let mut data = BytesMut::from(&first.data[..]);
+        while let Some(chunk) = chunks.try_next().await? {
+            if (data.len() as u64).saturating_add(chunk.data.len() as u64) > self.max_snapshot_bytes
+            {
+                return Err(Status::resource_exhausted(format!(
+                    "raft group {group_id}: snapshot larger than {} bytes",
+                    self.max_snapshot_bytes
+                )));
+            }
+            data.extend_from_slice(&chunk.data);
+        }
+        let snapshot = Snapshot {
+            meta,
+            snapshot: data.freeze(),
+        };
+        let response = raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(|e| raft_failed(group_id, &e))?;
+        Ok(Response::new(pb::SnapshotResponse {
+            vote: Some(codec::vote_to_pb(&response.vote)),
+        }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
         let req = request.into_inner();
         let group_id = req.group_id;
         let raft = self.group(group_id)?;
-        let rpc = InstallSnapshotRequest {
-            vote: codec::required_vote(req.vote.as_ref(), "an install-snapshot request")
-                .map_err(|e| bad_request(group_id, &e))?,
-            meta: codec::decode_snapshot_meta(&req.meta_json)
-                .map_err(|e| bad_request(group_id, &e))?,
-            offset: req.offset,
-            data: req.data.to_vec(),
-            done: req.done,
+        let from = codec::required_vote(req.from_leader.as_ref(), "a transfer-leader request")
+            .map_err(|e| bad_request(group_id, &e))?;
+        let rpc = TransferLeaderRequest::new(
+            from,
+            req.to_node_id,
+            codec::opt_log_id_from_pb(req.last_log_id.as_ref()),
+        );
+        let error_json = match raft
+            .handle_transfer_leader(rpc)
+            .await
+            .map_err(|e| raft_failed(group_id, &e))?
+        {
+            Ok(()) => Default::default(),
+            Err(refusal) => codec::to_json(&refusal, "a transfer-leader refusal")
+                .map_err(|e| Status::internal(format!("raft group {group_id}: {e}")))?,
         };
-        match raft.install_snapshot(rpc).await {
-            Ok(response) => Ok(Response::new(pb::InstallSnapshotResponse {
-                vote: Some(codec::vote_to_pb(&response.vote)),
-                error_json: Default::default(),
-            })),
-            Err(RaftError::APIError(e)) => {
-                let error_json = codec::to_json(&e, "an install-snapshot error")
-                    .map_err(|e| Status::internal(format!("raft group {group_id}: {e}")))?;
-                Ok(Response::new(pb::InstallSnapshotResponse {
-                    vote: None,
-                    error_json,
-                }))
-            }
-            Err(e) => Err(raft_failed(group_id, &e)),
-        }
+        Ok(Response::new(pb::TransferLeaderResponse { error_json }))
     }
 
     async fn timeout_now(
@@ -193,7 +232,7 @@ impl pb::raft_server::Raft for RaftService {
         let req = request.into_inner();
         let group_id = req.group_id;
         let raft = self.group(group_id)?;
-        let metrics = raft.metrics().borrow().clone();
+        let metrics = raft.metrics().borrow_watched().clone();
         if req.target_node_id != metrics.id {
             return Err(Status::failed_precondition(format!(
                 "raft group {group_id}: this is node {}, not node {}",
@@ -213,12 +252,11 @@ impl pb::raft_server::Raft for RaftService {
         }
         // A leader elected after the transfer began (this node included) is left alone: the
         // request is stale.
-        let newer_leader =
-            metrics.vote.is_committed() && metrics.vote.leader_id.term > req.leader_term;
+        let newer_leader = metrics.vote.committed && metrics.vote.leader_id.term > req.leader_term;
         let started = metrics.state != ServerState::Leader && !newer_leader;
         if started {
             raft.trigger()
-                .elect()
+                .elect(false)
                 .await
                 .map_err(|e| raft_failed(group_id, &e))?;
             tracing::info!(
@@ -228,7 +266,7 @@ impl pb::raft_server::Raft for RaftService {
                 "raft: starting an election at the leader's request (leadership transfer)"
             );
         }
-        let vote = raft.metrics().borrow().vote;
+        let vote = raft.metrics().borrow_watched().vote;
         Ok(Response::new(pb::TimeoutNowResponse {
             started,
             vote: Some(codec::vote_to_pb(&vote)),

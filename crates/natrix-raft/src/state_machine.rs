@@ -21,18 +21,20 @@
 //! snapshot, `open` installs the snapshot instead of replaying entries that may be gone.)
 
 use std::future::Future;
-use std::io::Cursor;
+use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{Stream, TryStreamExt};
 use natrix_store::RaftLog;
-use openraft::storage::RaftStateMachine;
-use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{OptionalSend, RaftSnapshotBuilder};
 use tokio::sync::Mutex;
 
 use crate::codec::{self, AppliedState};
 use crate::types::{
-    Entry, LogId, Reply, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    EntryPayload, LogId, Reply, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
 };
 
 /// An error of the application state machine (e.g. a snapshot it cannot read).
@@ -88,6 +90,52 @@ pub trait StateMachine: Send + Sync + 'static {
     }
 }
 
+/// [`StateMachine`] in a form that can live behind a `Box`, so that every group's openraft
+/// instance has one type ([`crate::Raft`]) whatever machine it replicates.
+trait ErasedMachine: Send + Sync + 'static {
+    fn apply(&mut self, index: u64, command: &[u8]) -> Bytes;
+    fn snapshot(&self) -> Bytes;
+    fn install<'a>(
+        &'a mut self,
+        snapshot: Bytes,
+        applied: &'a AppliedState,
+    ) -> BoxFuture<'a, Result<(), StateMachineError>>;
+    fn persist<'a>(
+        &'a mut self,
+        applied: &'a AppliedState,
+    ) -> BoxFuture<'a, Result<(), StateMachineError>>;
+}
+
+impl<S: StateMachine> ErasedMachine for S {
+    fn apply(&mut self, index: u64, command: &[u8]) -> Bytes {
+        StateMachine::apply(self, index, command)
+    }
+
+    fn snapshot(&self) -> Bytes {
+        StateMachine::snapshot(self)
+    }
+
+    fn install<'a>(
+        &'a mut self,
+        snapshot: Bytes,
+        applied: &'a AppliedState,
+    ) -> BoxFuture<'a, Result<(), StateMachineError>> {
+        Box::pin(StateMachine::install(self, snapshot, applied))
+    }
+
+    fn persist<'a>(
+        &'a mut self,
+        applied: &'a AppliedState,
+    ) -> BoxFuture<'a, Result<(), StateMachineError>> {
+        Box::pin(StateMachine::persist(self, applied))
+    }
+}
+
+/// A storage error of the state machine adapter, with what it was doing.
+fn sm_error(what: &str, e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("{what}: {e}"))
+}
+
 #[derive(Clone)]
 struct StoredSnapshot {
     meta: SnapshotMeta,
@@ -98,7 +146,7 @@ impl StoredSnapshot {
     fn to_snapshot(&self) -> Snapshot {
         Snapshot {
             meta: self.meta.clone(),
-            snapshot: Box::new(Cursor::new(self.data.to_vec())),
+            snapshot: self.data.clone(),
         }
     }
 }
@@ -113,25 +161,21 @@ struct SnapshotStore {
 impl SnapshotStore {
     /// Stores `snapshot` durably and makes it current, unless a newer one is current already
     /// (a slow build finishing after an install).
-    async fn replace(&self, snapshot: StoredSnapshot) -> Result<(), StorageError> {
+    async fn replace(&self, snapshot: StoredSnapshot) -> Result<(), io::Error> {
         let mut current = self.current.lock().await;
         if let Some(cur) = current.as_ref()
             && cur.meta.last_log_id > snapshot.meta.last_log_id
         {
             return Ok(());
         }
-        let signature = Some(snapshot.meta.signature());
-        let write_err = |e: AnyError| -> StorageError {
-            StorageIOError::write_snapshot(signature.clone(), e).into()
-        };
-        let meta = codec::encode_snapshot_meta(&snapshot.meta)
-            .map_err(|e| write_err(AnyError::new(&e)))?;
+        let what = "storing a snapshot";
+        let meta = codec::encode_snapshot_meta(&snapshot.meta).map_err(|e| sm_error(what, e))?;
         let log = self.log.clone();
         let data = snapshot.data.clone();
         match tokio::task::spawn_blocking(move || log.save_snapshot(&meta, &data)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(write_err(AnyError::new(&e))),
-            Err(e) => return Err(write_err(AnyError::new(&e))),
+            Ok(Err(e)) => return Err(sm_error(what, e)),
+            Err(e) => return Err(sm_error(what, e)),
         }
         *current = Some(snapshot);
         Ok(())
@@ -139,24 +183,23 @@ impl SnapshotStore {
 }
 
 /// openraft's state machine storage for one group, over an application [`StateMachine`].
-pub struct StateMachineStore<S> {
-    machine: S,
+pub struct StateMachineStore {
+    machine: Box<dyn ErasedMachine>,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
     snapshots: SnapshotStore,
-    builds: u64,
 }
 
-impl<S: StateMachine> StateMachineStore<S> {
+impl StateMachineStore {
     /// Wraps `machine` and brings it to the group's stored state: a machine reporting its own
     /// durable applied state starts from it; otherwise the stored snapshot, if any, is installed
     /// into it (openraft then re-applies the committed entries after it from the log).
-    pub async fn open(log: RaftLog, mut machine: S) -> Result<StateMachineStore<S>, StorageError> {
-        let read_err =
-            |e: AnyError| -> StorageError { StorageIOError::read_snapshot(None, e).into() };
-        let stored = log
-            .read_snapshot()
-            .map_err(|e| read_err(AnyError::new(&e)))?;
+    pub async fn open<S: StateMachine>(
+        log: RaftLog,
+        mut machine: S,
+    ) -> Result<StateMachineStore, io::Error> {
+        let what = "opening the stored snapshot";
+        let stored = log.read_snapshot().map_err(|e| sm_error(what, e))?;
         let durable = machine.durable_applied();
         let (mut last_applied, mut last_membership) = match &durable {
             Some(applied) => (applied.last_applied(), applied.membership().clone()),
@@ -164,8 +207,7 @@ impl<S: StateMachine> StateMachineStore<S> {
         };
         let mut current = None;
         if let Some((meta, data)) = stored {
-            let meta =
-                codec::decode_snapshot_meta(&meta).map_err(|e| read_err(AnyError::new(&e)))?;
+            let meta = codec::decode_snapshot_meta(&meta).map_err(|e| sm_error(what, e))?;
             let install = match &durable {
                 None => true,
                 Some(applied) => meta.last_log_id > applied.last_applied(),
@@ -181,30 +223,23 @@ impl<S: StateMachine> StateMachineStore<S> {
                     );
                 }
                 let applied = AppliedState::new(meta.last_log_id, meta.last_membership.clone());
-                machine
-                    .install(data.clone(), &applied)
+                StateMachine::install(&mut machine, data.clone(), &applied)
                     .await
-                    .map_err(|e| read_err(AnyError::from_dyn(&*e, None)))?;
+                    .map_err(|e| sm_error(what, e))?;
                 last_applied = meta.last_log_id;
                 last_membership = meta.last_membership.clone();
             }
             current = Some(StoredSnapshot { meta, data });
         }
         Ok(StateMachineStore {
-            machine,
+            machine: Box::new(machine),
             last_applied,
             last_membership,
             snapshots: SnapshotStore {
                 log,
                 current: Arc::new(Mutex::new(current)),
             },
-            builds: 0,
         })
-    }
-
-    /// The application state machine (e.g. for reads on this replica).
-    pub fn machine(&self) -> &S {
-        &self.machine
     }
 }
 
@@ -214,16 +249,16 @@ pub struct SnapshotBuilder {
     data: Bytes,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
-    snapshot_id: String,
     snapshots: SnapshotStore,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+    type SnapshotData = Bytes;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let meta = SnapshotMeta {
             last_log_id: self.last_applied,
             last_membership: self.last_membership.clone(),
-            snapshot_id: self.snapshot_id.clone(),
         };
         let stored = StoredSnapshot {
             meta,
@@ -240,22 +275,21 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
-impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = Bytes;
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         Ok((self.last_applied, self.last_membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError>
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
     where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
-        let mut replies = Vec::new();
+        let mut answers = Vec::new();
         let mut last = None;
-        for entry in entries {
-            last = Some(entry.log_id);
+        while let Some((entry, responder)) = entries.try_next().await? {
             let reply = match entry.payload {
                 EntryPayload::Blank => Bytes::new(),
                 EntryPayload::Normal(command) => self.machine.apply(entry.log_id.index, &command.0),
@@ -264,62 +298,53 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
                     Bytes::new()
                 }
             };
-            replies.push(Reply(reply));
+            last = Some(entry.log_id);
+            if let Some(responder) = responder {
+                answers.push((responder, reply));
+            }
         }
         let Some(last) = last else {
-            return Ok(replies);
+            return Ok(());
         };
         self.last_applied = Some(last);
         // Before any answer leaves: a proposer never hears of a command whose effects a restart
         // could still lose.
         let applied = AppliedState::new(self.last_applied, self.last_membership.clone());
-        self.machine.persist(&applied).await.map_err(|e| {
-            StorageError::from(StorageIOError::apply(last, AnyError::from_dyn(&*e, None)))
-        })?;
-        Ok(replies)
+        self.machine
+            .persist(&applied)
+            .await
+            .map_err(|e| sm_error(&format!("persisting the state applied up to {last}"), e))?;
+        for (responder, reply) in answers {
+            responder.send(Reply(reply));
+        }
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        self.builds += 1;
-        let snapshot_id = match &self.last_applied {
-            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, self.builds),
-            None => format!("0-0-{}", self.builds),
-        };
         SnapshotBuilder {
             data: self.machine.snapshot(),
             last_applied: self.last_applied,
             last_membership: self.last_membership.clone(),
-            snapshot_id,
             snapshots: self.snapshots.clone(),
         }
-    }
-
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
-        let data = Bytes::from(snapshot.into_inner());
+        snapshot: Bytes,
+    ) -> Result<(), io::Error> {
         let applied = AppliedState::new(meta.last_log_id, meta.last_membership.clone());
         self.machine
-            .install(data.clone(), &applied)
+            .install(snapshot.clone(), &applied)
             .await
-            .map_err(|e| {
-                StorageError::from(StorageIOError::write_snapshot(
-                    Some(meta.signature()),
-                    AnyError::from_dyn(&*e, None),
-                ))
-            })?;
+            .map_err(|e| sm_error(&format!("installing snapshot {meta}"), e))?;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
         self.snapshots
             .replace(StoredSnapshot {
                 meta: meta.clone(),
-                data,
+                data: snapshot,
             })
             .await?;
         tracing::info!(
@@ -330,7 +355,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         Ok(self
             .snapshots
             .current

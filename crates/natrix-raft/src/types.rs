@@ -2,8 +2,6 @@
 //! addressed by its gRPC cluster endpoint, entries carry opaque application commands and the
 //! state machine answers with opaque bytes. Nothing here depends on the machine's word size.
 
-use std::io::Cursor;
-
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +38,12 @@ impl std::fmt::Display for RaftNode {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command(pub Bytes);
 
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "command({} bytes)", self.0.len())
+    }
+}
+
 impl From<Bytes> for Command {
     fn from(bytes: Bytes) -> Command {
         Command(bytes)
@@ -63,18 +67,21 @@ openraft::declare_raft_types!(
         R = Reply,
         NodeId = u64,
         Node = RaftNode,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
-/// A running Raft group on this node.
-pub type Raft = openraft::Raft<TypeConfig>;
-pub type Entry = openraft::Entry<TypeConfig>;
-pub type LogId = openraft::LogId<NodeId>;
-pub type Vote = openraft::Vote<NodeId>;
+/// A running Raft group on this node (every group has the same state machine adapter type; the
+/// application machine behind it varies).
+pub type Raft = openraft::Raft<TypeConfig, crate::StateMachineStore>;
+pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+pub type EntryPayload = openraft::alias::EntryPayloadOf<TypeConfig>;
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+pub type LeaderId = openraft::alias::LeaderIdOf<TypeConfig>;
+pub type Vote = openraft::alias::VoteOf<TypeConfig>;
 pub type Membership = openraft::Membership<NodeId, RaftNode>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, RaftNode>;
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, RaftNode>;
-pub type Snapshot = openraft::Snapshot<TypeConfig>;
-pub type StorageError = openraft::StorageError<NodeId>;
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+/// A snapshot: its metadata and the application machine's portable bytes.
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Bytes>;
+pub type StorageError = openraft::StorageError<TypeConfig>;
+pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;

@@ -18,6 +18,8 @@ pub enum StoreError {
     MissingColumnFamily { path: PathBuf, cf: &'static str },
     #[error("starting the committer thread: {0}")]
     SpawnCommitter(std::io::Error),
+    #[error("starting the write-ahead log syncer thread: {0}")]
+    SpawnWalSyncer(std::io::Error),
     /// The write of a commit group failed; none of the group's commits is acknowledged.
     #[error("writing a group of {requests} commits: {source}")]
     Write {

@@ -14,6 +14,7 @@ pub mod keys;
 mod options;
 mod raft_log;
 mod store;
+mod wal_sync;
 
 pub use batch::{ConsumerUpdate, RaftApplied, StreamBatch};
 pub use committer::CommitStats;
@@ -23,3 +24,4 @@ pub use natrix_stream::{StoreOp, StoredMsg};
 pub use options::{StoreOptions, SyncPolicy};
 pub use raft_log::{RaftLog, RaftLogError, RaftMetaTag};
 pub use store::{CommitTicket, MsgRefScan, MsgScan, Store};
+pub use wal_sync::SyncDone;

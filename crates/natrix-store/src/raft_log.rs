@@ -3,12 +3,14 @@
 //! durable state machine's applied state in `raft_meta` (`group_id | tag`). Values are opaque
 //! bytes encoded by the Raft layer; this module owns only keys, batching and durability.
 //!
-//! Durability: appends, truncations, votes, snapshots and [`RaftLog::save_applied`] are written
-//! with `sync = true`, i.e. the call returns after RocksDB's WAL is fdatasynced. RocksDB's write group merges concurrent
-//! synced writers (of many groups) into one WAL write and one fsync. Purges and the committed id
-//! are written without sync: a lost purge leaves entries that are purged again, a lost committed
-//! id only means re-applying entries a quorum already holds. Every call blocks on disk I/O; async
-//! callers run the synced ones on a blocking thread.
+//! Durability: appends ([`RaftLog::append_then_sync`]) are written at once without a sync and
+//! reported durable by the store's WAL syncer after the fdatasync that covers them, so a leader
+//! replicates entries while its own copy reaches the disk, and concurrent appends of every group
+//! share one fsync. Truncations, purges, votes, snapshots and [`RaftLog::save_applied`] are
+//! written with `sync = true` (the call returns after the WAL is fdatasynced; RocksDB merges
+//! concurrent synced writers into one fsync). The committed id is written without sync: a lost
+//! one only means re-applying entries a quorum already holds. Synced calls block on disk I/O;
+//! async callers run them on a blocking thread.
 
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, ReadOptions, WriteBatch
 
 use crate::Store;
 use crate::keys::{self, CF_RAFT_LOG, CF_RAFT_META};
+use crate::wal_sync::{SyncDone, WalSyncer};
 
 /// Failures of Raft log storage, naming the group and the operation.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +67,7 @@ pub enum RaftMetaTag {
 pub struct RaftLog {
     db: Arc<DB>,
     group_id: u64,
+    wal_sync: WalSyncer,
 }
 
 impl Store {
@@ -72,6 +76,7 @@ impl Store {
         RaftLog {
             db: Arc::clone(&self.db),
             group_id,
+            wal_sync: self.wal_sync.clone(),
         }
     }
 }
@@ -81,17 +86,22 @@ impl RaftLog {
         self.group_id
     }
 
-    /// Writes `entries` (index, encoded entry) in one batch and returns after it is fsynced.
-    pub fn append<'a>(
+    /// Writes `entries` (index, encoded entry) in one batch without waiting for the disk: they
+    /// are readable when this returns, and `durable` is called once an fsync of the write-ahead
+    /// log covered them (or failed). Many appends, of any groups, share one fsync.
+    pub fn append_then_sync<'a>(
         &self,
         entries: impl IntoIterator<Item = (u64, &'a [u8])>,
+        durable: SyncDone,
     ) -> Result<(), RaftLogError> {
         let cf = self.cf(CF_RAFT_LOG)?;
         let mut batch = WriteBatch::default();
         for (index, bytes) in entries {
             batch.put_cf(cf, keys::raft_log_key(self.group_id, index), bytes);
         }
-        self.write(batch, true, "log entries")
+        self.write(batch, false, "log entries")?;
+        self.wal_sync.after_next_sync(durable);
+        Ok(())
     }
 
     /// Deletes every entry at `index` and after (a conflicting suffix); fsynced.
@@ -350,8 +360,42 @@ mod tests {
     fn append_range(log: &RaftLog, range: std::ops::RangeInclusive<u64>) {
         let values: Vec<(u64, Vec<u8>)> =
             range.map(|i| (i, format!("e{i}").into_bytes())).collect();
-        log.append(values.iter().map(|(i, v)| (*i, v.as_slice())))
+        let (tx, rx) = std::sync::mpsc::channel();
+        let durable: SyncDone = Box::new(move |result| {
+            let _ = tx.send(result);
+        });
+        log.append_then_sync(values.iter().map(|(i, v)| (*i, v.as_slice())), durable)
             .unwrap();
+        rx.recv().unwrap().unwrap();
+    }
+
+    #[test]
+    fn appended_entries_are_readable_at_once_and_reported_durable_after_a_sync() {
+        let (_dir, store) = open();
+        let log = store.raft_log(3);
+        let (tx, rx) = std::sync::mpsc::channel();
+        for i in 1..=50u64 {
+            let tx = tx.clone();
+            let value = i.to_be_bytes();
+            log.append_then_sync(
+                [(i, &value[..])],
+                Box::new(move |result| {
+                    let _ = tx.send((i, result));
+                }),
+            )
+            .unwrap();
+            assert_eq!(log.last_entry().unwrap().map(|e| e.0), Some(i));
+        }
+        drop(tx);
+        let mut reported: Vec<u64> = rx
+            .iter()
+            .map(|(i, result)| {
+                result.unwrap();
+                i
+            })
+            .collect();
+        reported.sort_unstable();
+        assert_eq!(reported, (1..=50).collect::<Vec<_>>());
     }
 
     #[test]

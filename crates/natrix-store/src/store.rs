@@ -17,6 +17,7 @@ use tokio::sync::{Semaphore, oneshot};
 use crate::batch::Floors;
 use crate::committer::{Committer, Counters, Queued, Request};
 use crate::disk::{self, DiskUsage};
+use crate::wal_sync::WalSyncer;
 use crate::{
     CommitStats, ConsumerUpdate, RaftApplied, StoreError, StoreOptions, StreamBatch, keys,
 };
@@ -28,6 +29,8 @@ pub struct Store {
     queue: CommitQueue,
     counters: Arc<Counters>,
     committer: Option<JoinHandle<()>>,
+    /// Deferred fsyncs of Raft log appends ([`crate::RaftLog::append_then_sync`]).
+    pub(crate) wal_sync: WalSyncer,
     /// This node's id once read or created; the lock also keeps two first calls from creating
     /// two different ids.
     node_id: parking_lot::Mutex<Option<u64>>,
@@ -114,6 +117,7 @@ impl Store {
             }
         }
         let db = Arc::new(db);
+        let wal_sync = WalSyncer::start(&db).map_err(StoreError::SpawnWalSyncer)?;
         let next_stream_id = read_next_stream_id(&db)?;
 
         let capacity = options.queue_capacity.clamp(1, Semaphore::MAX_PERMITS);
@@ -141,6 +145,7 @@ impl Store {
             queue: CommitQueue { tx, permits },
             counters,
             committer: Some(handle),
+            wal_sync,
             node_id: parking_lot::Mutex::new(None),
         })
     }

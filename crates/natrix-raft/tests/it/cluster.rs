@@ -3,6 +3,7 @@
 //! sharing one endpoint, and membership changes. Every wait is bounded.
 
 use crate::common;
+use natrix_raft::WatchReceiver;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use common::{Machine, TestCluster, expected, expected_runs, test_config};
 use natrix_proto::raft as pb;
 use natrix_proto::raft::raft_client::RaftClient;
 use natrix_raft::LogStore;
+use natrix_raft::openraft::RaftLogReader;
 use natrix_raft::openraft::storage::RaftLogStorage;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -78,7 +80,7 @@ async fn a_restarted_node_recovers_its_log_and_vote_from_rocksdb_and_catches_up(
     let follower = (1..=3).find(|id| *id != leader).context("a follower")?;
     let (vote_before, log_before) = {
         let raft = cluster.node(follower).group(1).context("group")?;
-        let m = raft.metrics().borrow().clone();
+        let m = raft.metrics().borrow_watched().clone();
         (m.vote, m.last_log_index)
     };
     cluster.node(follower).stop().await?;
@@ -213,6 +215,7 @@ async fn a_request_for_a_group_the_node_does_not_run_is_refused_with_not_found()
                 committed: false,
             }),
             last_log_id: None,
+            leadership_transfer: false,
         })
         .await
         .expect_err("no group 99 here");
@@ -239,7 +242,7 @@ async fn membership_change_adds_a_learner_then_voter_and_removes_a_voter() -> Re
     raft.add_learner(fourth, member, true).await?;
     cluster.wait_applied(1, last, WAIT).await?;
     assert_eq!(cluster.commands(fourth, 1), expected("three", 10));
-    let m = raft.metrics().borrow().clone();
+    let m = raft.metrics().borrow_watched().clone();
     assert_eq!(
         m.membership_config
             .membership()
@@ -253,7 +256,7 @@ async fn membership_change_adds_a_learner_then_voter_and_removes_a_voter() -> Re
         .await?;
     let voters: BTreeSet<u64> = raft
         .metrics()
-        .borrow()
+        .borrow_watched()
         .membership_config
         .voter_ids()
         .collect();
@@ -272,7 +275,7 @@ async fn membership_change_adds_a_learner_then_voter_and_removes_a_voter() -> Re
         .filter(|id| *id != removed)
         .collect();
     raft.change_membership(remaining.clone(), false).await?;
-    let m = raft.metrics().borrow().clone();
+    let m = raft.metrics().borrow_watched().clone();
     let voters: BTreeSet<u64> = m.membership_config.voter_ids().collect();
     assert_eq!(voters, remaining);
     assert!(

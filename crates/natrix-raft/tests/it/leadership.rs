@@ -3,6 +3,7 @@
 //! that are refused. Every wait is bounded.
 
 use crate::common;
+use natrix_raft::WatchReceiver;
 
 use std::time::Duration;
 
@@ -87,7 +88,7 @@ async fn leadership_transfers_to_a_chosen_follower() -> Result<()> {
         .group(1)
         .context("group")?
         .metrics()
-        .borrow()
+        .borrow_watched()
         .current_term;
     let last = cluster.write(1, "back", 10).await?;
     cluster.wait_applied(1, last, WAIT).await?;
@@ -96,7 +97,7 @@ async fn leadership_transfers_to_a_chosen_follower() -> Result<()> {
         .group(1)
         .context("group")?
         .metrics()
-        .borrow()
+        .borrow_watched()
         .current_term;
     assert_eq!(term, after, "no election while writing");
 

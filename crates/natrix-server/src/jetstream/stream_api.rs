@@ -1,6 +1,7 @@
 //! The stream requests of the JetStream API (`$JS.API.STREAM.*`): create, update, info, delete,
 //! names, list, purge, message get and delete, with nats-server's request and response JSON.
 
+use natrix_raft::WatchReceiver;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -302,7 +303,7 @@ pub(crate) fn cluster_info(
         .filter(|h| leader == Some(cluster.node_id) && h.is_leader());
     let metrics = leading_here
         .as_ref()
-        .and_then(|h| h.raft().map(|raft| raft.metrics().borrow().clone()));
+        .and_then(|h| h.raft().map(|raft| raft.metrics().borrow_watched().clone()));
     let leader_since = leading_here.as_ref().and_then(|h| h.leader_since_ns());
     let replicas: Vec<serde_json::Value> = assignment
         .peers

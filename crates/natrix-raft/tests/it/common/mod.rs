@@ -2,6 +2,7 @@
 //! on a loopback port, and two state machines: an append-only list in memory, and a durable
 //! counter that keeps its commands in the node's store the way the stream machine keeps messages.
 
+use natrix_raft::WatchReceiver;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -521,16 +522,16 @@ impl TestCluster {
             let mut leaders = Vec::new();
             for node in self.nodes.iter().filter(|n| n.is_running()) {
                 if let Some(raft) = node.group(group_id) {
-                    leaders.push(raft.metrics().borrow().current_leader);
+                    leaders.push(raft.metrics().borrow_watched().current_leader);
                 }
             }
             if let Some(Some(first)) = leaders.first()
                 && leaders.iter().all(|l| *l == Some(*first))
                 && let Some(leader) = self.nodes.iter().find(|n| n.id == *first)
                 && leader.is_running()
-                && leader
-                    .group(group_id)
-                    .is_some_and(|r| r.metrics().borrow().state == ServerState::Leader)
+                && let Some(raft) = leader.group(group_id)
+                && raft.metrics().borrow_watched().state == ServerState::Leader
+                && natrix_raft::wait_write_lease(&raft, timeout).await
             {
                 return Ok(*first);
             }

@@ -8,6 +8,7 @@
 //! removes its replica only once the group's leader no longer counts it as a member, so a
 //! scale-down never strands a group without its quorum.
 
+use natrix_raft::WatchReceiver;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -75,7 +76,7 @@ impl JsCluster {
         let voter = self
             .meta
             .metrics()
-            .borrow()
+            .borrow_watched()
             .membership_config
             .membership()
             .voter_ids()
@@ -108,7 +109,7 @@ impl JsCluster {
             };
             let (voters, joint) = {
                 let metrics = raft.metrics();
-                let metrics = metrics.borrow();
+                let metrics = metrics.borrow_watched();
                 let membership = metrics.membership_config.membership();
                 let voters: BTreeSet<u64> = membership.voter_ids().collect();
                 (voters, membership.get_joint_config().len() > 1)

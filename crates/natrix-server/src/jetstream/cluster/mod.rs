@@ -19,6 +19,7 @@ mod membership;
 pub(crate) mod operations;
 mod service;
 
+use natrix_raft::WatchReceiver;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -160,12 +161,12 @@ impl JsCluster {
 
     /// The meta leader as this node knows it.
     pub fn meta_leader(&self) -> Option<u64> {
-        self.meta.metrics().borrow().current_leader
+        self.meta.metrics().borrow_watched().current_leader
     }
 
     /// Whether this node's meta state is current: it has a leader and applied its whole log.
     pub fn meta_caught_up(&self) -> bool {
-        let metrics = self.meta.metrics().borrow().clone();
+        let metrics = self.meta.metrics().borrow_watched().clone();
         metrics.current_leader.is_some()
             && metrics.last_applied.map(|id| id.index) >= metrics.last_log_index
     }
@@ -190,7 +191,7 @@ impl JsCluster {
 
     /// A node of the meta group's membership (known before the meta state records it).
     fn meta_member(&self, node_id: u64) -> Option<RaftNode> {
-        let metrics = self.meta.metrics().borrow().clone();
+        let metrics = self.meta.metrics().borrow_watched().clone();
         metrics
             .membership_config
             .membership()
@@ -690,7 +691,7 @@ impl JsCluster {
     /// One look at the cluster: form the meta group, grow it, record peers.
     async fn tick(&self, mesh: &Mesh, bootstrap: &mut Bootstrap) {
         let peers = jetstream_peers(mesh);
-        let metrics = self.meta.metrics().borrow().clone();
+        let metrics = self.meta.metrics().borrow_watched().clone();
         let membership = metrics.membership_config.membership().clone();
         let initialized = membership.nodes().next().is_some();
         if !initialized {

@@ -6,6 +6,7 @@
 
 use natrix_cluster::META_GROUP_ID;
 use natrix_raft::TransferLeadershipError;
+use natrix_raft::WatchReceiver;
 use natrix_stream::ApiError;
 
 use super::{JsCluster, jetstream_peers, not_available, not_leader};
@@ -314,7 +315,7 @@ impl JsCluster {
     /// The meta group as this node sees it.
     pub fn meta_cluster_view(&self, state: &ServerState) -> MetaClusterView {
         let voters = {
-            let metrics = self.meta.metrics().borrow().clone();
+            let metrics = self.meta.metrics().borrow_watched().clone();
             metrics.membership_config.membership().voter_ids().count()
         };
         MetaClusterView {

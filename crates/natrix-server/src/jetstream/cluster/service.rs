@@ -2,6 +2,7 @@
 //! other nodes ask this one about clustered JetStream (meta membership while the meta group
 //! forms, meta proposals on the meta leader, a stream group's leader).
 
+use natrix_raft::WatchReceiver;
 use std::sync::{Arc, Weak};
 
 use natrix_proto::jetstream::jet_stream_cluster_server::{
@@ -59,7 +60,7 @@ impl JetStreamCluster for ClusterService {
         let Some(raft) = js.cluster().and_then(|c| c.raft.group(group_id)) else {
             return Ok(Response::new(GroupLeaderResponse::default()));
         };
-        let metrics = raft.metrics().borrow().clone();
+        let metrics = raft.metrics().borrow_watched().clone();
         let members = metrics
             .membership_config
             .membership()
@@ -105,7 +106,7 @@ impl JetStreamCluster for ClusterService {
         let Some(cluster) = js.cluster() else {
             return Err(Status::unavailable("not clustered"));
         };
-        let metrics = cluster.meta.metrics().borrow().clone();
+        let metrics = cluster.meta.metrics().borrow_watched().clone();
         let member = metrics
             .membership_config
             .membership()

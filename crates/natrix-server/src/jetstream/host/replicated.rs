@@ -8,6 +8,9 @@
 
 use bytes::BytesMut;
 use natrix_proto::jetstream::{ConsumerSnapshot, StreamSnapshot};
+use natrix_raft::WatchReceiver;
+use natrix_raft::openraft::Instant as _;
+use natrix_raft::openraft::impls::ProgressResponder;
 use natrix_store::RaftApplied;
 use prost::Message;
 
@@ -28,6 +31,8 @@ const READ_LEASE: std::time::Duration = std::time::Duration::from_millis(500);
 /// Pause before a new leader that could not confirm its leadership looks again.
 const LEADERSHIP_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// How long a proposal waits for a newly elected leader's first quorum acknowledgement.
+const WRITE_LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 impl StreamHost {
     /// The stream's Raft group on this node, once started.
     pub fn raft(&self) -> Option<&natrix_raft::Raft> {
@@ -36,7 +41,7 @@ impl StreamHost {
 
     /// The group's leader as this replica knows it.
     pub fn leader(&self) -> Option<u64> {
-        self.raft()?.metrics().borrow().current_leader
+        self.raft()?.metrics().borrow_watched().current_leader
     }
 
     /// Whether this node may take writes for the stream: always for a single-node stream, for a
@@ -75,8 +80,11 @@ impl StreamHost {
                     *replica.metrics_seen.lock() = Some(std::time::Instant::now());
                 }
                 if leading && !serving {
-                    let confirmed =
-                        tokio::time::timeout(LEADERSHIP_CONFIRM, raft.ensure_linearizable()).await;
+                    let confirmed = tokio::time::timeout(
+                        LEADERSHIP_CONFIRM,
+                        raft.ensure_linearizable(natrix_raft::openraft::ReadPolicy::ReadIndex),
+                    )
+                    .await;
                     if !matches!(confirmed, Ok(Ok(_))) {
                         drop(host);
                         tokio::time::sleep(LEADERSHIP_RETRY).await;
@@ -127,26 +135,24 @@ impl StreamHost {
         else {
             return self.replica.is_none();
         };
-        // `millis_since_quorum_ack` was measured when openraft last reported its metrics (it
-        // reports on every event, at least each heartbeat round while a quorum answers); a
-        // leader whose followers went silent may report nothing new for a while, so the time
-        // since that report counts too.
-        let reported_ago = self
-            .replica
-            .as_ref()
-            .and_then(|r| *r.metrics_seen.lock())
-            .map_or(READ_LEASE, |seen| seen.elapsed());
+        // `last_quorum_acked` is when a quorum last acknowledged this leader (openraft's own
+        // clock reading, not the age it had when the metrics were reported).
         let leased = {
             let metrics = raft.metrics();
-            let metrics = metrics.borrow();
+            let metrics = metrics.borrow_watched();
             metrics.current_leader == Some(node_id)
-                && metrics.millis_since_quorum_ack.is_some_and(|ms| {
-                    std::time::Duration::from_millis(ms).saturating_add(reported_ago) < READ_LEASE
-                })
+                && metrics
+                    .last_quorum_acked
+                    .as_ref()
+                    .is_some_and(|at| at.elapsed() < READ_LEASE)
         };
         leased
             || matches!(
-                tokio::time::timeout(LEADERSHIP_CONFIRM, raft.ensure_linearizable()).await,
+                tokio::time::timeout(
+                    LEADERSHIP_CONFIRM,
+                    raft.ensure_linearizable(natrix_raft::openraft::ReadPolicy::ReadIndex)
+                )
+                .await,
                 Ok(Ok(_))
             )
     }
@@ -282,8 +288,12 @@ impl StreamHost {
             return settle;
         };
         let entry = natrix_raft::Command(encode_entry(&proposal.commands));
-        match raft.client_write_ff(entry).await {
-            Ok(rx) => {
+        // A leader just elected takes writes once a quorum answered it (bounded wait; if it
+        // loses the lease or the leadership meanwhile, openraft refuses the write below).
+        natrix_raft::wait_write_lease(raft, WRITE_LEASE_WAIT).await;
+        let (responder, rx) = ProgressResponder::complete_only();
+        match raft.client_write_ff(entry, Some(responder)).await {
+            Ok(()) => {
                 tokio::spawn(async move {
                     let result = match rx.await {
                         Ok(Ok(response)) => Ok(response.data.0),
