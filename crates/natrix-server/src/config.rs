@@ -13,7 +13,8 @@ pub struct ServerConfig {
     pub host: String,
     /// Client listener port; 0 picks a free port (nats-server's `-1`, "RANDOM_PORT").
     pub port: u16,
-    /// Host advertised to clients in INFO (`client_advertise`), if not the listen address.
+    /// Address advertised to clients in INFO and `connect_urls` (`client_advertise`): `host` or
+    /// `host:port` (IPv6 in brackets), if not the listen address.
     pub client_advertise: Option<String>,
     /// Monitoring host (`http_host`, defaults to `host`).
     pub http_host: Option<String>,
@@ -118,6 +119,39 @@ pub struct ClusterConfig {
     pub routes: Vec<String>,
 }
 
+impl ServerConfig {
+    /// The host and port clients are told to use: `client_advertise` (a missing port is the
+    /// listen port), else the listen host and port.
+    pub fn advertised_client(&self, listen_port: u16) -> (String, u16) {
+        match &self.client_advertise {
+            Some(advertise) => split_advertise(advertise, listen_port),
+            None => (self.host.clone(), listen_port),
+        }
+    }
+}
+
+/// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address, as nats-server reads
+/// `client_advertise`.
+fn split_advertise(advertise: &str, default_port: u16) -> (String, u16) {
+    let advertise = advertise.trim();
+    if let Some(rest) = advertise.strip_prefix('[')
+        && let Some((host, after)) = rest.split_once(']')
+    {
+        let port = after
+            .strip_prefix(':')
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(default_port);
+        return (host.to_owned(), port);
+    }
+    match advertise.split_once(':') {
+        Some((host, port)) if !port.contains(':') => match port.parse() {
+            Ok(port) => (host.to_owned(), port),
+            Err(_) => (advertise.to_owned(), default_port),
+        },
+        _ => (advertise.to_owned(), default_port),
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -135,6 +169,30 @@ impl Default for ServerConfig {
             lame_duck_grace_period: Duration::from_secs(10),
             tags: Vec::new(),
             config_file: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod advertise_tests {
+    use super::split_advertise;
+
+    #[test]
+    fn client_advertise_takes_a_host_or_a_host_and_port() {
+        let cases = [
+            ("nats.example.com", ("nats.example.com", 4222)),
+            ("10.0.0.7:14222", ("10.0.0.7", 14222)),
+            ("[::1]:5222", ("::1", 5222)),
+            ("[fe80::1]", ("fe80::1", 4222)),
+            ("fe80::1", ("fe80::1", 4222)),
+            ("host:notaport", ("host:notaport", 4222)),
+        ];
+        for (advertise, (host, port)) in cases {
+            assert_eq!(
+                split_advertise(advertise, 4222),
+                (host.to_owned(), port),
+                "{advertise}"
+            );
         }
     }
 }

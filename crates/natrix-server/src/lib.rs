@@ -18,4 +18,4 @@ pub use cluster::{ClusterError, ClusterServices};
 pub use config::{AuthConfig, ClusterConfig, JetStreamConfig, Limits, ServerConfig};
 pub use jetstream::JetStreamError;
 pub use monitor::log_timestamp;
-pub use server::{Server, ServerError, VERSION};
+pub use server::{LEADERSHIP_HANDOFF, Server, ServerError, VERSION};

@@ -78,17 +78,15 @@ impl Server {
             .server_name
             .clone()
             .unwrap_or_else(|| server_id.clone());
+        let (advertised_host, advertised_port) = config.advertised_client(client_addr.port());
         let info = ServerInfo {
             server_id: server_id.clone(),
             server_name: server_name.clone(),
             version: VERSION.to_string(),
             proto: 1,
             go: "go1.22".to_string(),
-            host: config
-                .client_advertise
-                .clone()
-                .unwrap_or_else(|| config.host.clone()),
-            port: client_addr.port(),
+            host: advertised_host,
+            port: advertised_port,
             headers: true,
             auth_required: config.auth.required(),
             max_payload: i64::from(config.limits.max_payload),
@@ -256,6 +254,14 @@ impl Server {
         let _ = self.lame_duck_tx.send(true);
     }
 
+    /// Hands the Raft leaderships this node holds to other nodes (bounded by `timeout`): the
+    /// first step of a graceful shutdown, so that the node's streams keep taking writes.
+    pub async fn hand_off_leadership(&self, timeout: Duration) {
+        if let Some(js) = self.state.jetstream.get() {
+            js.hand_off_leadership(timeout).await;
+        }
+    }
+
     /// Resolves once the server has fully stopped.
     pub async fn stopped(&self) {
         let mut rx = self.stopped_rx.clone();
@@ -322,6 +328,9 @@ async fn accept_loop(
 }
 
 /// The lame-duck sequence after the listener closed; returns early on shutdown.
+/// How long lame duck mode and a graceful shutdown wait for leaderships to move away.
+pub const LEADERSHIP_HANDOFF: Duration = Duration::from_secs(3);
+
 async fn run_lame_duck(
     state: &ServerState,
     connections: &mut JoinSet<()>,
@@ -337,6 +346,10 @@ async fn run_lame_duck(
     let mut info = state.info.clone();
     info.ldm = true;
     state.send_async_info(info);
+    // As nats-server: leaderships move to other nodes before the clients are let go.
+    if let Some(js) = state.jetstream.get() {
+        js.hand_off_leadership(LEADERSHIP_HANDOFF).await;
+    }
     if !wait_unless_shutdown(config.lame_duck_grace_period, connections, shutdown).await {
         return;
     }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use natrix::{Cli, Command, Settings, logging};
 use natrix_conf::Loader;
-use natrix_server::Server;
+use natrix_server::{LEADERSHIP_HANDOFF, Server};
 use tokio::signal::unix::{SignalKind, signal};
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -125,10 +125,12 @@ async fn serve(settings: Settings) -> Result<(), RunError> {
         tokio::select! {
             _ = sigint.recv() => {
                 tracing::info!("Trapped \"interrupt\" signal");
+                server.hand_off_leadership(LEADERSHIP_HANDOFF).await;
                 break;
             }
             _ = sigterm.recv() => {
                 tracing::info!("Trapped \"terminated\" signal");
+                server.hand_off_leadership(LEADERSHIP_HANDOFF).await;
                 break;
             }
             _ = sighup.recv() => {

@@ -101,11 +101,8 @@ impl Mesh {
             Some(name) => (name.clone(), false),
             None => (state.server_id.clone(), true),
         };
-        let client_host = config
-            .client_advertise
-            .clone()
-            .unwrap_or_else(|| config.host.clone());
-        let own_client_urls = vec![host_port(&client_host, client_addr.port())];
+        let (client_host, client_port) = config.advertised_client(client_addr.port());
+        let own_client_urls = vec![host_port(&client_host, client_port)];
         let max_message = (2 * config.limits.max_payload as usize + 64 * 1024).max(8 << 20);
         Self {
             server_id: state.server_id.clone(),

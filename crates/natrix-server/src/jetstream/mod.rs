@@ -187,6 +187,44 @@ impl JetStream {
     }
 
     /// Stops clustered JetStream's Raft groups (the store closes when the node is dropped).
+    /// Hands every Raft leadership this node holds (the meta group's and each replicated
+    /// stream's) to another voter, concurrently and within `timeout`, so that a node going away
+    /// (shutdown, lame duck) stalls no writes for an election timeout. As nats-server does when
+    /// it enters lame duck mode. Groups without another voter keep their leader.
+    pub async fn hand_off_leadership(&self, timeout: std::time::Duration) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let mut groups: Vec<(String, u64)> = self
+            .streams()
+            .into_iter()
+            .filter(|h| h.is_leader())
+            .filter_map(|h| h.replica.as_ref().map(|r| (h.name.clone(), r.group_id)))
+            .collect();
+        if cluster.meta_leader() == Some(cluster.node_id) {
+            groups.push(("the meta group".to_owned(), natrix_cluster::META_GROUP_ID));
+        }
+        if groups.is_empty() {
+            return;
+        }
+        let transfers = groups.iter().map(|(what, group_id)| async move {
+            match cluster.raft.transfer_leadership(*group_id, None).await {
+                Ok(to) => tracing::info!(
+                    "JetStream: leadership of {what} handed to {}",
+                    cluster.node_name(to)
+                ),
+                Err(natrix_raft::TransferLeadershipError::NoOtherVoter { .. }) => {}
+                Err(err) => tracing::warn!("JetStream: handing off leadership of {what}: {err}"),
+            }
+        });
+        if tokio::time::timeout(timeout, futures::future::join_all(transfers))
+            .await
+            .is_err()
+        {
+            tracing::warn!("JetStream: leadership hand-off did not finish within {timeout:?}");
+        }
+    }
+
     pub async fn shutdown(&self) {
         if let Some(cluster) = &self.cluster {
             cluster.shutdown().await;

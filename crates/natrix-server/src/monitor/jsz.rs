@@ -175,7 +175,7 @@ fn enabled(
             .map(|h| StreamDetail {
                 name: h.name.clone(),
                 created: natrix_stream::rfc3339_nanos(h.created_ns),
-                cluster: serde_json::json!({ "leader": state.server_name }),
+                cluster: stream_cluster(js, h, &state.server_name),
                 config: config.then(|| h.config()),
                 state: h.with_stream(|s| s.state(false, None, h.consumer_count())),
                 consumer_detail: if consumers {
@@ -248,5 +248,25 @@ fn enabled(
             }
         }),
         account_details,
+    }
+}
+
+/// A stream's `cluster` block as `STREAM.INFO` has it: its replicas and the leader this node
+/// knows; a stream without replicas is led by this node.
+fn stream_cluster(
+    js: &crate::jetstream::JetStream,
+    host: &crate::jetstream::StreamHost,
+    server_name: &str,
+) -> serde_json::Value {
+    let assignment = js
+        .cluster()
+        .and_then(|cluster| cluster.assignment(&host.name))
+        .filter(|_| host.replica.is_some());
+    match assignment {
+        Some(assignment) => {
+            let info = crate::jetstream::stream_api::cluster_info(js, &assignment, host.leader());
+            serde_json::from_str(&info).unwrap_or_default()
+        }
+        None => serde_json::json!({ "leader": server_name }),
     }
 }

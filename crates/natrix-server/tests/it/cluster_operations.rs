@@ -11,7 +11,7 @@ use natrix_server::{JetStreamConfig, ServerConfig};
 use natrix_testkit::TestServer;
 
 use crate::js_cluster::{
-    CLUSTER_WAIT, api, create_stream, meta_cluster, publish_acked, read_all, shutdown,
+    CLUSTER_WAIT, api, create_stream, meta_cluster, node_named, publish_acked, read_all, shutdown,
     start_cluster, start_node, stream_leader, wait_for_meta_leader,
 };
 
@@ -266,5 +266,58 @@ async fn a_stream_leader_cut_off_from_its_quorum_answers_no_reads() -> anyhow::R
     }
     drop(alone.client);
     alone.server.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_node_going_away_first_hands_its_leaderships_to_other_nodes() -> anyhow::Result<()> {
+    let nodes = start_cluster(3).await?;
+    create_stream(
+        &nodes[0].js,
+        stream::Config {
+            name: "HANDOFF".into(),
+            subjects: vec!["handoff".into()],
+            num_replicas: 3,
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(publish_acked(&nodes[0].js, "handoff", "a".into()).await?, 1);
+    let leader = stream_leader(&nodes[0].js, "HANDOFF")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the stream has no leader"))?;
+    let leaving = node_named(&nodes, &leader)?;
+
+    // What SIGTERM and lame duck mode do first.
+    nodes[leaving]
+        .server
+        .server
+        .hand_off_leadership(Duration::from_secs(5))
+        .await;
+
+    let other = nodes
+        .iter()
+        .find(|n| n.server.server.server_name() != leader)
+        .ok_or_else(|| anyhow::anyhow!("every node leads"))?;
+    let after = stream_leader(&other.js, "HANDOFF").await?;
+    assert!(
+        after.is_some() && after.as_deref() != Some(leader.as_str()),
+        "stream leader after the hand-off: {after:?}, before: {leader}"
+    );
+    let meta = wait_for_meta_leader(&nodes, None).await?;
+    assert_ne!(
+        meta, leader,
+        "the leaving node does not lead the meta group"
+    );
+    // Every node's /jsz names the stream's real leader, as STREAM.INFO does.
+    let new_leader = after.unwrap_or_default();
+    for node in &nodes {
+        let jsz = node.server.monitor_json("/jsz?streams=true").await?;
+        let detail = &jsz["account_details"][0]["stream_detail"][0];
+        assert_eq!(detail["name"], "HANDOFF");
+        assert_eq!(detail["cluster"]["leader"], new_leader.as_str(), "{jsz}");
+    }
+    assert_eq!(publish_acked(&other.js, "handoff", "b".into()).await?, 2);
+    shutdown(nodes).await;
     Ok(())
 }
