@@ -210,21 +210,17 @@ impl RaftHost {
     /// equals). Returns the new leader once this node's metrics show it, normally the target
     /// (another voter only if it won the election instead).
     ///
-    /// openraft 0.9 has no transfer of its own, so this is Raft's TimeoutNow: wait (bounded)
-    /// until the target holds every entry this leader has (a candidate with a shorter log
-    /// cannot win), pause this node's own elections, and ask the target over gRPC to start an
-    /// election, again every quarter minimum election timeout until a leader shows up.
-    ///
-    /// Why it wins: the target's higher term reaches this leader either as its vote request
-    /// (granted once this leader's own lease, one maximum election timeout after its election,
-    /// has passed) or as the target's refusal of the next heartbeat, which makes this leader step
-    /// down and take the target's side; the target's next attempt then has this node's vote.
-    /// In a group of three that is a majority at once. In larger groups the other followers
-    /// grant once they have not heard from a leader for a lease, which is before their own
-    /// election timers (a lease plus at least a minimum election timeout) fire, and this node,
-    /// whose elections are paused, does not compete. Elections are turned back on when this
-    /// returns, whatever the outcome (assumes they were on, openraft's default). Gives up after
-    /// [`TRANSFER_TIMEOUT`] or three maximum election timeouts, whichever is longer.
+    /// Wait (bounded) until the target holds every entry this leader had when the transfer
+    /// began (a candidate with a shorter log cannot win), pause this node's own elections, then
+    /// every quarter minimum election timeout until a leader shows up: start openraft's
+    /// transfer (`Trigger::transfer_leader`: this leader takes no more writes and tells every
+    /// member, over the `TransferLeader` RPC, to drop its lease; the target stands at once if
+    /// its log reaches the leader's last entry, else at the next round, once it caught up) and
+    /// send the target natrix's `TimeoutNow` as well. The target's vote request carries
+    /// openraft's leadership-transfer flag, so voters grant it despite the old leader's lease.
+    /// Elections are turned back on when this returns, whatever the outcome (assumes they were
+    /// on, openraft's default). Gives up after [`TRANSFER_TIMEOUT`] or three maximum election
+    /// timeouts, whichever is longer.
     pub async fn transfer_leadership(
         &self,
         group_id: GroupId,
@@ -290,12 +286,15 @@ impl RaftHost {
         let deadline = started + timeout;
         let period = Duration::from_millis((config.election_timeout_min / 4).max(20));
 
-        // 1. The target must hold everything this leader has.
+        // 1. The target must hold everything this leader had when the transfer began (under
+        // load the log keeps growing; openraft's transfer below stops new writes, and the
+        // target catches up the rest before it stands).
+        let goal = metrics.last_log_index;
         let caught_up = raft
             .wait(Some(timeout))
             .metrics(
-                |m| m.state != ServerState::Leader || matched(m, target) >= m.last_log_index,
-                format!("node {target} holds the whole log"),
+                |m| m.state != ServerState::Leader || matched(m, target) >= goal,
+                format!("node {target} holds the log up to {goal:?}"),
             )
             .await;
         match caught_up {
