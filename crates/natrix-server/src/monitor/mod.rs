@@ -110,16 +110,25 @@ async fn healthz(
     struct Health {
         status: &'static str,
         #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<&'static str>,
+        error: Option<String>,
     }
     let params = Params(query);
     let js_enabled_only = params.bool("js-enabled-only").unwrap_or(false);
-    let unready = match monitor.state.jetstream.get().and_then(|js| js.cluster()) {
-        Some(cluster) if !js_enabled_only => {
-            crate::jetstream::cluster::operations::meta_unready_reason(cluster)
-        }
+    let js_server_only = params.bool("js-server-only").unwrap_or(false);
+    let unready = match monitor.state.jetstream.get() {
+        Some(js) if !js_enabled_only => js.cluster().and_then(|cluster| {
+            use crate::jetstream::cluster::operations::{
+                meta_unready_reason, stream_unready_reason,
+            };
+            meta_unready_reason(cluster).map(str::to_owned).or_else(|| {
+                (!js_server_only)
+                    .then(|| stream_unready_reason(js))
+                    .flatten()
+            })
+        }),
         _ => None,
     };
+    let failed = unready.is_some();
     let health = match unready {
         Some(reason) => {
             tracing::warn!("Healthcheck failed: {reason:?}");
@@ -136,7 +145,7 @@ async fn healthz(
     // nats-server writes this one compact, unlike the other endpoints.
     let body = serde_json::to_string(&health).unwrap_or_default();
     let mut response = respond_json(&params, body);
-    if unready.is_some() {
+    if failed {
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     }
     response

@@ -210,6 +210,42 @@ async fn healthz_is_ok_once_the_cluster_has_a_meta_leader() -> anyhow::Result<()
 }
 
 #[tokio::test]
+async fn healthz_is_ok_on_every_node_once_its_stream_replicas_caught_up() -> anyhow::Result<()> {
+    let nodes = start_cluster(3).await?;
+    create_stream(
+        &nodes[0].js,
+        stream::Config {
+            name: "HEALTH".into(),
+            subjects: vec!["health".into()],
+            num_replicas: 3,
+            ..Default::default()
+        },
+    )
+    .await?;
+    for i in 1..=100u64 {
+        assert_eq!(
+            publish_acked(&nodes[1].js, "health", format!("h{i}")).await?,
+            i
+        );
+    }
+    for node in &nodes {
+        // Ready once the replica applied (nearly) everything its leader committed.
+        let deadline = Instant::now() + CLUSTER_WAIT;
+        let health = loop {
+            let health = node.server.monitor_get("/healthz").await?;
+            if health.status == 200 || Instant::now() >= deadline {
+                break health;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(health.status, 200, "{}", health.body);
+        assert_eq!(health.body, r#"{"status":"ok"}"#);
+    }
+    shutdown(nodes).await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn healthz_is_unavailable_while_a_node_has_no_meta_leader() -> anyhow::Result<()> {
     // A route to a port nothing listens on: the node waits for a peer that never comes. (It
     // would form a meta group of its own after a settling second; the check comes first.)

@@ -304,6 +304,25 @@ pub(crate) fn meta_unready_reason(cluster: &JsCluster) -> Option<&'static str> {
     }
 }
 
+/// How many committed log entries a replica may still have to apply and count as current: a
+/// follower under load is always a few entries behind; one catching up after a restart is not.
+const CURRENT_LAG: u64 = 64;
+
+/// The first replicated stream on this node whose replica is not current (`/healthz`), in
+/// nats-server's words: it knows no leader, or it is more than [`CURRENT_LAG`] entries behind
+/// what its leader committed (a replica still catching up after a restart).
+pub(crate) fn stream_unready_reason(js: &JetStream) -> Option<String> {
+    js.streams().into_iter().find_map(|host| {
+        let raft = host.raft()?;
+        let metrics = raft.metrics().borrow_watched().clone();
+        let applied = metrics.last_applied.map_or(0, |id| id.index);
+        let committed = metrics.cluster_committed.map_or(0, |id| id.index);
+        let current =
+            metrics.current_leader.is_some() && committed.saturating_sub(applied) <= CURRENT_LAG;
+        (!current).then(|| format!("JetStream stream '$G > {}' is not current", host.name))
+    })
+}
+
 impl JsCluster {
     /// A node's server name: from the meta state, the meta group's membership, or its id.
     pub fn node_name(&self, node_id: u64) -> String {
