@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use natrix_proto::raft as pb;
 use natrix_proto::raft::raft_server::RaftServer;
 use natrix_store::Store;
 use openraft::Instant as _;
@@ -215,8 +214,8 @@ impl RaftHost {
     /// every quarter minimum election timeout until a leader shows up: start openraft's
     /// transfer (`Trigger::transfer_leader`: this leader takes no more writes and tells every
     /// member, over the `TransferLeader` RPC, to drop its lease; the target stands at once if
-    /// its log reaches the leader's last entry, else at the next round, once it caught up) and
-    /// send the target natrix's `TimeoutNow` as well. The target's vote request carries
+    /// its log reaches the leader's last entry, else at the next round, once it caught up). The
+    /// target's vote request carries
     /// openraft's leadership-transfer flag, so voters grant it despite the old leader's lease.
     /// Elections are turned back on when this returns, whatever the outcome (assumes they were
     /// on, openraft's default). Gives up after [`TRANSFER_TIMEOUT`] or three maximum election
@@ -274,10 +273,9 @@ impl RaftHost {
                 most_current[fastrand::usize(..most_current.len())]
             }
         };
-        let addr = membership
-            .get_node(&target)
-            .map(|n| n.addr.clone())
-            .ok_or(TransferLeadershipError::NotAVoter { group_id, target })?;
+        if membership.get_node(&target).is_none() {
+            return Err(TransferLeadershipError::NotAVoter { group_id, target });
+        }
         let config = raft.config();
         let started = Instant::now();
         let timeout = TRANSFER_TIMEOUT.max(Duration::from_millis(
@@ -328,12 +326,6 @@ impl RaftHost {
             to = target,
             "raft: transferring leadership"
         );
-        let request = pb::TimeoutNowRequest {
-            group_id,
-            target_node_id: target,
-            leader_term: metrics.current_term,
-        };
-        let mut last_error = String::from("none");
         loop {
             let now = Instant::now();
             if now >= deadline {
@@ -341,18 +333,18 @@ impl RaftHost {
                     group_id,
                     target,
                     waited: now - started,
-                    last_error,
+                    last_error: "no leader other than this node showed up".to_owned(),
                 });
             }
-            let remaining = deadline - now;
-            // openraft's transfer: every member drops the old leader's lease and the target
-            // stands at once; TimeoutNow as well, for a target that missed the broadcast.
-            if raft.trigger().transfer_leader(target).await.is_err() {
+            // openraft's transfer: this leader takes no more writes, every member drops the
+            // old leader's lease, and the target stands once its log reaches this leader's last
+            // entry (it ignores the request until then; the next round asks again). No
+            // TimeoutNow here: an election the target starts before it caught up fails, and
+            // makes this leader step down with nobody to take over until an election timeout.
+            if raft.current_leader().await == Some(me)
+                && raft.trigger().transfer_leader(target).await.is_err()
+            {
                 return Err(TransferLeadershipError::ShuttingDown { group_id });
-            }
-            if let Err(status) = self.channels.timeout_now(&addr, request, remaining).await {
-                last_error = format!("node {target} at {addr}: {status}");
-                tracing::debug!(group_id, target, error = %last_error, "raft: TimeoutNow failed");
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             let elected = raft
