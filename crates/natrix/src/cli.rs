@@ -223,7 +223,7 @@ pub struct Cli {
     /// Accepted and ignored
     #[arg(long = "max_traced_msg_len", hide = true)]
     pub max_traced_msg_len: Option<String>,
-    /// Enable JetStream functionality (not available in natrix yet) [-js]
+    /// Enable JetStream functionality [-js]
     #[arg(long = "jetstream", num_args = 0..=1, default_missing_value = "true", require_equals = true, value_parser = parse_go_bool)]
     pub jetstream: Option<bool>,
     /// Set the JetStream storage directory [-sd]
