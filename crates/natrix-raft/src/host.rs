@@ -77,13 +77,12 @@ pub enum TransferLeadershipError {
     },
     #[error(
         "raft group {group_id}: no new leader within {waited:?} after asking node {target} to \
-         stand (last error: {last_error})"
+         stand"
     )]
     TimedOut {
         group_id: GroupId,
         target: NodeId,
         waited: Duration,
-        last_error: String,
     },
     #[error("raft group {group_id}: the group is shutting down")]
     ShuttingDown { group_id: GroupId },
@@ -143,8 +142,7 @@ impl RaftHost {
     /// The gRPC service serving every group of this host; add it to the node's cluster
     /// endpoint with `tonic::transport::Server::builder().add_service(host.service())`.
     pub fn service(&self) -> RaftServer<RaftService> {
-        RaftService::new(self.registry.clone(), self.channels.options())
-            .into_server(self.channels.options())
+        RaftService::new(self.registry.clone(), self.channels.options()).into_server()
     }
 
     pub fn registry(&self) -> &RaftRegistry {
@@ -215,8 +213,8 @@ impl RaftHost {
     /// transfer (`Trigger::transfer_leader`: this leader takes no more writes and tells every
     /// member, over the `TransferLeader` RPC, to drop its lease; the target stands at once if
     /// its log reaches the leader's last entry, else at the next round, once it caught up). The
-    /// target's vote request carries
-    /// openraft's leadership-transfer flag, so voters grant it despite the old leader's lease.
+    /// target's vote request carries openraft's leadership-transfer flag, so voters grant it
+    /// despite the old leader's lease.
     /// Elections are turned back on when this returns, whatever the outcome (assumes they were
     /// on, openraft's default). Gives up after [`TRANSFER_TIMEOUT`] or three maximum election
     /// timeouts, whichever is longer.
@@ -333,14 +331,14 @@ impl RaftHost {
                     group_id,
                     target,
                     waited: now - started,
-                    last_error: "no leader other than this node showed up".to_owned(),
                 });
             }
             // openraft's transfer: this leader takes no more writes, every member drops the
             // old leader's lease, and the target stands once its log reaches this leader's last
-            // entry (it ignores the request until then; the next round asks again). No
-            // TimeoutNow here: an election the target starts before it caught up fails, and
-            // makes this leader step down with nobody to take over until an election timeout.
+            // entry (it ignores the request until then; the next round asks again). The target
+            // is not told to stand on its own: an election it started before it caught up
+            // would fail and make this leader step down with nobody to take over until an
+            // election timeout.
             if raft.current_leader().await == Some(me)
                 && raft.trigger().transfer_leader(target).await.is_err()
             {

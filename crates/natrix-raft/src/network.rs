@@ -117,22 +117,6 @@ impl PeerChannels {
         self.channels.lock().remove(addr);
     }
 
-    /// Asks the node at `addr` to start an election in a group at once (the last step of a
-    /// leadership transfer). The deadline is `timeout`, capped by `rpc_timeout`.
-    pub async fn timeout_now(
-        &self,
-        addr: &str,
-        request: pb::TimeoutNowRequest,
-        timeout: Duration,
-    ) -> Result<pb::TimeoutNowResponse, Status> {
-        let mut client = self
-            .client(addr)
-            .map_err(|e| Status::invalid_argument(format!("peer address {addr}: {e}")))?;
-        let mut request = tonic::Request::new(request);
-        request.set_timeout(timeout.min(self.options.rpc_timeout));
-        Ok(client.timeout_now(request).await?.into_inner())
-    }
-
     fn client(&self, addr: &str) -> Result<RaftClient<Channel>, tonic::transport::Error> {
         let max = self.options.max_message_bytes;
         Ok(RaftClient::new(self.channel(addr)?)
@@ -194,6 +178,13 @@ enum TransportError {
         addr: String,
         source: tonic::transport::Error,
     },
+    #[error("raft group {group_id}: peer {target} at {addr}: bad response: {source}")]
+    Decode {
+        group_id: GroupId,
+        target: NodeId,
+        addr: String,
+        source: CodecError,
+    },
     #[error("raft group {group_id}: peer {target} at {addr}: response without a {field}")]
     Incomplete {
         group_id: GroupId,
@@ -244,6 +235,24 @@ impl PeerClient {
             | Code::ResourceExhausted => TransportFailure::Unreachable(Unreachable::new(&err)),
             _ => TransportFailure::Network(NetworkError::new(&err)),
         }
+    }
+
+    /// The largest encoded message to send, leaving room for HTTP/2 and gRPC framing below the
+    /// receiver's limit.
+    fn message_limit(&self) -> usize {
+        self.channels
+            .options
+            .max_message_bytes
+            .saturating_sub(64 << 10)
+    }
+
+    fn decode_error(&self, source: CodecError) -> NetworkError<TypeConfig> {
+        NetworkError::new(&TransportError::Decode {
+            group_id: self.group_id,
+            target: self.target,
+            addr: self.addr.clone(),
+            source,
+        })
     }
 
     fn incomplete(&self, field: &'static str) -> NetworkError<TypeConfig> {
@@ -364,13 +373,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             .map(codec::entry_to_pb)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| RpcError::Network(self.encode_error(e)))?;
-        // Leave room for HTTP/2 and gRPC framing below the receiver's limit.
-        let limit = self
-            .channels
-            .options
-            .max_message_bytes
-            .saturating_sub(64 << 10);
-        let runs = split_by_size(entries, limit);
+        let runs = split_by_size(entries, self.message_limit());
         let mut prev = rpc.prev_log_id;
         let mut sent = 0usize;
         let last_run = runs.len() - 1;
@@ -451,7 +454,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         }
         match codec::from_json(&response.error_json, "a transfer-leader refusal") {
             Ok(refusal) => Ok(Err(refusal)),
-            Err(e) => Err(RpcError::Network(self.encode_error(e))),
+            Err(e) => Err(RpcError::Network(self.decode_error(e))),
         }
     }
 
@@ -466,11 +469,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let meta_json = codec::encode_snapshot_meta(&snapshot.meta)
             .map_err(|e| StreamingError::Network(self.encode_error(e)))?;
-        let limit = self
-            .channels
-            .options
-            .max_message_bytes
-            .saturating_sub(64 << 10);
+        let limit = self.message_limit();
         let chunk = option
             .snapshot_chunk_size()
             .unwrap_or(limit)

@@ -1,9 +1,9 @@
 //! The server side of Raft traffic: the `natrix.raft.Raft` gRPC service, one per node, handing
 //! each request to the running openraft instance of the group it names ([`RaftRegistry`]).
 //! A request for a group this node does not run gets `NOT_FOUND`; a stopped group
-//! `UNAVAILABLE` (the sender backs off and retries either way). Besides openraft's three RPCs
-//! (snapshots arrive as a stream of chunks) it serves `TimeoutNow`, the leader's request to start
-//! an election that ends a leadership transfer (see [`crate::RaftHost::transfer_leadership`]).
+//! `UNAVAILABLE` (the sender backs off and retries either way). It serves openraft's RPCs:
+//! `AppendEntries`, `Vote`, `InstallSnapshot` (a stream of chunks) and `TransferLeader` (see
+//! [`crate::RaftHost::transfer_leadership`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,8 +12,6 @@ use bytes::BytesMut;
 use futures::TryStreamExt;
 use natrix_proto::raft as pb;
 use natrix_proto::raft::raft_server::RaftServer;
-use openraft::ServerState;
-use openraft::async_runtime::WatchReceiver;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest,
 };
@@ -60,23 +58,24 @@ impl RaftRegistry {
 #[derive(Clone)]
 pub struct RaftService {
     registry: RaftRegistry,
-    max_snapshot_bytes: u64,
+    options: NetworkOptions,
 }
 
 impl RaftService {
     pub fn new(registry: RaftRegistry, options: &NetworkOptions) -> RaftService {
         RaftService {
             registry,
-            max_snapshot_bytes: options.max_snapshot_bytes,
+            options: options.clone(),
         }
     }
 
     /// The service wrapped for `tonic::transport::Server::add_service`, with the transport's
     /// message size limits.
-    pub fn into_server(self, options: &NetworkOptions) -> RaftServer<RaftService> {
+    pub fn into_server(self) -> RaftServer<RaftService> {
+        let max = self.options.max_message_bytes;
         RaftServer::new(self)
-            .max_decoding_message_size(options.max_message_bytes)
-            .max_encoding_message_size(options.max_message_bytes)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max)
     }
 
     fn group(&self, group_id: GroupId) -> Result<Raft, Status> {
@@ -177,11 +176,10 @@ impl pb::raft_server::Raft for RaftService {
             codec::decode_snapshot_meta(&first.meta_json).map_err(|e| bad_request(group_id, &e))?;
         let mut data = BytesMut::from(&first.data[..]);
         while let Some(chunk) = chunks.try_next().await? {
-            if (data.len() as u64).saturating_add(chunk.data.len() as u64) > self.max_snapshot_bytes
-            {
+            let limit = self.options.max_snapshot_bytes;
+            if (data.len() as u64).saturating_add(chunk.data.len() as u64) > limit {
                 return Err(Status::resource_exhausted(format!(
-                    "raft group {group_id}: snapshot larger than {} bytes",
-                    self.max_snapshot_bytes
+                    "raft group {group_id}: snapshot larger than {limit} bytes"
                 )));
             }
             data.extend_from_slice(&chunk.data);
@@ -223,53 +221,5 @@ impl pb::raft_server::Raft for RaftService {
                 .map_err(|e| Status::internal(format!("raft group {group_id}: {e}")))?,
         };
         Ok(Response::new(pb::TransferLeaderResponse { error_json }))
-    }
-
-    async fn timeout_now(
-        &self,
-        request: Request<pb::TimeoutNowRequest>,
-    ) -> Result<Response<pb::TimeoutNowResponse>, Status> {
-        let req = request.into_inner();
-        let group_id = req.group_id;
-        let raft = self.group(group_id)?;
-        let metrics = raft.metrics().borrow_watched().clone();
-        if req.target_node_id != metrics.id {
-            return Err(Status::failed_precondition(format!(
-                "raft group {group_id}: this is node {}, not node {}",
-                metrics.id, req.target_node_id
-            )));
-        }
-        if !metrics
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|id| id == metrics.id)
-        {
-            return Err(Status::failed_precondition(format!(
-                "raft group {group_id}: node {} is not a voter and cannot lead",
-                metrics.id
-            )));
-        }
-        // A leader elected after the transfer began (this node included) is left alone: the
-        // request is stale.
-        let newer_leader = metrics.vote.committed && metrics.vote.leader_id.term > req.leader_term;
-        let started = metrics.state != ServerState::Leader && !newer_leader;
-        if started {
-            raft.trigger()
-                .elect(false)
-                .await
-                .map_err(|e| raft_failed(group_id, &e))?;
-            tracing::info!(
-                group_id,
-                node_id = metrics.id,
-                leader_term = req.leader_term,
-                "raft: starting an election at the leader's request (leadership transfer)"
-            );
-        }
-        let vote = raft.metrics().borrow_watched().vote;
-        Ok(Response::new(pb::TimeoutNowResponse {
-            started,
-            vote: Some(codec::vote_to_pb(&vote)),
-        }))
     }
 }

@@ -1,5 +1,5 @@
-//! Leadership transfer over real gRPC on loopback (`RaftHost::transfer_leadership`, Raft's
-//! TimeoutNow): to a chosen follower and back, to the most up-to-date follower, and the requests
+//! Leadership transfer over real gRPC on loopback (`RaftHost::transfer_leadership`, openraft's
+//! `TransferLeader`): to a chosen follower and back, to the most up-to-date follower, and the requests
 //! that are refused. Every wait is bounded.
 
 use crate::common;
