@@ -327,10 +327,10 @@ async fn accept_loop(
     let _ = stopped.send(true);
 }
 
-/// The lame-duck sequence after the listener closed; returns early on shutdown.
 /// How long lame duck mode and a graceful shutdown wait for leaderships to move away.
 pub const LEADERSHIP_HANDOFF: Duration = Duration::from_secs(3);
 
+/// The lame-duck sequence after the listener closed; returns early on shutdown.
 async fn run_lame_duck(
     state: &ServerState,
     connections: &mut JoinSet<()>,

@@ -171,9 +171,6 @@ pub(crate) struct Replica {
     /// While this replica serves as the leader: since when (Unix ns; 0 while it does not), for
     /// the `leader_since` of the cluster block.
     pub leader_since_ns: std::sync::atomic::AtomicI64,
-    /// When this node last saw the group's Raft metrics change: openraft computes
-    /// `millis_since_quorum_ack` when it reports them, so the value ages from then on.
-    pub metrics_seen: parking_lot::Mutex<Option<std::time::Instant>>,
 }
 
 impl StreamHost {
@@ -227,7 +224,6 @@ impl StreamHost {
             raft: std::sync::OnceLock::new(),
             recovered_applied: None,
             leader_since_ns: Default::default(),
-            metrics_seen: Default::default(),
         });
         StreamHost::start(state, js, id, created_ns, Stream::new(config), 0, replica)
             .map_err(ApiError::stream_invalid_config)
@@ -275,7 +271,6 @@ impl StreamHost {
                     .read_applied()
                     .map_err(|e| format!("raft group {group_id}: applied position: {e}"))?,
                 leader_since_ns: Default::default(),
-                metrics_seen: Default::default(),
             }),
             None => None,
         };

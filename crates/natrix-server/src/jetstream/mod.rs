@@ -186,7 +186,6 @@ impl JetStream {
         self.cluster.as_ref().map_or(0, |c| c.node_id)
     }
 
-    /// Stops clustered JetStream's Raft groups (the store closes when the node is dropped).
     /// Hands every Raft leadership this node holds (the meta group's and each replicated
     /// stream's) to another voter, concurrently and within `timeout`, so that a node going away
     /// (shutdown, lame duck) stalls no writes for an election timeout. As nats-server does when
@@ -225,6 +224,7 @@ impl JetStream {
         }
     }
 
+    /// Stops clustered JetStream's Raft groups (the store closes when the node is dropped).
     pub async fn shutdown(&self) {
         if let Some(cluster) = &self.cluster {
             cluster.shutdown().await;

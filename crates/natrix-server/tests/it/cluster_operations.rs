@@ -11,8 +11,8 @@ use natrix_server::{JetStreamConfig, ServerConfig};
 use natrix_testkit::TestServer;
 
 use crate::js_cluster::{
-    CLUSTER_WAIT, api, create_stream, meta_cluster, node_named, publish_acked, read_all, shutdown,
-    start_cluster, start_node, stream_leader, wait_for_meta_leader,
+    CLUSTER_WAIT, JsNode, api, create_stream, meta_cluster, node_named, publish_acked, read_all,
+    shutdown, start_cluster, start_node, stream_leader, wait_for_meta_leader,
 };
 
 #[tokio::test]
@@ -189,11 +189,9 @@ async fn meta_leader_stepdown_hands_the_meta_group_to_another_node() -> anyhow::
     Ok(())
 }
 
-#[tokio::test]
-async fn healthz_is_ok_once_the_cluster_has_a_meta_leader() -> anyhow::Result<()> {
-    let nodes = start_cluster(3).await?;
-    for node in &nodes {
-        // A follower that has a meta entry not yet applied is briefly "not current".
+/// Waits (bounded) until each node's `/healthz` answers 200, and asserts it does.
+async fn assert_every_node_becomes_healthy(nodes: &[JsNode]) -> anyhow::Result<()> {
+    for node in nodes {
         let deadline = Instant::now() + CLUSTER_WAIT;
         let health = loop {
             let health = node.server.monitor_get("/healthz").await?;
@@ -205,6 +203,14 @@ async fn healthz_is_ok_once_the_cluster_has_a_meta_leader() -> anyhow::Result<()
         assert_eq!(health.status, 200, "{}", health.body);
         assert_eq!(health.body, r#"{"status":"ok"}"#);
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn healthz_is_ok_once_the_cluster_has_a_meta_leader() -> anyhow::Result<()> {
+    let nodes = start_cluster(3).await?;
+    // A follower that has a meta entry not yet applied is briefly "not current".
+    assert_every_node_becomes_healthy(&nodes).await?;
     shutdown(nodes).await;
     Ok(())
 }
@@ -228,19 +234,8 @@ async fn healthz_is_ok_on_every_node_once_its_stream_replicas_caught_up() -> any
             i
         );
     }
-    for node in &nodes {
-        // Ready once the replica applied (nearly) everything its leader committed.
-        let deadline = Instant::now() + CLUSTER_WAIT;
-        let health = loop {
-            let health = node.server.monitor_get("/healthz").await?;
-            if health.status == 200 || Instant::now() >= deadline {
-                break health;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        assert_eq!(health.status, 200, "{}", health.body);
-        assert_eq!(health.body, r#"{"status":"ok"}"#);
-    }
+    // Ready once each replica applied (nearly) everything its leader committed.
+    assert_every_node_becomes_healthy(&nodes).await?;
     shutdown(nodes).await;
     Ok(())
 }

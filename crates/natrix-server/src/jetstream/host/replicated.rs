@@ -33,6 +33,7 @@ const LEADERSHIP_RETRY: std::time::Duration = std::time::Duration::from_millis(1
 
 /// How long a proposal waits for a newly elected leader's first quorum acknowledgement.
 const WRITE_LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl StreamHost {
     /// The stream's Raft group on this node, once started.
     pub fn raft(&self) -> Option<&natrix_raft::Raft> {
@@ -76,9 +77,6 @@ impl StreamHost {
                     m.current_leader == Some(node_id) && m.state.is_leader()
                 };
                 let Some(host) = host.upgrade() else { return };
-                if let Some(replica) = &host.replica {
-                    *replica.metrics_seen.lock() = Some(std::time::Instant::now());
-                }
                 if leading && !serving {
                     let confirmed = tokio::time::timeout(
                         LEADERSHIP_CONFIRM,
