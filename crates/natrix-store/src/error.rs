@@ -14,6 +14,14 @@ pub enum StoreError {
         path: PathBuf,
         source: rocksdb::Error,
     },
+    /// A file of the store failed its checksums or does not match the store's manifest: the node
+    /// must not serve from it (see `verify`).
+    #[error(
+        "the store at {path} is damaged ({detail}); refusing to open it rather than serve wrong \
+         data: restore the directory from a backup, or move it aside so that the node starts \
+         empty and its cluster peers copy the replicas to it again"
+    )]
+    Damaged { path: PathBuf, detail: String },
     #[error("opening the RocksDB store at {path}: column family {cf} is missing after open")]
     MissingColumnFamily { path: PathBuf, cf: &'static str },
     #[error("starting the committer thread: {0}")]

@@ -14,6 +14,7 @@ pub mod keys;
 mod options;
 mod raft_log;
 mod store;
+mod verify;
 mod wal_sync;
 
 pub use batch::{ConsumerUpdate, RaftApplied, StreamBatch};

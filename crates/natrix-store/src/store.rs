@@ -17,6 +17,7 @@ use tokio::sync::{Semaphore, oneshot};
 use crate::batch::Floors;
 use crate::committer::{Committer, Counters, Queued, Request};
 use crate::disk::{self, DiskUsage};
+use crate::verify;
 use crate::wal_sync::WalSyncer;
 use crate::{
     CommitStats, ConsumerUpdate, RaftApplied, StoreError, StoreOptions, StreamBatch, keys,
@@ -105,17 +106,20 @@ impl Store {
         let descriptors = keys::ALL_CFS
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &options, &cache)));
-        let db = DB::open_cf_descriptors(&db_options(&options), &path, descriptors).map_err(
-            |source| StoreError::Open {
-                path: path.clone(),
-                source,
-            },
-        )?;
+        let db = DB::open_cf_descriptors(&db_options(&options), &path, descriptors)
+            .map_err(|source| verify::open_failed(&path, source))?;
         for cf in keys::ALL_CFS {
             if db.cf_handle(cf).is_none() {
                 return Err(StoreError::MissingColumnFamily { path, cf });
             }
         }
+        let verified = verify::verify_store(&db, &path)?;
+        tracing::info!(
+            keys = verified.keys,
+            took_ms = verified.took.as_millis() as u64,
+            path = %path.display(),
+            "store: every block checksum verified"
+        );
         let db = Arc::new(db);
         let wal_sync = WalSyncer::start(&db).map_err(StoreError::SpawnWalSyncer)?;
         let next_stream_id = read_next_stream_id(&db)?;
@@ -770,9 +774,11 @@ fn db_options(options: &StoreOptions) -> Options {
     // Every write reaches the WAL file at once; `sync` then makes it durable. Manual flushing
     // would leave acknowledged-looking writes in a user-space buffer.
     opts.set_manual_wal_flush(false);
-    // Replay the WAL up to the first torn or corrupt record (a crash mid-write) and stop there:
-    // everything synced before it is intact.
-    opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+    // Replay the whole WAL, tolerating only an incomplete last record (a crash mid-write of
+    // something not yet synced, so never acknowledged). A damaged record before the tail refuses
+    // the open: point-in-time recovery would silently drop every synced record after it, i.e.
+    // roll back Raft log entries and votes this node already acknowledged.
+    opts.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
     opts.set_max_total_wal_size(options.max_total_wal_bytes);
     // Two cores: one flush and one compaction at a time.
     opts.set_max_background_jobs(2);
