@@ -117,6 +117,19 @@ pub struct ClusterConfig {
     pub port: u16,
     /// Route URLs as given, e.g. `nats-route://host:6222`.
     pub routes: Vec<String>,
+    /// The address peers are told to dial this node at (`cluster_advertise`): `host` or
+    /// `host:port` (a missing port is the listen port); `None` is the listen address.
+    pub advertise: Option<String>,
+}
+
+impl ClusterConfig {
+    /// The `host:port` peers are told to dial: `cluster_advertise`, else the listen host.
+    pub fn advertised(&self, listen_port: u16) -> (String, u16) {
+        match &self.advertise {
+            Some(advertise) => split_advertise(advertise, listen_port),
+            None => (self.host.clone(), listen_port),
+        }
+    }
 }
 
 impl ServerConfig {

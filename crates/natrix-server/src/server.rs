@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::BytesMut;
@@ -113,6 +113,7 @@ impl Server {
             next_cid: Default::default(),
             started: SystemTime::now(),
             started_instant: Instant::now(),
+            listener_closed: AtomicBool::new(false),
             closed: Default::default(),
             jetstream: Default::default(),
         });
@@ -308,6 +309,7 @@ async fn accept_loop(
         }
     }
     drop(listener);
+    state.listener_closed.store(true, Ordering::Relaxed);
     if entering_lame_duck {
         run_lame_duck(&state, &mut connections, &mut shutdown).await;
     }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use natrix_wire::ServerInfo;
@@ -52,6 +52,9 @@ pub(crate) struct ServerState {
     pub closed: crate::monitor::ClosedConnections,
     /// JetStream, when enabled (set once at start, after the state exists).
     pub jetstream: std::sync::OnceLock<Arc<crate::jetstream::JetStream>>,
+    /// Set once the client listener closed (lame duck mode, shutdown): `/healthz` then fails as
+    /// nats-server's does, so that load balancers and readiness probes stop sending clients.
+    pub listener_closed: AtomicBool,
 }
 
 impl ServerState {

@@ -29,6 +29,7 @@ pub fn cluster_config(name: &str, routes: &[String]) -> ServerConfig {
                     }
                 })
                 .collect(),
+            advertise: None,
         }),
         ..test_config()
     }

@@ -11,6 +11,7 @@ use natrix_conf::{Loader, Value};
 
 use crate::compat;
 use crate::options::{self, OptionsError, Settings};
+use crate::signal_command::{self, SignalError, SignalRequest};
 
 /// Every nats-server flag name (and alias) with the long name clap knows it by and whether it
 /// takes a value.
@@ -178,8 +179,8 @@ pub struct Cli {
     /// Test configuration and exit [-t]
     #[arg(long = "test_config", num_args = 0..=1, default_missing_value = "true", require_equals = true, value_parser = parse_go_bool)]
     pub test_config: Option<bool>,
-    /// Not supported by natrix yet [-sl]
-    #[arg(long = "signal", hide = true)]
+    /// Send signal to natrix-server process (ldm, stop, quit, term, reload) [-sl]
+    #[arg(long = "signal", value_name = "signal")]
     pub signal: Option<String>,
     /// Client URL to advertise to other servers
     #[arg(long = "client_advertise", value_name = "string")]
@@ -265,8 +266,8 @@ pub struct Cli {
     /// Accepted and ignored
     #[arg(long = "no_advertise", num_args = 0..=1, default_missing_value = "true", require_equals = true, value_parser = parse_go_bool, hide = true)]
     pub no_advertise: Option<bool>,
-    /// Accepted and ignored
-    #[arg(long = "cluster_advertise", hide = true)]
+    /// Cluster URL to advertise to other servers
+    #[arg(long = "cluster_advertise", value_name = "string")]
     pub cluster_advertise: Option<String>,
     /// Accepted and ignored
     #[arg(long = "connect_retries", hide = true)]
@@ -294,6 +295,8 @@ pub enum Command {
     TestConfig(Box<Settings>),
     /// Start the server.
     Run(Box<Settings>),
+    /// Send a running server a signal (`-sl/--signal`) and exit.
+    Signal(SignalRequest),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -310,6 +313,8 @@ pub enum CliError {
     },
     #[error(transparent)]
     Options(#[from] OptionsError),
+    #[error(transparent)]
+    Signal(#[from] SignalError),
 }
 
 impl Cli {
@@ -328,6 +333,10 @@ impl Cli {
             return Ok(Command::Version);
         }
         self.reject_unsupported()?;
+        // As nats-server: the signal is sent before any configuration file is read.
+        if let Some(value) = &self.signal {
+            return Ok(Command::Signal(signal_command::parse(value)?));
+        }
         let mut settings = Settings::default();
         if let Some(path) = &self.config {
             settings.load_file(path, loader)?;
@@ -343,7 +352,6 @@ impl Cli {
     fn reject_unsupported(&self) -> Result<(), CliError> {
         let given = [
             ("https_port", self.https_port.is_some()),
-            ("signal", self.signal.is_some()),
             ("tls", self.tls == Some(true)),
             ("tlscert", self.tlscert.is_some()),
             ("tlskey", self.tlskey.is_some()),
@@ -369,7 +377,6 @@ impl Cli {
             ("log_size_limit", self.log_size_limit.is_some()),
             ("max_traced_msg_len", self.max_traced_msg_len.is_some()),
             ("no_advertise", self.no_advertise.is_some()),
-            ("cluster_advertise", self.cluster_advertise.is_some()),
             ("connect_retries", self.connect_retries.is_some()),
             ("profile", self.profile.is_some()),
         ];
@@ -457,7 +464,11 @@ impl Cli {
     }
 
     fn apply_cluster(&self, s: &mut Settings) -> Result<(), CliError> {
-        if self.cluster.is_none() && self.routes.is_none() && self.cluster_name.is_none() {
+        if self.cluster.is_none()
+            && self.routes.is_none()
+            && self.cluster_name.is_none()
+            && self.cluster_advertise.is_none()
+        {
             return Ok(());
         }
         let cluster = s
@@ -497,6 +508,9 @@ impl Cli {
                 });
             }
             cluster.name = Some(name.clone());
+        }
+        if let Some(advertise) = &self.cluster_advertise {
+            cluster.advertise = Some(advertise.clone());
         }
         Ok(())
     }

@@ -94,10 +94,8 @@ pub fn authorization(key: &str) -> Option<Support> {
 /// Options of the `cluster { }` block.
 pub fn cluster(key: &str) -> Option<Support> {
     match key {
-        "cluster_advertise" | "advertise" | "no_advertise" | "connect_retries" | "pool_size"
-        | "compression" | "accounts" | "ping_interval" | "ping_max" | "write_deadline" => {
-            Some(Support::Ignored)
-        }
+        "no_advertise" | "connect_retries" | "pool_size" | "compression" | "accounts"
+        | "ping_interval" | "ping_max" | "write_deadline" => Some(Support::Ignored),
         "tls" | "authorization" | "permissions" => Some(Support::Unsupported),
         _ => None,
     }
@@ -130,7 +128,6 @@ pub const IGNORED_FLAGS: &[&str] = &[
     "log_size_limit",
     "max_traced_msg_len",
     "no_advertise",
-    "cluster_advertise",
     "connect_retries",
     "profile",
 ];
@@ -138,7 +135,6 @@ pub const IGNORED_FLAGS: &[&str] = &[
 /// Command-line flags of nats-server that natrix refuses (by their long name).
 pub const UNSUPPORTED_FLAGS: &[&str] = &[
     "https_port",
-    "signal",
     "tls",
     "tlscert",
     "tlskey",

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod compat;
 pub mod logging;
 pub mod options;
+pub mod signal_command;
 
 pub use cli::{Cli, CliError, Command};
 pub use options::{LogConfig, OptionsError, Settings};

@@ -49,6 +49,12 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Run(settings)) => settings,
+        Ok(Command::Signal(request)) => {
+            return match natrix::signal_command::send(&request) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => fail(err),
+            };
+        }
         Err(err) => return fail(err),
     };
     if let Err(err) = logging::init(&settings.log) {

@@ -715,6 +715,11 @@ impl Mapper<'_> {
                         cluster.host = host;
                     }
                 }
+                "cluster_advertise" | "advertise" => {
+                    if let Some(advertise) = self.string(e) {
+                        cluster.advertise = Some(advertise);
+                    }
+                }
                 "routes" => {
                     let items: Vec<(String, Pos)> = match &e.value.value {
                         Value::Array(items) => {
@@ -771,6 +776,7 @@ pub fn default_cluster() -> ClusterConfig {
         host: "0.0.0.0".to_string(),
         port: DEFAULT_CLUSTER_PORT,
         routes: Vec::new(),
+        advertise: None,
     }
 }
 

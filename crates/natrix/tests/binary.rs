@@ -243,13 +243,56 @@ fn sigterm_shuts_down_gracefully_and_exits_zero_promptly() {
 
 #[test]
 fn sigusr2_enters_lame_duck_mode_then_exits_zero() {
+    enters_lame_duck_mode_then_exits_zero(|server, _| server.signal(libc::SIGUSR2));
+}
+
+#[test]
+fn signal_ldm_with_a_pid_file_enters_lame_duck_mode_then_exits_zero() {
+    enters_lame_duck_mode_then_exits_zero(|_, pid_file| {
+        // The pid file is written right after the server started.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(pid_file).map_or(true, |p| p.trim().is_empty()) {
+            assert!(std::time::Instant::now() < deadline, "no pid file written");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let sent = run_to_end(
+            &["--signal", &format!("ldm={}", pid_file.display())],
+            Duration::from_secs(5),
+        );
+        assert!(sent.status.success(), "{sent:?}");
+    });
+}
+
+#[test]
+fn signal_with_an_unknown_command_or_no_such_process_fails() {
+    let unknown = run_to_end(&["-sl", "bogus=1"], Duration::from_secs(5));
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains(r#"unknown signal "bogus""#),
+        "{unknown:?}"
+    );
+    let missing = run_to_end(
+        &["-sl", "ldm=/nonexistent/natrix.pid"],
+        Duration::from_secs(5),
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("unable to resolve pid"),
+        "{missing:?}"
+    );
+}
+
+/// Starts a server with a client and a pid file, lets `enter` put it in lame duck mode, and
+/// checks the client hears `"ldm":true` and the process exits zero.
+fn enters_lame_duck_mode_then_exits_zero(enter: impl FnOnce(&Running, &Path)) {
     let dir = tempfile::tempdir().unwrap();
     let conf = write(
         dir.path(),
         "ldm.conf",
         "listen: 127.0.0.1:-1\nlame_duck_duration: \"30s\"\nlame_duck_grace_period: \"300ms\"\n",
     );
-    let mut server = Running::start(&["-c", &conf]);
+    let pid_file = dir.path().join("natrix.pid");
+    let mut server = Running::start(&["-c", &conf, "-P", pid_file.to_str().unwrap()]);
     let port = server.client_port();
     server.wait_for_line("Server is ready");
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -269,7 +312,7 @@ fn sigusr2_enters_lame_duck_mode_then_exits_zero() {
     reader.read_line(&mut pong).unwrap();
     assert_eq!(pong, "PONG\r\n");
 
-    server.signal(libc::SIGUSR2);
+    enter(&server, &pid_file);
     server.wait_for_line("lame duck");
     let mut ldm = String::new();
     reader.read_line(&mut ldm).unwrap();

@@ -88,6 +88,7 @@ include ./conf.d/jetstream.conf
 cluster {
   name: "c1"
   listen: 0.0.0.0:6333
+  cluster_advertise: "n1.example:16333"
   routes = [
     nats-route://n2:6333
     nats-route://n3:6333, nats://user:pw@n4:6333
@@ -152,6 +153,7 @@ fn a_documentation_style_file_with_includes_variables_and_env_maps_to_the_expect
                 "nats-route://n3:6333".into(),
                 "nats://user:pw@n4:6333".into(),
             ],
+            advertise: Some("n1.example:16333".into()),
         }),
         lame_duck_duration: Duration::from_secs(60),
         lame_duck_grace_period: Duration::from_secs(3),
@@ -586,6 +588,8 @@ fn random_port_and_cluster_flags_are_parsed_and_validated() {
         "nats-route://a:6444, nats://b:6444",
         "--cluster_name",
         "c9",
+        "--cluster_advertise",
+        "node9.example",
     ]);
     assert_eq!(s.server.port, 0);
     assert_eq!(
@@ -595,6 +599,7 @@ fn random_port_and_cluster_flags_are_parsed_and_validated() {
             host: "127.0.0.1".into(),
             port: 6444,
             routes: vec!["nats-route://a:6444".into(), "nats://b:6444".into()],
+            advertise: Some("node9.example".into()),
         })
     );
     assert!(error(&["--routes", "a:1"]).contains("error parsing route url"));
@@ -616,10 +621,8 @@ fn version_test_and_unsupported_flags() {
         error(&["--tls"]),
         "flag --tls is not supported by natrix yet"
     );
-    assert_eq!(
-        error(&["-sl", "stop"]),
-        "flag --signal is not supported by natrix yet"
-    );
+    assert!(matches!(run(&["-sl", "ldm=42"]), Ok(Command::Signal(_))));
+    assert_eq!(error(&["-sl", "hup"]), r#"unknown signal "hup""#);
     assert!(error(&["-bogus"]).contains("--bogus"));
 }
 

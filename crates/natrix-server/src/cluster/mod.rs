@@ -102,7 +102,7 @@ impl Mesh {
             None => (state.server_id.clone(), true),
         };
         let (client_host, client_port) = config.advertised_client(client_addr.port());
-        let own_client_urls = vec![host_port(&client_host, client_port)];
+        let own_client_urls = client_urls(&client_host, client_port, interface_ips);
         let max_message = (2 * config.limits.max_payload as usize + 64 * 1024).max(8 << 20);
         Self {
             server_id: state.server_id.clone(),
@@ -110,7 +110,10 @@ impl Mesh {
             cluster_name,
             dynamic_name,
             cluster_addr,
-            advertised_cluster_addr: host_port(&cluster.host, cluster_addr.port()),
+            advertised_cluster_addr: {
+                let (host, port) = cluster.advertised(cluster_addr.port());
+                host_port(&host, port)
+            },
             own_client_urls,
             node_id: state.jetstream.get().map_or(0, |js| js.node_id()),
             tags: natrix_cluster::node_tags(&config.tags),
@@ -316,6 +319,62 @@ fn peers_frame(cluster_addrs: Vec<String>) -> RouteFrame {
 }
 
 /// `host:port`, bracketing IPv6 literals.
+/// This node's client URLs for `connect_urls`, as nats-server builds them: the advertised
+/// `host:port`, except that an unspecified host (`0.0.0.0`, `::`) stands for every global
+/// unicast address of the machine's interfaces (`interfaces` lists them), so that clients and
+/// peers elsewhere get addresses they can dial. None at all when the machine has none.
+pub(crate) fn client_urls(
+    host: &str,
+    port: u16,
+    interfaces: impl FnOnce() -> Vec<std::net::IpAddr>,
+) -> Vec<String> {
+    let unspecified = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified());
+    if !unspecified {
+        return vec![host_port(host, port)];
+    }
+    interfaces()
+        .into_iter()
+        .filter(is_global_unicast)
+        .map(|ip| host_port(&ip.to_string(), port))
+        .collect()
+}
+
+/// Go's `net.IP.IsGlobalUnicast`, which nats-server uses to pick advertised addresses: not
+/// unspecified, loopback, link-local, multicast or the IPv4 broadcast address (private
+/// ranges count as global).
+fn is_global_unicast(ip: &std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            !(v4.is_unspecified()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast())
+        }
+        std::net::IpAddr::V6(v6) => {
+            !(v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || v6.is_unicast_link_local())
+        }
+    }
+}
+
+/// The addresses of the machine's network interfaces (none if they cannot be listed).
+fn interface_ips() -> Vec<std::net::IpAddr> {
+    match if_addrs::get_if_addrs() {
+        Ok(interfaces) => interfaces.into_iter().map(|i| i.ip()).collect(),
+        Err(err) => {
+            tracing::warn!("listing network interfaces for connect_urls: {err}");
+            Vec::new()
+        }
+    }
+}
+
 pub(crate) fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{port}")
@@ -427,4 +486,50 @@ pub(crate) fn announce_connect_urls(state: &ServerState, mesh: &Mesh) {
     let mut info = state.info.clone();
     info.connect_urls = mesh.connect_urls();
     state.send_async_info(info);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::client_urls;
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|s| s.parse().expect("an IP")).collect()
+    }
+
+    #[test]
+    fn a_named_or_specific_host_is_advertised_as_given() {
+        let never = || panic!("interfaces listed for a specific host");
+        assert_eq!(client_urls("10.1.2.3", 4222, never), ["10.1.2.3:4222"]);
+        assert_eq!(
+            client_urls("nats-0.nats", 4222, never),
+            ["nats-0.nats:4222"]
+        );
+        assert_eq!(client_urls("fd00::1", 4223, never), ["[fd00::1]:4223"]);
+    }
+
+    #[test]
+    fn an_unspecified_host_stands_for_every_global_unicast_interface_address() {
+        let interfaces = || {
+            ips(&[
+                "127.0.0.1",
+                "10.0.0.7",
+                "169.254.1.1",
+                "172.17.0.1",
+                "::1",
+                "fe80::1",
+                "2001:db8::7",
+            ])
+        };
+        assert_eq!(
+            client_urls("0.0.0.0", 4222, interfaces),
+            ["10.0.0.7:4222", "172.17.0.1:4222", "[2001:db8::7]:4222"]
+        );
+        assert_eq!(
+            client_urls("::", 4222, interfaces),
+            ["10.0.0.7:4222", "172.17.0.1:4222", "[2001:db8::7]:4222"]
+        );
+        assert!(client_urls("0.0.0.0", 4222, || ips(&["127.0.0.1"])).is_empty());
+    }
 }

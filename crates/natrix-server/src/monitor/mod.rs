@@ -19,6 +19,7 @@ mod varz;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::extract::Query;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -101,6 +102,9 @@ pub(crate) async fn serve(
 /// is not ready (503, nats-server's texts) until it knows a meta leader and has applied the meta
 /// log: before then it cannot place, find or serve streams. `js-enabled-only` asks only whether
 /// JetStream runs, so it skips that check, as in nats-server.
+/// nats-server's `/healthz` error once the client listener closed (lame duck mode, shutdown).
+const LISTENER_CLOSED: &str = "failed to be ready for connections after 1ms: server";
+
 async fn healthz(
     axum::extract::State(monitor): axum::extract::State<Arc<Monitor>>,
     Query(query): Query<Vec<(String, String)>>,
@@ -115,7 +119,10 @@ async fn healthz(
     let params = Params(query);
     let js_enabled_only = params.bool("js-enabled-only").unwrap_or(false);
     let js_server_only = params.bool("js-server-only").unwrap_or(false);
+    let listener_closed = monitor.state.listener_closed.load(Ordering::Relaxed);
     let unready = match monitor.state.jetstream.get() {
+        // nats-server's readiness check fails once its client listener is gone.
+        _ if listener_closed => Some(LISTENER_CLOSED.to_owned()),
         Some(js) if !js_enabled_only => js.cluster().and_then(|cluster| {
             use crate::jetstream::cluster::operations::{
                 meta_unready_reason, stream_unready_reason,

@@ -101,3 +101,32 @@ async fn lame_duck_info_goes_only_to_protocol_1_clients_with_their_client_id() -
     tokio::time::timeout(Duration::from_secs(5), server.server.shutdown()).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_fails_once_lame_duck_mode_closed_the_client_listener() -> anyhow::Result<()> {
+    let server = TestServer::start_with(ServerConfig {
+        http_port: Some(0),
+        lame_duck_grace_period: Duration::from_secs(60),
+        lame_duck_duration: Duration::from_secs(120),
+        ..test_config()
+    })
+    .await?;
+    let healthy = server.monitor_get("/healthz").await?;
+    assert_eq!(healthy.status, 200, "{}", healthy.body);
+    // A client keeps the server in lame duck mode (without one it would stop at once).
+    let mut client = server.raw().await?;
+    client
+        .handshake(r#"{"verbose":false,"protocol":1}"#)
+        .await?;
+    server.server.enter_lame_duck();
+    let line = client.line().await?;
+    assert!(line.contains(r#""ldm":true"#), "{line}");
+    let health = server.monitor_get("/healthz").await?;
+    assert_eq!(health.status, 503, "{}", health.body);
+    assert_eq!(
+        health.body,
+        r#"{"status":"unavailable","error":"failed to be ready for connections after 1ms: server"}"#
+    );
+    tokio::time::timeout(Duration::from_secs(5), server.server.shutdown()).await?;
+    Ok(())
+}
