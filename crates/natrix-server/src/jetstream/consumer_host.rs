@@ -275,15 +275,22 @@ impl ConsumerHost {
             // asked for a reply is answered: an answered ack is a consumed message.
             let (persisted, ()) =
                 tokio::join!(self.persist(&stream), self.release(&stream, removable));
-            if let Err(err) = persisted {
-                tracing::error!(
-                    "JetStream consumer '{} > {}': state write failed: {err}",
+            match persisted {
+                Ok(()) => {
+                    for reply in ack_replies {
+                        state.publish_internal(&reply, None, None, b"");
+                    }
+                }
+                // Unanswered acks leave the client unsure, which is true: the next leader may
+                // not know them and deliver the messages again. An answer would be a promise
+                // that it does not.
+                Err(err) => tracing::error!(
+                    "JetStream consumer '{} > {}': state write failed, {} acks left unanswered: \
+                     {err}",
                     stream.name,
-                    self.name
-                );
-            }
-            for reply in ack_replies {
-                state.publish_internal(&reply, None, None, b"");
+                    self.name,
+                    ack_replies.len()
+                ),
             }
             if self.inactive(&stream, &state) {
                 tracing::debug!(
@@ -590,8 +597,10 @@ impl ConsumerHost {
         .min()
     }
 
-    /// Writes the state if it changed, durably (file storage; a replicated stream's replicas
-    /// whatever the storage), before acks are answered.
+    /// Writes the consumer record if it changed since the last write, durably (file storage; a
+    /// replicated stream's replicas whatever the storage), before acks are answered. An error means the
+    /// changes (acks among them) are not durable: a consumer stopped meanwhile (its stream's
+    /// leadership moved, or it was deleted) writes nothing.
     async fn persist(&self, stream: &StreamHost) -> Result<(), ApiError> {
         let record = {
             let mut inner = self.inner.lock();
@@ -600,13 +609,18 @@ impl ConsumerHost {
                 inner.dirty = false;
                 return Ok(());
             }
+            if self.stopped.load(Ordering::Acquire) {
+                return Err(super::cluster::not_leader());
+            }
             inner.dirty = false;
             Self::record_of(&inner)
         };
-        if self.stopped.load(Ordering::Acquire) {
-            return Ok(());
+        let written = stream.put_consumer(&self.name, record, false).await;
+        if written.is_err() {
+            // Written again with the next round's changes, should this replica still lead.
+            self.inner.lock().dirty = true;
         }
-        stream.put_consumer(&self.name, record, false).await
+        written
     }
 
     /// Interest and work-queue retention: removes acknowledged messages nobody needs any more.

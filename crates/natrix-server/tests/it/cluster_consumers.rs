@@ -238,3 +238,109 @@ async fn consumer_stepdown_of_an_unknown_consumer_is_consumer_not_found() -> any
     shutdown(nodes).await;
     Ok(())
 }
+
+/// An ack answered with a reply (AckSync) is a promise that the message is consumed. The chaos
+/// suite (seed 101, five nodes) caught acks answered while a graceful shutdown handed the
+/// stream's leadership over: the consumer's state write was refused (the leader no longer took
+/// writes) but the acks were answered anyway, and the next leader delivered the messages again.
+/// Here leadership moves every few hundred milliseconds while a client acknowledges everything
+/// it receives; no message whose ack was answered may be delivered again.
+#[tokio::test]
+async fn acks_answered_while_leadership_moves_are_never_redelivered() -> anyhow::Result<()> {
+    use std::collections::BTreeMap;
+
+    const MESSAGES: u64 = 400;
+    let nodes = start_cluster(3).await?;
+    create_stream(&nodes[0].js, r3("MOVES", "moves.>")).await?;
+    for i in 1..=MESSAGES {
+        publish_acked(&nodes[0].js, "moves.item", format!("item-{i}")).await?;
+    }
+    create_consumer(&nodes[0].js, "MOVES", "C", Duration::from_secs(2)).await?;
+
+    let stepdowns = {
+        let client = nodes[2].client.clone();
+        tokio::spawn(async move {
+            for _ in 0..12 {
+                let _ = api(&client, "$JS.API.STREAM.LEADER.STEPDOWN.MOVES").await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    let client = nodes[1].client.clone();
+    // Seq -> when its ack was first answered; and every delivery, with when it arrived.
+    let mut answered: BTreeMap<u64, Instant> = BTreeMap::new();
+    let mut deliveries: Vec<(u64, Instant)> = Vec::new();
+    let deadline = Instant::now() + CLUSTER_WAIT * 2;
+    while (answered.len() as u64) < MESSAGES && Instant::now() < deadline {
+        let found: Result<consumer::PullConsumer, _> =
+            nodes[1].js.get_consumer_from_stream("C", "MOVES").await;
+        let Ok(consumer) = found else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let Ok(mut batch) = consumer
+            .fetch()
+            .max_messages(20)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+        else {
+            continue;
+        };
+        let mut received = Vec::new();
+        while let Ok(Some(Ok(message))) =
+            tokio::time::timeout(Duration::from_secs(2), batch.next()).await
+        {
+            let (Some(reply), Ok(info)) = (message.reply.clone(), message.info()) else {
+                continue;
+            };
+            deliveries.push((info.stream_sequence, Instant::now()));
+            received.push((info.stream_sequence, reply));
+        }
+        // Acked together, so that the acks of a batch land in the same rounds.
+        let acks = received.into_iter().map(|(seq, reply)| {
+            let client = client.clone();
+            async move {
+                let answer = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    client.request(reply, bytes::Bytes::from_static(b"+ACK")),
+                )
+                .await;
+                let ok = matches!(&answer, Ok(Ok(a)) if a.payload.is_empty() && a.status.is_none());
+                (seq, ok, Instant::now())
+            }
+        });
+        for (seq, ok, at) in futures::future::join_all(acks).await {
+            if ok {
+                answered.entry(seq).or_insert(at);
+            }
+        }
+    }
+    stepdowns.await?;
+    assert_eq!(
+        answered.len() as u64,
+        MESSAGES,
+        "every message acknowledged in time"
+    );
+    // Whatever is still on its way (an unanswered ack's message coming back) has had its ack
+    // wait to arrive.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let late = fetch(&nodes[1].js, "MOVES", "C", 50, true).await?;
+    let mut again: Vec<u64> = late
+        .into_iter()
+        .filter(|seq| answered.contains_key(seq))
+        .collect();
+    // A delivery already on its way when the ack was answered may arrive just after it.
+    again.extend(deliveries.iter().filter_map(|(seq, at)| {
+        answered
+            .get(seq)
+            .is_some_and(|acked| *at > *acked + Duration::from_millis(500))
+            .then_some(*seq)
+    }));
+    assert!(
+        again.is_empty(),
+        "delivered again after their acks were answered: {again:?}"
+    );
+    shutdown(nodes).await;
+    Ok(())
+}
