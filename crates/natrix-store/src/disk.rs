@@ -6,6 +6,14 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+// 32-bit glibc's `statvfs` fails with EOVERFLOW when a count does not fit in 32 bits (a file
+// system over 16 TiB with 4 KiB blocks, or one reporting over 4 G inodes): the armv7 build uses
+// the large-file call. 64-bit glibc's `statvfs` is already the 64-bit one.
+#[cfg(not(all(target_os = "linux", target_env = "gnu", target_pointer_width = "32")))]
+use libc::statvfs;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "32"))]
+use libc::statvfs64 as statvfs;
+
 /// Disk use of a store and free space of the file system it lives on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DiskUsage {
@@ -42,9 +50,9 @@ pub(crate) fn fs_space(path: &Path) -> io::Result<(u64, u64)> {
     let c_path = CString::new(path.as_os_str().as_bytes())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     // SAFETY: `statvfs` is plain old data; all-zero is a valid value that the call overwrites.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let mut st: statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c_path` is a NUL-terminated string and `st` a valid, writable statvfs.
-    let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut st) };
+    let rc = unsafe { statvfs(c_path.as_ptr(), &mut st) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }

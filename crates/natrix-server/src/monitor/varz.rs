@@ -256,7 +256,9 @@ pub(crate) fn build(monitor: &Monitor) -> Varz {
         http_req_stats: monitor.req_stats.lock().clone(),
         // Configuration is not reloadable yet: it was loaded when the server started.
         config_load_time: rfc3339_nano(state.started),
-        tags: config.tags.clone(),
+        // The tags placement uses (`server_tags` plus the automatic `arch:` tag), as nats-server
+        // reports the tags it is placed by.
+        tags: natrix_cluster::node_tags(&config.tags),
         config_digest: "",
         slow_consumer_stats: KindCounts::clients(slow_consumers),
         stale_connection_stats: KindCounts::clients(stale_connections),
