@@ -110,6 +110,19 @@ async fn main() -> ExitCode {
 fn copy_server(cli: &Cli) -> anyhow::Result<PathBuf> {
     let base = base_dir(cli);
     std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+    // Copies left by runs that were killed outright.
+    if let Ok(entries) = std::fs::read_dir(&base) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name
+                .strip_prefix("natrix-server-")
+                .and_then(|p| p.parse::<i32>().ok())
+                && !netns::alive(pid)
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     let copy = std::path::absolute(base.join(format!("natrix-server-{}", std::process::id())))
         .context("resolving the work directory")?;
     std::fs::copy(&cli.server_bin, &copy)

@@ -20,7 +20,7 @@ use crate::say;
 
 /// How long a node started on a damaged store may take to refuse or to serve (it reads and
 /// verifies its whole store first).
-const DAMAGED_START_DEADLINE: Duration = Duration::from_secs(60);
+const DAMAGED_START_DEADLINE: Duration = Duration::from_secs(90);
 /// Looking up the stream leader or voters before a fault.
 const LOOKUP: Duration = Duration::from_secs(5);
 /// Words of an error message that name damage to a file.

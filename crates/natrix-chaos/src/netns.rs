@@ -283,7 +283,8 @@ fn owner_pid(name: &str) -> Option<i32> {
     pid.parse().ok()
 }
 
-fn alive(pid: i32) -> bool {
+/// Whether process `pid` exists.
+pub fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     let r = unsafe { libc::kill(pid, 0) };
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 const RUNS: u64 = 2;
 const DURATION_SECS: u64 = 20;
 /// The whole test, start to end: both runs, with their setup, drain and checks.
-const DEADLINE: Duration = Duration::from_secs(420);
+const DEADLINE: Duration = Duration::from_secs(540);
 
 fn server_bin() -> PathBuf {
     let chaos = PathBuf::from(env!("CARGO_BIN_EXE_natrix-chaos"));

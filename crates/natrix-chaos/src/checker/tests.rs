@@ -1,6 +1,7 @@
 //! Small hand-made histories: a clean one passes, and each kind of broken promise is caught.
 
 use super::*;
+use crate::KV_BUCKET;
 use crate::history::FaultDetail;
 
 const NODES: [&str; 3] = ["n1", "n2", "n3"];
