@@ -233,7 +233,13 @@ impl Cluster {
     /// Starts node `i` and waits until it accepts clients.
     pub async fn start(&mut self, i: usize) -> anyhow::Result<Duration> {
         self.spawn(i)?;
-        match self.wait_started(i, START_DEADLINE).await? {
+        let started = self.wait_started(i, START_DEADLINE).await?;
+        self.serving_or_error(i, started)
+    }
+
+    /// How long node `i` took to serve, or why it does not (a node that timed out is killed).
+    fn serving_or_error(&mut self, i: usize, started: Started) -> anyhow::Result<Duration> {
+        match started {
             Started::Serving(took) => Ok(took),
             Started::Exited(status, output) => bail!(
                 "{} exited during its start ({status}):\n{}",
@@ -260,21 +266,8 @@ impl Cluster {
             self.spawn(i)?;
         }
         for &i in &stopped {
-            match self.wait_started(i, START_DEADLINE).await? {
-                Started::Serving(_) => {}
-                Started::Exited(status, output) => bail!(
-                    "{} exited during its start ({status}):\n{}",
-                    self.nodes[i].name,
-                    tail(&output, 30)
-                ),
-                Started::TimedOut => {
-                    self.kill(i);
-                    bail!(
-                        "{} did not accept clients within {START_DEADLINE:?}",
-                        self.nodes[i].name
-                    )
-                }
-            }
+            let started = self.wait_started(i, START_DEADLINE).await?;
+            self.serving_or_error(i, started)?;
         }
         Ok(())
     }
