@@ -13,7 +13,13 @@
 #
 #   deploy/compose/rolling-restart.sh [--rounds N] [--max-stall SECONDS] [--warmup SECONDS]
 #                                     [--cooldown SECONDS] [--down SECONDS] [--concurrency N] [--keep]
+#                                     [--mixed-arch]
 #   env: NATRIX_IMAGE  image to run (default natrix:local; deploy/docker/build-local.sh makes it)
+#
+# --mixed-arch adds docker-compose.mixed-arch.yml: n1 runs natrix:local-x86_64, n2
+# natrix:local-aarch64, n3 natrix:local-armv7 (build-local.sh x86_64 aarch64 armv7; on an x86_64
+# host the engine runs the Arm ones under QEMU once deploy/cross/binfmt.sh registered it), and
+# each node's /varz must carry its own arch: tag. Health waits are then 300 s (emulation is slow).
 #
 # Uses the Compose project natrix-rr (network and volumes natrix-rr_*), host ports 14222-14224
 # and 18222-18224 on 127.0.0.1; removes all of it on exit (--keep leaves the logs in /tmp).
@@ -34,6 +40,7 @@ cooldown=5
 down=3
 concurrency=8
 keep=0
+mixed_arch=0
 health_timeout=90
 stop_timeout=30
 while (($#)); do
@@ -45,7 +52,8 @@ while (($#)); do
         --down) down="$2"; shift 2 ;;
         --concurrency) concurrency="$2"; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --mixed-arch) mixed_arch=1; shift ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "rolling-restart.sh: unknown argument $1" >&2; exit 64 ;;
     esac
 done
@@ -63,10 +71,22 @@ else
     command -v docker-compose >/dev/null || die "neither 'docker compose' nor docker-compose found"
     compose_cmd=(docker-compose)
 fi
-compose() { NATRIX_IMAGE="$image" "${compose_cmd[@]}" -p "$project" -f "$here/docker-compose.yml" "$@"; }
+compose_files=(-f "$here/docker-compose.yml")
+images=("$image")
+node_archs=()
+if ((mixed_arch)); then
+    compose_files+=(-f "$here/docker-compose.mixed-arch.yml")
+    images=("${NATRIX_IMAGE_X86_64:-natrix:local-x86_64}" "${NATRIX_IMAGE_AARCH64:-natrix:local-aarch64}"
+        "${NATRIX_IMAGE_ARMV7:-natrix:local-armv7}")
+    node_archs=(x86_64 aarch64 armv7)
+    health_timeout=300
+fi
+compose() { NATRIX_IMAGE="$image" "${compose_cmd[@]}" -p "$project" "${compose_files[@]}" "$@"; }
 
-docker image inspect "$image" >/dev/null 2>&1 \
-    || die "no image $image here: build it with deploy/docker/build-local.sh (NATRIX_BIN=... for a binary on disk)"
+for img in "${images[@]}"; do
+    docker image inspect "$img" >/dev/null 2>&1 \
+        || die "no image $img here: build it with deploy/docker/build-local.sh (NATRIX_BIN=... for a binary on disk)"
+done
 py="$("$root/scripts/install-python-deps.sh")"
 
 work="$(mktemp -d /tmp/natrix-rr.XXXXXX)"
@@ -116,13 +136,21 @@ publisher_alive() {
 }
 
 compose down -v --remove-orphans >/dev/null 2>&1 || true
-say "starting ${nodes[*]} from $image"
+say "starting ${nodes[*]} from ${images[*]}"
 started="$EPOCHREALTIME"
 compose up -d >"$work/up.log" 2>&1 || die "compose up failed: $(cat "$work/up.log")"
 for i in "${!nodes[@]}"; do
     wait_healthy "${monitor_ports[$i]}" || die "${nodes[$i]} not healthy after ${health_timeout} s"
 done
 say "all nodes healthy $(elapsed_since "$started") s after start"
+for i in "${!node_archs[@]}"; do
+    tags="$(curl -fsS --max-time 5 "http://127.0.0.1:${monitor_ports[$i]}/varz" \
+        | "$py" -c 'import json,sys; print(" ".join(json.load(sys.stdin).get("tags") or []))')" \
+        || die "${nodes[$i]}: /varz unreadable"
+    [[ " $tags " == *" arch:${node_archs[$i]} "* ]] \
+        || die "${nodes[$i]} should run ${node_archs[$i]} but its /varz tags are: $tags"
+    say "${nodes[$i]}: /varz tags $tags"
+done
 
 "$py" "$here/rolling.py" publish --servers "$servers" --concurrency "$concurrency" \
     --ack-log "$work/acks.log" --summary "$work/summary.json" \

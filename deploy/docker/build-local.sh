@@ -6,7 +6,11 @@
 #
 #   deploy/docker/build-local.sh [x86_64|aarch64|armv7 ...]    (default: the host's arch)
 #
-# Tags natrix:<version>-<arch> for every arch, and natrix:local for the host's arch.
+# Tags natrix:<version>-<arch> and natrix:local-<arch> for every arch (the compose files use the
+# latter), and natrix:local for the host's arch. Each image is then started once to check its
+# default configuration: always for the host's arch, and for an Arm arch when the kernel runs
+# that arch's binaries under QEMU (deploy/cross/binfmt.sh registers it), else the check is skipped
+# and says so.
 # Binaries: target/<triple>/release/natrix-server (deploy/cross/build.sh puts them there).
 # Libraries: the host's /lib/<multiarch> for the host arch, the cross sysroot
 # /usr/<multiarch>/lib (Debian's libc6-dev-<arch>-cross, libstdc++6-<arch>-cross) otherwise.
@@ -45,6 +49,19 @@ arch_facts() {
     esac
 }
 
+# Whether this kernel runs the arch's binaries under QEMU (a binfmt_misc handler with flag F, which
+# also works inside a container's root filesystem).
+engine_runs() {
+    local handler
+    case "$1" in
+        aarch64) handler=qemu-aarch64 ;;
+        armv7) handler=qemu-arm ;;
+        *) return 1 ;;
+    esac
+    local entry="/proc/sys/fs/binfmt_misc/$handler"
+    [[ -r "$entry" ]] && grep -qx enabled "$entry" && grep -q '^flags: .*F' "$entry"
+}
+
 needed_libraries() {
     readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p'
 }
@@ -74,7 +91,13 @@ stage_rootfs() {
     machine="$(readelf -h "$binary" | sed -n 's/^ *Machine: *//p')"
     [[ "$machine" == *"$elf_machine"* ]] \
         || die "$binary is built for '$machine', not $arch ($elf_machine)"
-    install -m 0755 "$binary" "$rootfs/usr/local/bin/natrix-server"
+    # Without debug info (a release build keeps line tables, and RocksDB's C++ is built with -g:
+    # ~490 MB); the symbols stay, so backtraces still name functions.
+    local strip_tool="$multiarch-strip"
+    command -v "$strip_tool" >/dev/null || die "$strip_tool not found (binutils-$multiarch, deploy/cross/setup.sh)"
+    "$strip_tool" --strip-debug -o "$rootfs/usr/local/bin/natrix-server" "$binary" \
+        || die "$strip_tool failed on $binary"
+    chmod 0755 "$rootfs/usr/local/bin/natrix-server"
 
     local interp
     interp="$(readelf -l "$binary" | sed -n 's/.*Requesting program interpreter: \(.*\)\]$/\1/p')"
@@ -146,7 +169,7 @@ for arch in "${archs[@]}"; do
     stage="$stage_root/$arch"
     stage_rootfs "$arch" "$binary" "$stage" "${libdirs[@]}"
     tag="$image:$version-$arch"
-    tags=(-t "$tag")
+    tags=(-t "$tag" -t "$image:local-$arch")
     if [[ "$arch" == "$host_arch" ]]; then
         tags+=(-t "$image:local")
     fi
@@ -157,10 +180,12 @@ for arch in "${archs[@]}"; do
         "$stage" >/dev/null
     echo "build-local.sh: built $tag ($platform, $(docker image inspect -f '{{.Os}}/{{.Architecture}}{{with .Variant}}/{{.}}{{end}} user {{.Config.User}}, {{.Size}} bytes' "$tag"))"
 
-    if [[ "$arch" == "$host_arch" ]]; then
-        # The image's own loader, libraries and config must work: check the default config.
-        docker run --rm --name "natrix-build-check-$$" "$tag" -t 2>&1 \
-            | grep -q "is valid" || die "$tag cannot check its own configuration"
-        echo "build-local.sh: $tag starts and its default configuration is valid"
+    if [[ "$arch" != "$host_arch" ]] && ! engine_runs "$arch"; then
+        echo "build-local.sh: $tag not started: the kernel has no binfmt_misc handler for $arch (deploy/cross/binfmt.sh registers QEMU's)"
+        continue
     fi
+    # The image's own loader, libraries and config must work: check the default config.
+    docker run --rm --platform "$platform" --name "natrix-build-check-$$" "$tag" -t 2>&1 \
+        | grep -q "is valid" || die "$tag cannot check its own configuration"
+    echo "build-local.sh: $tag starts and its default configuration is valid"
 done
