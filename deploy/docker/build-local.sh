@@ -173,7 +173,9 @@ for arch in "${archs[@]}"; do
     if [[ "$arch" == "$host_arch" ]]; then
         tags+=(-t "$image:local")
     fi
-    docker build --quiet --platform "$platform" "${tags[@]}" \
+    # --no-cache: the classic builder reuses a cached step of another platform's build of the same
+    # Dockerfile (FROM scratch, ARG) and then fails ("does not match the specified platform").
+    docker build --quiet --no-cache --platform "$platform" "${tags[@]}" \
         --build-arg "LIBDIR=/lib/$multiarch" \
         --build-arg "VERSION=$version" \
         --build-arg "REVISION=$revision" \
