@@ -53,11 +53,12 @@ start=$(date +%s)
     if [[ "$arch" == armv7 ]]; then
         # -Z build-std is unstable; Debian's rustc is a stable build, so allow it explicitly.
         export RUSTC_BOOTSTRAP=1
-        # 32-bit glibc's off_t is 32 bits unless _FILE_OFFSET_BITS=64: RocksDB (C++, built by
-        # librocksdb-sys's cc, which does not set it on Linux) would then fail on any file over
-        # 2 GiB (pread/fstat EOVERFLOW). Its C API, all Rust sees, has no off_t: ABI unchanged.
-        export CFLAGS_armv7_unknown_linux_gnueabihf="-D_FILE_OFFSET_BITS=64"
-        export CXXFLAGS_armv7_unknown_linux_gnueabihf="-D_FILE_OFFSET_BITS=64"
+        # librocksdb-sys 0.19 defines HAVE_UINT128_EXTENSION for every non-MSVC target, but
+        # 32-bit Arm gcc has no __uint128_t (util/fastrange.h fails to compile); RocksDB has a
+        # portable fallback. Flags from this variable come after the build script's own -D
+        # options, so -U wins. (It already defines _FILE_OFFSET_BITS=64 on 32-bit targets, so
+        # RocksDB handles files over 2 GiB.)
+        export CXXFLAGS_armv7_unknown_linux_gnueabihf="-UHAVE_UINT128_EXTENSION"
     fi
     # No debug info: the workspace's release profile keeps line tables for profiling, which
     # also compiles RocksDB's C++ with -g (a 490 MB binary, and a slower build). Symbols stay,
