@@ -41,6 +41,10 @@ pub enum ConfError {
     /// Blocks and arrays nested deeper than the parser allows.
     #[error("{pos}: blocks and arrays nested deeper than {max} levels")]
     NestingTooDeep { pos: Pos, max: usize },
+    /// Variable references and includes that would grow the configuration beyond the bound
+    /// (most likely values doubled by referring to each other).
+    #[error("{pos}: variables and includes expand the configuration beyond {max} bytes")]
+    ExpansionTooLarge { pos: Pos, max: usize },
 }
 
 impl ConfError {
@@ -55,7 +59,8 @@ impl ConfError {
             | ConfError::Include { pos, .. }
             | ConfError::IncludeCycle { pos, .. }
             | ConfError::IncludeTooDeep { pos, .. }
-            | ConfError::NestingTooDeep { pos, .. } => Some(pos),
+            | ConfError::NestingTooDeep { pos, .. }
+            | ConfError::ExpansionTooLarge { pos, .. } => Some(pos),
         }
     }
 }

@@ -16,5 +16,8 @@ mod value;
 
 pub use duration::{DurationError, DurationSource, parse_duration, value_as_duration};
 pub use error::ConfError;
-pub use parser::{Loader, parse_file, parse_str};
+pub use parser::{
+    Loader, MAX_EXPANSION_BYTES, MAX_INCLUDE_DEPTH, MAX_NESTING, MAX_VARIABLE_DEPTH, parse_file,
+    parse_str,
+};
 pub use value::{Entry, Map, Pos, Spanned, Value};

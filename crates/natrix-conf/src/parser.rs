@@ -2,9 +2,12 @@
 //! not tokens, because the format decides what a word is by where it stands (`include` is a
 //! keyword only before a space; `2m` is an integer, `500ms` a string).
 //!
-//! Bounds: blocks and arrays nest at most [`MAX_NESTING`] deep, includes [`MAX_INCLUDE_DEPTH`]
-//! deep, environment variables refer to each other at most [`MAX_VARIABLE_DEPTH`] deep, so no
-//! input can exhaust the stack.
+//! Bounds: blocks and arrays nest at most [`MAX_NESTING`] deep (counting the blocks around an
+//! include and the depth of a value a `$name` copies in), includes [`MAX_INCLUDE_DEPTH`] deep,
+//! environment variables refer to each other at most [`MAX_VARIABLE_DEPTH`] deep, so no input can
+//! exhaust the stack. Variables copy values and includes repeat files, so a short text can stand
+//! for an exponentially large tree (`b: [$a, $a]`, `c: [$b, $b]`, ...); the bytes they add are
+//! bounded by [`MAX_EXPANSION_BYTES`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +17,10 @@ use crate::{ConfError, Entry, Map, Pos, Spanned, Value};
 pub const MAX_NESTING: usize = 64;
 pub const MAX_INCLUDE_DEPTH: usize = 16;
 pub const MAX_VARIABLE_DEPTH: usize = 8;
+/// How much variable references and includes may add to the configuration, in bytes (included
+/// text plus an estimate of the memory of every copied value). Real configurations stay far
+/// below it; it stops `b: [$a, $a]`-style doubling from exhausting memory.
+pub const MAX_EXPANSION_BYTES: usize = 64 << 20;
 
 type EnvLookup = dyn Fn(&str) -> Option<String> + Send + Sync;
 
@@ -47,13 +54,13 @@ impl Loader {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut includes = Vec::new();
+        let mut shared = Shared::default();
         if let Ok(canonical) = std::fs::canonicalize(path) {
-            includes.push(canonical);
+            shared.includes.push(canonical);
         }
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let file: Arc<str> = Arc::from(path.display().to_string());
-        Parser::new(&text, file, Some(dir), self, &mut includes, 0).parse_document()
+        Parser::new(&text, file, Some(dir), self, &mut shared, 0, 0).parse_document()
     }
 
     /// Parses `text` as a configuration named `name` in messages; includes are resolved
@@ -64,13 +71,14 @@ impl Loader {
         name: &str,
         base_dir: Option<&Path>,
     ) -> Result<Map, ConfError> {
-        let mut includes = Vec::new();
+        let mut shared = Shared::default();
         Parser::new(
             text,
             Arc::from(name),
             base_dir.map(Path::to_path_buf),
             self,
-            &mut includes,
+            &mut shared,
+            0,
             0,
         )
         .parse_document()
@@ -87,6 +95,30 @@ pub fn parse_str(text: &str, name: &str) -> Result<Map, ConfError> {
     Loader::new().parse_str(text, name, Some(Path::new(".")))
 }
 
+/// What the parsers of one configuration (the file, its includes, environment values) share.
+#[derive(Default)]
+struct Shared {
+    /// Canonical paths of the files being included, outermost first.
+    includes: Vec<PathBuf>,
+    /// Bytes added so far by includes and variable references (see [`MAX_EXPANSION_BYTES`]).
+    expanded: usize,
+}
+
+impl Shared {
+    /// Accounts for `bytes` more of expanded configuration, added at `pos`.
+    fn charge_expansion(&mut self, bytes: usize, pos: &Pos) -> Result<(), ConfError> {
+        let total = self.expanded.saturating_add(bytes);
+        if total > MAX_EXPANSION_BYTES {
+            return Err(ConfError::ExpansionTooLarge {
+                pos: pos.clone(),
+                max: MAX_EXPANSION_BYTES,
+            });
+        }
+        self.expanded = total;
+        Ok(())
+    }
+}
+
 struct Parser<'a> {
     src: Vec<char>,
     i: usize,
@@ -96,10 +128,11 @@ struct Parser<'a> {
     /// Directory includes are relative to; `None` forbids includes (environment values).
     dir: Option<PathBuf>,
     loader: &'a Loader,
-    /// Canonical paths of the files being included, outermost first.
-    includes: &'a mut Vec<PathBuf>,
+    shared: &'a mut Shared,
     /// The maps under construction, outermost first: where `$name` is looked up.
     scopes: Vec<Map>,
+    /// Blocks and arrays around the current position, those around an include or a variable
+    /// reference this parser works for included.
     nesting: usize,
     /// How many environment variables deep this parser is.
     variable_depth: usize,
@@ -133,8 +166,9 @@ impl<'a> Parser<'a> {
         file: Arc<str>,
         dir: Option<PathBuf>,
         loader: &'a Loader,
-        includes: &'a mut Vec<PathBuf>,
+        shared: &'a mut Shared,
         variable_depth: usize,
+        nesting: usize,
     ) -> Self {
         Parser {
             src: text.chars().collect(),
@@ -144,9 +178,9 @@ impl<'a> Parser<'a> {
             file,
             dir,
             loader,
-            includes,
+            shared,
             scopes: Vec::new(),
-            nesting: 0,
+            nesting,
             variable_depth,
         }
     }
@@ -563,14 +597,26 @@ impl<'a> Parser<'a> {
     }
 
     fn resolve_variable(&mut self, name: &str, pos: Pos) -> Result<Spanned<Value>, ConfError> {
-        for scope in self.scopes.iter_mut().rev() {
-            if let Some(entry) = scope.get_mut(name) {
-                entry.used_as_variable = true;
-                return Ok(Spanned {
-                    value: entry.value.value.clone(),
+        let found = self
+            .scopes
+            .iter_mut()
+            .rev()
+            .find_map(|scope| scope.get_mut(name));
+        if let Some(entry) = found {
+            entry.used_as_variable = true;
+            // Measured before copying, so that a copy too large or too deep is never made.
+            let (bytes, depth) = footprint(&entry.value.value);
+            if self.nesting + depth > MAX_NESTING {
+                return Err(ConfError::NestingTooDeep {
                     pos,
+                    max: MAX_NESTING,
                 });
             }
+            self.shared.charge_expansion(bytes, &pos)?;
+            return Ok(Spanned {
+                value: entry.value.value.clone(),
+                pos,
+            });
         }
         let Some(raw) = (self.loader.env)(name) else {
             return Err(ConfError::UndefinedVariable {
@@ -587,14 +633,16 @@ impl<'a> Parser<'a> {
         // nats-server parses an environment value as a configuration value, so `4222` is an
         // integer and `[a, b]` an array. A value that does not parse as one value stays a string.
         let file: Arc<str> = Arc::from(format!("${name}"));
-        let mut includes = Vec::new();
+        // The value lands here: it nests inside the current blocks, and what its own `$names`
+        // copy counts against the same budget.
         let mut sub = Parser::new(
             &raw,
             file,
             None,
             self.loader,
-            &mut includes,
+            self.shared,
             self.variable_depth + 1,
+            self.nesting,
         );
         sub.skip_blanks();
         let parsed = match sub.peek() {
@@ -611,7 +659,10 @@ impl<'a> Parser<'a> {
         match parsed {
             Ok(value) => Ok(Spanned { value, pos }),
             Err(
-                err @ (ConfError::VariableTooDeep { .. } | ConfError::UndefinedVariable { .. }),
+                err @ (ConfError::VariableTooDeep { .. }
+                | ConfError::UndefinedVariable { .. }
+                | ConfError::NestingTooDeep { .. }
+                | ConfError::ExpansionTooLarge { .. }),
             ) => Err(err),
             Err(_) => Ok(Spanned {
                 value: Value::String(raw),
@@ -654,7 +705,7 @@ impl<'a> Parser<'a> {
                 message: "include is not allowed here".into(),
             });
         };
-        if self.includes.len() > MAX_INCLUDE_DEPTH {
+        if self.shared.includes.len() > MAX_INCLUDE_DEPTH {
             return Err(ConfError::IncludeTooDeep {
                 pos,
                 max: MAX_INCLUDE_DEPTH,
@@ -667,23 +718,28 @@ impl<'a> Parser<'a> {
             source,
         };
         let canonical = std::fs::canonicalize(&full).map_err(include_err)?;
-        if self.includes.contains(&canonical) {
+        if self.shared.includes.contains(&canonical) {
             return Err(ConfError::IncludeCycle { pos, path });
         }
-        let text = std::fs::read_to_string(&full).map_err(include_err)?;
-        self.includes.push(canonical);
+        // Read no more than the budget allows (`include /dev/zero` is an error, not an OOM).
+        let remaining = MAX_EXPANSION_BYTES.saturating_sub(self.shared.expanded);
+        let text = read_at_most(&full, remaining).map_err(include_err)?;
+        self.shared.charge_expansion(text.len(), &pos)?;
+        self.shared.includes.push(canonical);
         let file: Arc<str> = Arc::from(full.display().to_string());
         let sub_dir = full.parent().map(Path::to_path_buf).unwrap_or_default();
+        // The included entries land in the current block: they nest inside it.
         let included = Parser::new(
             &text,
             file,
             Some(sub_dir),
             self.loader,
-            self.includes,
+            self.shared,
             self.variable_depth,
+            self.nesting,
         )
         .parse_document();
-        self.includes.pop();
+        self.shared.includes.pop();
         let included = included?;
         if let Some(scope) = self.scopes.last_mut() {
             for entry in included.iter() {
@@ -691,6 +747,39 @@ impl<'a> Parser<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// The text of the file at `path`, or of its first `limit + 1` bytes when it is longer.
+fn read_at_most(path: &Path, limit: usize) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// The memory a copy of `value` takes, roughly (nodes plus text, in bytes), and how deeply it
+/// nests (0 for a scalar, 1 for a flat array or map). Recursion is bounded: every stored value
+/// nests at most [`MAX_NESTING`] deep.
+fn footprint(value: &Value) -> (usize, usize) {
+    let node = std::mem::size_of::<Spanned<Value>>();
+    match value {
+        Value::Bool(_) | Value::Int(_) | Value::Float(_) => (node, 0),
+        Value::String(s) => (node.saturating_add(s.len()), 0),
+        Value::Array(items) => items.iter().fold((node, 1), |(bytes, depth), item| {
+            let (b, d) = footprint(&item.value);
+            (bytes.saturating_add(b), depth.max(d + 1))
+        }),
+        Value::Map(map) => map.iter().fold((node, 1), |(bytes, depth), entry| {
+            let (b, d) = footprint(&entry.value.value);
+            let entry_bytes = std::mem::size_of::<Entry>().saturating_add(entry.key.len());
+            (
+                bytes.saturating_add(b).saturating_add(entry_bytes),
+                depth.max(d + 1),
+            )
+        }),
     }
 }
 

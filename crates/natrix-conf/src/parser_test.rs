@@ -11,6 +11,7 @@ fn loader() -> Loader {
         "NATRIX_TEST_LIST" => Some("[a, b]".into()),
         "NATRIX_TEST_WORDS" => Some("hello world".into()),
         "NATRIX_TEST_LOOP" => Some("$NATRIX_TEST_LOOP".into()),
+        "NATRIX_TEST_DEEP" => Some(format!("{}{}", "[".repeat(10), "]".repeat(10))),
         _ => None,
     })
 }
@@ -452,6 +453,115 @@ fn include_is_an_ordinary_key_when_followed_by_a_separator() {
     assert_eq!(get(&map, "include"), &Value::Bool(true));
 }
 
+// ---- bounds on what variables and includes expand to (found by the config_parser fuzz target's
+// review; each crashed the parser before) ----
+
+/// `v0` and `v1 .. v{n-1}`, each an array of two copies of the one before: 2^n strings in
+/// a few hundred bytes of text.
+fn doubling_variables(n: usize) -> String {
+    let mut text = String::from("v0: [\"0123456789abcdef0123456789abcdef\", y]\n");
+    for i in 1..n {
+        text += &format!("v{i}: [$v{}, $v{}]\n", i - 1, i - 1);
+    }
+    text
+}
+
+#[test]
+fn variables_that_double_each_other_are_an_error_not_an_out_of_memory_abort() {
+    // 2^40 copies: the parser used to copy every one of them and abort without memory.
+    let err = parse_err(&doubling_variables(40));
+    assert!(
+        matches!(err, ConfError::ExpansionTooLarge { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("variables and includes expand the configuration beyond"),
+        "{err}"
+    );
+    // A few doublings are an ordinary configuration.
+    let map = parse(&doubling_variables(8));
+    let Value::Array(items) = get(&map, "v7") else {
+        panic!("v7 is not an array");
+    };
+    assert_eq!(items.len(), 2);
+}
+
+#[test]
+fn a_variable_can_not_nest_its_value_deeper_than_the_bound() {
+    // Each reference used to add up to MAX_NESTING levels, until cloning or dropping the tree
+    // overflowed the stack.
+    let block = |inner: &str, levels: usize| {
+        format!("{}{inner}{}", "{a: ".repeat(levels), "}".repeat(levels))
+    };
+    let v0 = block("1", MAX_NESTING - 4);
+    let ok = format!("v0: {v0}\nv1: {}\n", block("$v0", 4));
+    let map = parse(&ok);
+    assert!(map.get("v1").is_some());
+    let too_deep = format!("v0: {v0}\nv1: {}\n", block("$v0", 5));
+    let err = parse_err(&too_deep);
+    assert!(matches!(err, ConfError::NestingTooDeep { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("test.conf:2:"), "{err}");
+}
+
+#[test]
+fn an_environment_value_nests_inside_the_blocks_around_its_reference() {
+    let inside = |levels: usize| {
+        format!(
+            "a: {}$NATRIX_TEST_DEEP{}\n",
+            "[".repeat(levels),
+            "]".repeat(levels)
+        )
+    };
+    parse(&inside(MAX_NESTING - 10));
+    let err = parse_err(&inside(MAX_NESTING - 9));
+    assert!(matches!(err, ConfError::NestingTooDeep { .. }), "{err:?}");
+}
+
+#[test]
+fn an_included_file_nests_inside_the_blocks_around_the_include() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = |levels: usize| format!("x: {}1{}\n", "[".repeat(levels), "]".repeat(levels));
+    write(dir.path(), "deep.conf", &deep(MAX_NESTING - 2));
+    let at = |levels: usize| {
+        let open: String = (0..levels).map(|i| format!("b{i} {{ ")).collect();
+        format!("{open}include deep.conf\n{}\n", "}".repeat(levels))
+    };
+    let ok = write(dir.path(), "ok.conf", &at(2));
+    loader().parse_file(&ok).unwrap();
+    // Includes used to start counting again at zero: 16 includes could nest 16 * 64 deep.
+    let too_deep = write(dir.path(), "too-deep.conf", &at(3));
+    let err = loader().parse_file(&too_deep).unwrap_err();
+    assert!(matches!(err, ConfError::NestingTooDeep { .. }), "{err:?}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn including_an_endless_file_is_an_error_not_an_out_of_memory_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = write(dir.path(), "main.conf", "include /dev/zero\n");
+    let err = loader().parse_file(&main).unwrap_err();
+    assert!(
+        matches!(err, ConfError::ExpansionTooLarge { .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_file_with_many_keys_parses_in_linear_time() {
+    // Each new key used to be compared with every earlier one: 100,000 keys took minutes.
+    let text: String = (0..100_000).map(|i| format!("k{i}: {i}\n")).collect();
+    let start = std::time::Instant::now();
+    let map = parse(&text);
+    assert_eq!(map.len(), 100_000);
+    assert_eq!(get(&map, "k99999"), &Value::Int(99_999));
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 #[test]
 fn a_missing_top_level_file_is_an_open_error() {
     let err = loader()
@@ -504,5 +614,265 @@ proptest! {
     fn any_integer_round_trips(n in any::<i64>()) {
         let map = loader().parse_str(&format!("n: {n}\n"), "p.conf", None).unwrap();
         prop_assert_eq!(&map.get("n").unwrap().value.value, &Value::Int(n));
+    }
+}
+
+// ---- generated configurations: text written in any of the format's styles parses to the tree
+// it was written from ----
+
+/// A value without positions, to compare what was written with what was parsed.
+#[derive(Debug, Clone, PartialEq)]
+enum Plain {
+    Bool(bool),
+    Int(i64),
+    /// Compared bit for bit (`-0.0` stays `-0.0`).
+    Float(u64),
+    Str(String),
+    Array(Vec<Plain>),
+    Map(Vec<(String, Plain)>),
+}
+
+fn plain(value: &Value) -> Plain {
+    match value {
+        Value::Bool(b) => Plain::Bool(*b),
+        Value::Int(n) => Plain::Int(*n),
+        Value::Float(f) => Plain::Float(f.to_bits()),
+        Value::String(s) => Plain::Str(s.clone()),
+        Value::Array(items) => Plain::Array(items.iter().map(|i| plain(&i.value)).collect()),
+        Value::Map(map) => plain_map(map),
+    }
+}
+
+fn plain_map(map: &Map) -> Plain {
+    Plain::Map(
+        map.iter()
+            .map(|e| (e.key.clone(), plain(&e.value.value)))
+            .collect(),
+    )
+}
+
+/// How one piece of a generated file is written.
+#[derive(Debug, Clone)]
+struct Written {
+    text: String,
+    expected: Plain,
+}
+
+fn quoted(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn scalar() -> impl Strategy<Value = Written> {
+    let sizes = [
+        ("", 1i64),
+        ("k", 1_000),
+        ("kb", 1 << 10),
+        ("KB", 1 << 10),
+        ("m", 1_000_000),
+        ("MB", 1 << 20),
+        ("g", 1_000_000_000),
+        ("gb", 1 << 30),
+    ];
+    prop_oneof![
+        any::<i64>().prop_map(|n| Written {
+            text: n.to_string(),
+            expected: Plain::Int(n),
+        }),
+        (0i64..1000, 0..sizes.len()).prop_map(move |(n, i)| Written {
+            text: format!("{n}{}", sizes[i].0),
+            expected: Plain::Int(n * sizes[i].1),
+        }),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| {
+                let mut text = f.to_string();
+                if !text.contains('.') {
+                    text.push_str(".0");
+                }
+                Written {
+                    text,
+                    expected: Plain::Float(f.to_bits()),
+                }
+            }),
+        (any::<bool>(), 0..3usize).prop_map(|(b, style)| {
+            let words = if b {
+                ["true", "yes", "on"]
+            } else {
+                ["false", "no", "off"]
+            };
+            Written {
+                text: words[style].to_string(),
+                expected: Plain::Bool(b),
+            }
+        }),
+        "\\PC{0,20}".prop_map(|s| Written {
+            text: quoted(&s),
+            expected: Plain::Str(s),
+        }),
+        "[^'\n\r]{0,20}".prop_map(|s| Written {
+            text: format!("'{s}'"),
+            expected: Plain::Str(s),
+        }),
+        // Bare words: not a number, a boolean or a variable.
+        "[a-z][a-z0-9._-]{0,12}"
+            .prop_filter("not a boolean", |s| {
+                !["true", "false", "yes", "no", "on", "off"].contains(&s.as_str())
+            })
+            .prop_map(|s| Written {
+                text: s.clone(),
+                expected: Plain::Str(s),
+            }),
+        // Durations and addresses stay strings.
+        (1u32..100, prop::sample::select(vec!["ms", "s", "m", "h"])).prop_map(|(n, unit)| {
+            let text = if unit == "m" {
+                format!("{n}m30s")
+            } else {
+                format!("{n}{unit}")
+            };
+            Written {
+                expected: Plain::Str(text.clone()),
+                text,
+            }
+        }),
+        (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| {
+            let text = format!("{}.{}.{}.{}:{port}", ip[0], ip[1], ip[2], ip[3]);
+            Written {
+                expected: Plain::Str(text.clone()),
+                text,
+            }
+        }),
+    ]
+}
+
+fn key() -> impl Strategy<Value = (String, String)> {
+    prop_oneof![
+        "[a-z_][a-z0-9_]{0,10}"
+            .prop_filter("not the include keyword", |k| k != "include")
+            .prop_map(|k| (k.clone(), k)),
+        "[^\"\n\r]{0,12}".prop_map(|k| (format!("\"{k}\""), k)),
+    ]
+}
+
+fn entry_end() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "\n",
+        ",\n",
+        ";\n",
+        "; ",
+        ", ",
+        " # note\n",
+        " // note\n",
+    ])
+}
+
+fn separator() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![": ", " = ", " ", ":", "=", "  :  "])
+}
+
+fn map_body(
+    value: BoxedStrategy<Written>,
+) -> impl Strategy<Value = (String, Vec<(String, Plain)>)> {
+    prop::collection::vec((key(), separator(), value, entry_end()), 0..5).prop_map(|entries| {
+        let mut text = String::new();
+        let mut expected: Vec<(String, Plain)> = Vec::new();
+        for ((written_key, key), sep, value, end) in entries {
+            text += &format!("{written_key}{sep}{}{end}", value.text);
+            // A key written twice keeps its first place and its last value.
+            match expected.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => *v = value.expected,
+                None => expected.push((key, value.expected)),
+            }
+        }
+        (text, expected)
+    })
+}
+
+fn value() -> BoxedStrategy<Written> {
+    scalar()
+        .boxed()
+        .prop_recursive(3, 24, 5, |inner| {
+            prop_oneof![
+                (
+                    prop::collection::vec(inner.clone(), 0..5),
+                    prop::sample::select(vec![", ", ",\n", "\n", " , "]),
+                    any::<bool>(),
+                )
+                    .prop_map(|(items, sep, trailing)| {
+                        let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
+                        let comma = if trailing && !items.is_empty() {
+                            ","
+                        } else {
+                            ""
+                        };
+                        Written {
+                            text: format!("[{}{comma}]", texts.join(sep)),
+                            expected: Plain::Array(items.into_iter().map(|i| i.expected).collect()),
+                        }
+                    }),
+                map_body(inner).prop_map(|(body, expected)| Written {
+                    text: format!("{{\n{body}\n}}"),
+                    expected: Plain::Map(expected),
+                }),
+            ]
+        })
+        .boxed()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn generated_configs_parse_to_the_values_they_were_written_from(
+        (body, expected) in map_body(value()),
+        wrapped in any::<bool>(),
+    ) {
+        let text = if wrapped { format!("{{\n{body}\n}}\n") } else { body };
+        let map = match loader().parse_str(&text, "gen.conf", None) {
+            Ok(map) => map,
+            Err(err) => return Err(TestCaseError::fail(format!("{err}\n--- text\n{text}"))),
+        };
+        prop_assert_eq!(plain_map(&map), Plain::Map(expected), "text:\n{}", text);
+    }
+
+    #[test]
+    fn variables_parse_to_the_value_they_name(
+        defined in value(),
+        uses in 1usize..4,
+    ) {
+        let refs: Vec<String> = (0..uses).map(|i| format!("use{i}: $defined")).collect();
+        let text = format!("defined: {}\nblock {{\n  {}\n}}\n", defined.text, refs.join("\n  "));
+        let map = match loader().parse_str(&text, "gen.conf", None) {
+            Ok(map) => map,
+            Err(err) => return Err(TestCaseError::fail(format!("{err}\n--- text\n{text}"))),
+        };
+        prop_assert!(map.get("defined").is_some_and(Entry::is_used_variable));
+        for i in 0..uses {
+            prop_assert_eq!(plain(get(sub(&map, "block"), &format!("use{i}"))), defined.expected.clone());
+        }
+    }
+
+    #[test]
+    fn generated_duration_strings_read_as_the_duration_written(
+        h in 0u64..100, m in 0u64..60, s in 0u64..60, ms in 0u64..1000,
+    ) {
+        let text = format!("d: {h}h{m}m{s}s{ms}ms\n");
+        let map = loader().parse_str(&text, "gen.conf", None).unwrap();
+        let expected = std::time::Duration::from_millis(((h * 60 + m) * 60 + s) * 1000 + ms);
+        prop_assert_eq!(
+            crate::value_as_duration(get(&map, "d")),
+            Ok((expected, crate::DurationSource::Text))
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The parsed tree: values that carry the file, line and column they were written at, and maps
 //! that keep their keys in file order.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -72,10 +73,27 @@ impl Entry {
 }
 
 /// A map in file order. A key written twice keeps its first place and its last value (as in
-/// nats-server, where the last assignment wins).
-#[derive(Debug, Clone, Default, PartialEq)]
+/// nats-server, where the last assignment wins). Keys are indexed: a file with many keys parses
+/// in linear time, not quadratic.
+#[derive(Clone, Default)]
 pub struct Map {
     entries: Vec<Entry>,
+    /// Position of each key in `entries`.
+    index: HashMap<String, usize>,
+}
+
+impl PartialEq for Map {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl fmt::Debug for Map {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Map")
+            .field("entries", &self.entries)
+            .finish()
+    }
 }
 
 impl Map {
@@ -85,11 +103,11 @@ impl Map {
 
     /// The entry with exactly this key.
     pub fn get(&self, key: &str) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.key == key)
+        self.index.get(key).and_then(|&i| self.entries.get(i))
     }
 
     pub(crate) fn get_mut(&mut self, key: &str) -> Option<&mut Entry> {
-        self.entries.iter_mut().find(|e| e.key == key)
+        self.index.get(key).and_then(|&i| self.entries.get_mut(i))
     }
 
     /// The entries in file order.
@@ -113,7 +131,10 @@ impl Map {
                 *existing = entry;
                 existing.used_as_variable = used;
             }
-            None => self.entries.push(entry),
+            None => {
+                self.index.insert(entry.key.clone(), self.entries.len());
+                self.entries.push(entry);
+            }
         }
     }
 }

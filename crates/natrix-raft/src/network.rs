@@ -19,7 +19,7 @@ use openraft::raft::{
 use openraft::{OptionalSend, RaftNetworkFactory, RaftNetworkV2};
 use parking_lot::Mutex;
 use prost::Message;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
 use crate::codec::{self, CodecError};
@@ -38,6 +38,9 @@ pub struct NetworkOptions {
     pub max_snapshot_bytes: u64,
     /// The deadline of an RPC when openraft gives none shorter.
     pub rpc_timeout: Duration,
+    /// Mutual TLS to peers (`cluster { tls { } }`): channels dial `https://` and check the
+    /// peer's certificate against the host of its address; `None` is plain HTTP/2.
+    pub tls: Option<ClientTlsConfig>,
 }
 
 impl Default for NetworkOptions {
@@ -47,6 +50,7 @@ impl Default for NetworkOptions {
             max_message_bytes: 64 << 20,
             max_snapshot_bytes: 4 << 30,
             rpc_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -80,12 +84,20 @@ impl PeerChannels {
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))?
+        let scheme = if self.options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
             .connect_timeout(self.options.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .connect_lazy();
+            .keep_alive_timeout(Duration::from_secs(5));
+        if let Some(tls) = &self.options.tls {
+            endpoint = endpoint.tls_config(tls.clone())?;
+        }
+        let channel = endpoint.connect_lazy();
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)
     }

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -13,6 +13,7 @@ use natrix_wire::{write_err, write_hmsg, write_msg};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use crate::auth::{Permissions, ReplyTracker};
 use crate::router::Subscription;
 use crate::stall::{Backpressure, stall_wait};
 
@@ -32,6 +33,7 @@ pub(crate) enum CloseReason {
     MaxControlLineExceeded,
     StaleConnection,
     ServerShutdown,
+    TlsHandshakeError,
 }
 
 impl CloseReason {
@@ -50,6 +52,7 @@ impl CloseReason {
             CloseReason::MaxControlLineExceeded => "Maximum Control Line Exceeded",
             CloseReason::StaleConnection => "Stale Connection",
             CloseReason::ServerShutdown => "Server Shutdown",
+            CloseReason::TlsHandshakeError => "TLS Handshake Failure",
         }
     }
 
@@ -126,6 +129,35 @@ pub(crate) struct Client {
     pub last_activity_ms: AtomicU64,
     /// Round-trip of the first PING, in microseconds (0 unknown).
     pub rtt_us: AtomicU64,
+    /// The user's permissions, set at CONNECT if it has any: deliveries check them.
+    pub access: OnceLock<ClientAccess>,
+}
+
+/// What the delivery path enforces for a client with permissions.
+#[derive(Debug)]
+pub(crate) struct ClientAccess {
+    pub permissions: Arc<Permissions>,
+    /// Reply subjects received, with `allow_responses`.
+    pub replies: Option<Mutex<ReplyTracker>>,
+}
+
+impl ClientAccess {
+    pub fn new(permissions: Arc<Permissions>) -> Self {
+        let replies = permissions
+            .responses
+            .map(|limits| Mutex::new(ReplyTracker::new(limits, Instant::now())));
+        Self {
+            permissions,
+            replies,
+        }
+    }
+
+    /// May the client publish a response to `subject` (a reply subject it received)?
+    pub fn allows_response(&self, subject: &[u8]) -> bool {
+        self.replies
+            .as_ref()
+            .is_some_and(|r| r.lock().allow(subject, Instant::now()))
+    }
 }
 
 /// Outcome of queueing a message for a client.
@@ -178,6 +210,7 @@ impl Client {
             in_bytes: AtomicU64::new(0),
             last_activity_ms: AtomicU64::new(0),
             rtt_us: AtomicU64::new(0),
+            access: OnceLock::new(),
         }
     }
 
@@ -200,6 +233,17 @@ impl Client {
         headers: Option<&[u8]>,
         payload: &[u8],
     ) -> Enqueued {
+        if let Some(access) = self.access.get() {
+            // As nats-server: a wildcard subscription may be allowed while some subjects it
+            // covers are denied; those messages are not delivered.
+            if access.permissions.filters_delivery() && access.permissions.denies_delivery(subject)
+            {
+                return Enqueued::Dropped;
+            }
+            if let (Some(reply), Some(replies)) = (reply, &access.replies) {
+                replies.lock().record(reply, Instant::now());
+            }
+        }
         let mut out = self.out.lock();
         if out.closing.is_some() {
             return Enqueued::Dropped;
@@ -254,6 +298,20 @@ impl Client {
             out.pending += bytes.len() as u64;
         }
         self.writer_wake.notify_one();
+    }
+
+    /// Cuts the client off as a slow consumer if its queue is over `max_pending`; true if this
+    /// call did (so the caller counts it once). `send_proto` does not check, because its callers
+    /// cannot count: the connection calls this after each read batch, so that a client that
+    /// pipelines PINGs (or verbose PUBs, or refused SUBs) and never reads is bounded by
+    /// `max_pending` plus one batch of replies, as nats-server bounds every queued byte.
+    pub fn close_if_over_max_pending(&self) -> bool {
+        let mut out = self.out.lock();
+        if out.closing.is_some() || out.pending <= self.max_pending {
+            return false;
+        }
+        self.mark_closed(&mut out, CloseReason::SlowConsumerPendingBytes);
+        true
     }
 
     /// Queues `-ERR '<text>'` (connection stays open).

@@ -20,10 +20,15 @@ pub struct ServerConfig {
     pub http_host: Option<String>,
     /// Monitoring port (`http_port`, `-m`); `None` disables monitoring; 0 picks a free port.
     pub http_port: Option<u16>,
+    /// Monitoring over HTTPS (`https_port`, `https`, `-ms`) with the client `tls` certificate;
+    /// exclusive with `http_port`, as in nats-server.
+    pub https_port: Option<u16>,
     pub limits: Limits,
     pub auth: AuthConfig,
     pub jetstream: Option<JetStreamConfig>,
     pub cluster: Option<ClusterConfig>,
+    /// `tls { ... }` / `--tls*`: clients must connect with TLS.
+    pub tls: Option<TlsConfig>,
     /// `lame_duck_duration`: how long a graceful shutdown spreads client disconnects over.
     pub lame_duck_duration: Duration,
     /// `lame_duck_grace_period`.
@@ -74,18 +79,81 @@ impl Default for Limits {
     }
 }
 
-/// Simple single-user authentication (`--user/--pass`, `--auth`, `authorization { user,
-/// password, token }`). Multi-user, NKeys and permissions come with the security issue.
+/// Client authentication and authorization, as nats-server's `authorization { ... }` block,
+/// `no_auth_user` and `--user/--pass`, `--auth`. Passwords and tokens are plain text or bcrypt
+/// hashes (`$2a$`, `$2b$`, ...).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuthConfig {
+    /// The single user (`authorization { user, password }`, `--user/--pass`).
     pub user: Option<String>,
     pub password: Option<String>,
+    /// `authorization { token }`, `--auth`.
     pub token: Option<String>,
+    /// `authorization { users: [...] }`: users with passwords and NKey users.
+    pub users: Vec<UserConfig>,
+    /// `authorization { default_permissions }` (or `permissions`): for users in `users`
+    /// without their own. As in nats-server, the single user and the token have none.
+    pub default_permissions: Option<PermissionsConfig>,
+    /// `no_auth_user`: the user a client that presents no credentials connects as.
+    pub no_auth_user: Option<String>,
 }
 
 impl AuthConfig {
+    /// True if clients must present credentials (or get `no_auth_user`'s).
     pub fn required(&self) -> bool {
-        self.user.is_some() || self.token.is_some()
+        self.user.is_some() || self.token.is_some() || !self.users.is_empty()
+    }
+
+    /// True if some user signs in with an NKey, so INFO carries a nonce to sign.
+    pub fn has_nkeys(&self) -> bool {
+        self.users.iter().any(|u| u.nkey.is_some())
+    }
+}
+
+/// One entry of `authorization { users: [...] }`: a user with a password, or an NKey user.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserConfig {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// The user's public NKey (`U...`).
+    pub nkey: Option<String>,
+    pub permissions: Option<PermissionsConfig>,
+}
+
+/// `permissions { publish, subscribe, allow_responses }` of a user.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PermissionsConfig {
+    pub publish: Option<SubjectPermissionConfig>,
+    pub subscribe: Option<SubjectPermissionConfig>,
+    /// `allow_responses`: may publish to the reply subjects of messages it received.
+    pub allow_responses: Option<ResponsePermissionConfig>,
+}
+
+/// `{ allow: [...], deny: [...] }` (or a bare list, which is `allow`). Subscribe rules may be
+/// `"subject queue"`, to allow or deny one queue group only.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubjectPermissionConfig {
+    /// `None`: everything not denied is allowed; `Some(empty)`: nothing is.
+    pub allow: Option<Vec<String>>,
+    pub deny: Vec<String>,
+}
+
+/// `allow_responses: true` or `{ max, expires }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponsePermissionConfig {
+    /// Responses allowed per received reply subject; 0 is unlimited.
+    pub max: u32,
+    /// How long after the request a response is allowed; zero is forever.
+    pub expires: Duration,
+}
+
+impl Default for ResponsePermissionConfig {
+    /// nats-server's `allow_responses: true`: one response within two minutes.
+    fn default() -> Self {
+        Self {
+            max: 1,
+            expires: Duration::from_secs(120),
+        }
     }
 }
 
@@ -120,6 +188,8 @@ pub struct ClusterConfig {
     /// The address peers are told to dial this node at (`cluster_advertise`): `host` or
     /// `host:port` (a missing port is the listen port); `None` is the listen address.
     pub advertise: Option<String>,
+    /// `cluster { tls { ... } }`: mutual TLS on the cluster endpoint, both ways.
+    pub tls: Option<TlsConfig>,
 }
 
 impl ClusterConfig {
@@ -128,6 +198,45 @@ impl ClusterConfig {
         match &self.advertise {
             Some(advertise) => split_advertise(advertise, listen_port),
             None => (self.host.clone(), listen_port),
+        }
+    }
+}
+
+/// nats-server's `TLS_TIMEOUT`: the default `tls { timeout }`.
+pub const DEFAULT_TLS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A `tls { cert_file, key_file, ca_file, verify, timeout, handshake_first }` block, of the
+/// client listener or of the cluster endpoint. Files are read when the node starts
+/// ([`crate::tls`]); an unreadable or mismatched file stops it there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    /// The node's certificate chain (PEM), leaf first.
+    pub cert_file: PathBuf,
+    /// The private key of `cert_file` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA certificates (PEM) that client certificates (`verify`) and, on the cluster endpoint,
+    /// peers' certificates must chain to.
+    pub ca_file: Option<PathBuf>,
+    /// Require a client certificate signed by `ca_file`. The cluster endpoint always requires
+    /// one, whatever this says (as nats-server).
+    pub verify: bool,
+    /// How long the TLS handshake may take (`timeout`, 2 s).
+    pub timeout: Duration,
+    /// nats-server 2.10's `handshake_first`: the TLS handshake comes before INFO (clients
+    /// opt in, e.g. async-nats' `tls_first()`). Client listener only.
+    pub handshake_first: bool,
+}
+
+impl TlsConfig {
+    /// A block with `cert_file` and `key_file` and nats-server's defaults for the rest.
+    pub fn new(cert_file: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> Self {
+        Self {
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+            ca_file: None,
+            verify: false,
+            timeout: DEFAULT_TLS_TIMEOUT,
+            handshake_first: false,
         }
     }
 }
@@ -174,10 +283,12 @@ impl Default for ServerConfig {
             client_advertise: None,
             http_host: None,
             http_port: None,
+            https_port: None,
             limits: Limits::default(),
             auth: AuthConfig::default(),
             jetstream: None,
             cluster: None,
+            tls: None,
             lame_duck_duration: Duration::from_secs(120),
             lame_duck_grace_period: Duration::from_secs(10),
             tags: Vec::new(),

@@ -3,6 +3,7 @@
 //! limits and timers. Delivery appends to the receivers' outbound buffers; their writers are woken
 //! once per read batch.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -13,11 +14,10 @@ use natrix_wire::{
     ClientOp, ClientParser, ConnectInfo, NO_RESPONDERS_HEADER, OK, PING, PONG, ParseError,
     ParserLimits, Publish,
 };
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::auth;
-use crate::client::{Client, CloseReason, Enqueued};
+use crate::auth::{Identity, Permissions, Verdict, bcrypt_matches};
+use crate::client::{Client, ClientAccess, CloseReason, Enqueued};
 use crate::cluster::link::Pushed;
 use crate::internal::InternalMsg;
 use crate::router::{
@@ -59,7 +59,26 @@ pub(crate) struct Connection {
     /// Receivers (clients and routes) over their stall threshold after this read batch.
     stalled: Vec<Arc<dyn Backpressure>>,
     batch: BatchStats,
+    /// The nonce this connection's INFO carried (NKey users sign it).
+    nonce: Option<String>,
+    /// The authenticated user's permissions, if it has any.
+    permissions: Option<Arc<Permissions>>,
+    /// Publish decisions by subject (allow and deny lists only; responses are not cached).
+    publish_verdicts: HashMap<Bytes, bool>,
+    /// A CONNECT waiting for its bcrypt check; nothing after it is read until it is decided.
+    pending_auth: Option<PendingAuth>,
 }
+
+/// A CONNECT whose password (or token) is checked against a bcrypt hash off this task.
+struct PendingAuth {
+    info: ConnectInfo,
+    password: String,
+    hash: String,
+    identity: Identity,
+}
+
+/// At most this many publish decisions are cached per connection (nats-server keeps 128).
+const PUBLISH_VERDICTS_MAX: usize = 256;
 
 #[derive(Default)]
 struct BatchStats {
@@ -70,7 +89,7 @@ struct BatchStats {
 }
 
 impl Connection {
-    pub fn new(state: Arc<ServerState>, client: Arc<Client>) -> Self {
+    pub fn new(state: Arc<ServerState>, client: Arc<Client>, nonce: Option<String>) -> Self {
         let limits = &state.config.limits;
         let mut parser = ClientParser::new(ParserLimits {
             max_control_line: limits.max_control_line,
@@ -79,6 +98,10 @@ impl Connection {
         // Until CONNECT says otherwise a client gets nats-server's defaults: verbose, pedantic,
         // echo, and no headers (HPUB closes the connection).
         let defaults = ConnectInfo::default();
+        let state_permissions_before_connect = state
+            .auth
+            .no_auth_identity()
+            .and_then(|identity| identity.permissions);
         parser.set_headers_supported(defaults.headers);
         Self {
             state,
@@ -101,13 +124,20 @@ impl Connection {
             touched: Vec::with_capacity(16),
             stalled: Vec::new(),
             batch: BatchStats::default(),
+            nonce,
+            // Under no_auth_user, operations before CONNECT already act as that user.
+            permissions: state_permissions_before_connect,
+            publish_verdicts: HashMap::new(),
+            pending_auth: None,
         }
     }
 
     /// Serves the connection until it closes, then removes its subscriptions.
-    pub async fn run(mut self, mut socket: OwnedReadHalf) {
+    /// Generic over the transport (a TCP read half, or one of a TLS stream): monomorphized,
+    /// so the plain path costs what it did.
+    pub async fn run<R: AsyncRead + Unpin>(mut self, mut socket: R) {
         let limits = self.state.config.limits.clone();
-        let auth_required = self.state.config.auth.required();
+        let auth_required = self.state.auth.advertise_required();
         let mut buf = BytesMut::with_capacity(READ_BUF_MIN);
         let mut read_size = READ_BUF_MIN;
         let start = tokio::time::Instant::now();
@@ -137,6 +167,16 @@ impl Connection {
                         }
                         self.client.touch();
                         self.process(&mut buf);
+                        while let Some(pending) = self.pending_auth.take() {
+                            if !self.finish_bcrypt_auth(pending).await {
+                                break;
+                            }
+                            self.process(&mut buf);
+                        }
+                        if self.client.close_if_over_max_pending() {
+                            self.state.note_slow_consumer(&self.client);
+                            break;
+                        }
                         if !self.stalled.is_empty() {
                             self.wait_for_stalled_receivers().await;
                         }
@@ -164,7 +204,7 @@ impl Connection {
             // As nats-server: before an authenticated CONNECT, an operation that does not start
             // with `C` is an authorization violation, whatever else it is.
             if !self.connected
-                && self.state.config.auth.required()
+                && self.state.auth.advertise_required()
                 && self.parser.is_idle()
                 && buf.first().is_some_and(|b| !b.eq_ignore_ascii_case(&b'C'))
             {
@@ -228,7 +268,7 @@ impl Connection {
     fn execute(&mut self, op: ClientOp) -> bool {
         if !self.connected
             && !matches!(op, ClientOp::Connect(_))
-            && self.state.config.auth.required()
+            && self.state.auth.advertise_required()
         {
             self.client.send_err_and_close(
                 "Authorization Violation",
@@ -287,7 +327,9 @@ impl Connection {
     }
 
     fn on_connect(&mut self, json: &[u8]) -> bool {
-        tracing::trace!(target: TRACE, cid = self.client.id, "<<- [CONNECT {}]", String::from_utf8_lossy(json));
+        if tracing::enabled!(target: TRACE, tracing::Level::TRACE) {
+            tracing::trace!(target: TRACE, cid = self.client.id, "<<- [CONNECT {}]", redacted_connect(json));
+        }
         let info: ConnectInfo = match serde_json::from_slice(json) {
             Ok(info) => info,
             Err(err) => {
@@ -296,14 +338,58 @@ impl Connection {
                 return false;
             }
         };
-        if self.state.config.auth.required() && !auth::check(&self.state.config.auth, &info) {
-            tracing::warn!(cid = self.client.id, addr = %self.client.addr, "authorization violation");
-            self.client.send_err_and_close(
-                "Authorization Violation",
-                CloseReason::AuthenticationViolation,
-            );
+        match self.state.auth.authenticate(&info, self.nonce.as_deref()) {
+            Verdict::Accepted(identity) => self.finish_connect(info, identity),
+            Verdict::Rejected => {
+                self.authorization_violation();
+                false
+            }
+            Verdict::NeedsBcrypt {
+                password,
+                hash,
+                identity,
+            } => {
+                // Decided in `run` on a blocking thread; parsing stops here until then.
+                self.pending_auth = Some(PendingAuth {
+                    info,
+                    password,
+                    hash,
+                    identity,
+                });
+                false
+            }
+        }
+    }
+
+    fn authorization_violation(&self) {
+        tracing::warn!(cid = self.client.id, addr = %self.client.addr, "authorization violation");
+        self.client.send_err_and_close(
+            "Authorization Violation",
+            CloseReason::AuthenticationViolation,
+        );
+    }
+
+    /// Checks a bcrypt password off the runtime's workers (it costs milliseconds of CPU), then
+    /// completes the CONNECT; false if the connection is closing.
+    async fn finish_bcrypt_auth(&mut self, pending: PendingAuth) -> bool {
+        let PendingAuth {
+            info,
+            password,
+            hash,
+            identity,
+        } = pending;
+        let matched = tokio::task::spawn_blocking(move || bcrypt_matches(&password, &hash))
+            .await
+            .unwrap_or(false);
+        if !matched {
+            self.authorization_violation();
             return false;
         }
+        self.finish_connect(info, identity) && !self.client.is_closed()
+    }
+
+    /// CONNECT after authentication: takes on the client's options and the user's permissions.
+    fn finish_connect(&mut self, info: ConnectInfo, identity: Identity) -> bool {
         if info.no_responders && !info.headers {
             self.client.send_err_and_close(
                 "no responders requires headers support",
@@ -342,8 +428,18 @@ impl Connection {
             meta.name = info.name.unwrap_or_default();
             meta.lang = info.lang.unwrap_or_default();
             meta.version = info.version.unwrap_or_default();
-            meta.user = info.user;
+            meta.user = identity.user;
         }
+        // A second CONNECT keeps the first user's delivery checks (set once); nats-server
+        // does not let a connection change user either.
+        if let Some(permissions) = &identity.permissions {
+            let _ = self
+                .client
+                .access
+                .set(ClientAccess::new(permissions.clone()));
+        }
+        self.permissions = identity.permissions;
+        self.publish_verdicts.clear();
         self.ok();
         true
     }
@@ -354,8 +450,23 @@ impl Connection {
             queue.as_deref().map(String::from_utf8_lossy).unwrap_or_default(),
             String::from_utf8_lossy(&sid));
         self.batch_subs += 1;
-        // nats-server's order: the limit first, then a reused sid (ignored, yet acknowledged),
-        // then the subject (the trie rejects what is invalid).
+        // nats-server's order: permissions, the limit, then a reused sid (ignored, yet
+        // acknowledged), then the subject (the trie rejects what is invalid).
+        if let Some(permissions) = &self.permissions
+            && !permissions.can_subscribe(&subject, queue.as_deref())
+        {
+            let subject = String::from_utf8_lossy(&subject);
+            let text = match &queue {
+                Some(queue) => format!(
+                    "Permissions Violation for Subscription to \"{subject}\" using queue \"{}\"",
+                    String::from_utf8_lossy(queue)
+                ),
+                None => format!("Permissions Violation for Subscription to \"{subject}\""),
+            };
+            tracing::debug!(cid = self.client.id, "{text}");
+            self.client.send_err(&text);
+            return;
+        }
         let max_subs = self.state.config.limits.max_subscriptions;
         {
             let subs = self.client.subs.lock();
@@ -420,6 +531,15 @@ impl Connection {
             self.client.close(CloseReason::ProtocolViolation);
             return;
         }
+        if self.permissions.is_some() && !self.may_publish(&p.subject) {
+            let text = format!(
+                "Permissions Violation for Publish to \"{}\"",
+                String::from_utf8_lossy(&p.subject)
+            );
+            tracing::debug!(cid = self.client.id, "{text}");
+            self.client.send_err(&text);
+            return;
+        }
         // As nats-server 2.9: pedantic mode only reports the bad subject; the message is still
         // acknowledged and routed.
         if self.pedantic && !is_valid_literal_subject(&p.subject) {
@@ -463,6 +583,31 @@ impl Connection {
         {
             self.send_no_responders(reply);
         }
+    }
+
+    /// The publish permission check: allow and deny lists (cached per subject), then, for a
+    /// subject they refuse, `allow_responses`.
+    fn may_publish(&mut self, subject: &Bytes) -> bool {
+        let Some(permissions) = &self.permissions else {
+            return true;
+        };
+        let allowed = match self.publish_verdicts.get(subject) {
+            Some(&allowed) => allowed,
+            None => {
+                let allowed = permissions.can_publish(subject);
+                if self.publish_verdicts.len() >= PUBLISH_VERDICTS_MAX {
+                    self.publish_verdicts.clear();
+                }
+                self.publish_verdicts.insert(copy(subject), allowed);
+                allowed
+            }
+        };
+        allowed
+            || self
+                .client
+                .access
+                .get()
+                .is_some_and(|access| access.allows_response(subject))
     }
 
     /// Queues the message for one subscription; false if it was not delivered.
@@ -650,6 +795,22 @@ fn first_ping_delay(ping_interval: Duration) -> Duration {
     base + Duration::from_millis(fastrand::u64(0..=jitter_ms))
 }
 
+/// CONNECT JSON for the trace log with its secrets (`pass`, `auth_token`, `sig`) replaced by
+/// `[REDACTED]`; nats-server redacts the password only.
+fn redacted_connect(json: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(json) {
+        Ok(mut map) => {
+            for key in ["pass", "auth_token", "sig"] {
+                if let Some(value) = map.get_mut(key) {
+                    *value = serde_json::Value::String("[REDACTED]".into());
+                }
+            }
+            serde_json::Value::Object(map).to_string()
+        }
+        Err(_) => format!("<{} bytes, not a JSON object>", json.len()),
+    }
+}
+
 fn copy(b: &Bytes) -> Bytes {
     Bytes::copy_from_slice(b)
 }
@@ -666,5 +827,22 @@ pub(crate) fn remove_subscription(state: &ServerState, sub: &Arc<Subscription>) 
     };
     if removed {
         state.router.remove(sub);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_connect;
+
+    #[test]
+    fn traced_connect_shows_no_secrets() {
+        let traced = redacted_connect(
+            br#"{"user":"alice","pass":"s3cret","auth_token":"t0ken","sig":"c2ln","verbose":true}"#,
+        );
+        for secret in ["s3cret", "t0ken", "c2ln"] {
+            assert!(!traced.contains(secret), "{traced}");
+        }
+        assert!(traced.contains(r#""user":"alice""#), "{traced}");
+        assert_eq!(redacted_connect(b"{x"), "<2 bytes, not a JSON object>");
     }
 }

@@ -12,10 +12,16 @@ mod router;
 mod server;
 mod stall;
 mod state;
+pub mod tls;
 mod writer;
 
+pub use auth::{AuthConfigError, check_config as check_auth_config};
 pub use cluster::{ClusterError, ClusterServices};
-pub use config::{AuthConfig, ClusterConfig, JetStreamConfig, Limits, ServerConfig};
+pub use config::{
+    AuthConfig, ClusterConfig, JetStreamConfig, Limits, PermissionsConfig,
+    ResponsePermissionConfig, ServerConfig, SubjectPermissionConfig, UserConfig,
+};
+pub use config::{DEFAULT_TLS_TIMEOUT, TlsConfig};
 pub use jetstream::JetStreamError;
 pub use monitor::log_timestamp;
 pub use server::{LEADERSHIP_HANDOFF, Server, ServerError, VERSION};

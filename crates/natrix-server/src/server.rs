@@ -8,16 +8,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::BytesMut;
 use natrix_wire::{ServerInfo, write_info};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::auth::Authenticator;
 use crate::client::{Client, CloseReason};
 use crate::connection::Connection;
 use crate::jetstream::JetStream;
 use crate::monitor;
 use crate::router::Router;
 use crate::state::{ServerState, Stats, generate_server_id};
+use crate::tls::{ClientTls, ClusterTls};
 use crate::writer::run_writer;
 use crate::{ClusterServices, ServerConfig};
 
@@ -41,6 +44,10 @@ pub enum ServerError {
     JetStream(#[from] crate::jetstream::JetStreamError),
     #[error("cluster: {0}")]
     Cluster(#[from] crate::cluster::ClusterError),
+    #[error("tls: {0}")]
+    Tls(crate::tls::TlsError),
+    #[error("cluster tls: {0}")]
+    ClusterTls(crate::tls::TlsError),
 }
 
 /// A running node. Dropping it does not stop it; call [`Server::shutdown`].
@@ -67,6 +74,16 @@ impl Server {
         config: ServerConfig,
         services: ClusterServices,
     ) -> Result<Server, ServerError> {
+        let auth =
+            Authenticator::new(&config.auth).map_err(|err| ServerError::Config(err.to_string()))?;
+        let tls = match &config.tls {
+            Some(tls) => Some(ClientTls::load(tls).map_err(ServerError::Tls)?),
+            None => None,
+        };
+        let cluster_tls = match config.cluster.as_ref().and_then(|c| c.tls.as_ref()) {
+            Some(tls) => Some(ClusterTls::load(tls).map_err(ServerError::ClusterTls)?),
+            None => None,
+        };
         let listener = bind(&config.host, config.port).await?;
         let client_addr = listener.local_addr().map_err(|source| ServerError::Bind {
             addr: format!("{}:{}", config.host, config.port),
@@ -88,17 +105,22 @@ impl Server {
             host: advertised_host,
             port: advertised_port,
             headers: true,
-            auth_required: config.auth.required(),
+            auth_required: auth.advertise_required(),
             max_payload: i64::from(config.limits.max_payload),
             cluster: config
                 .cluster
                 .as_ref()
                 .map(|c| c.name.clone().unwrap_or_else(|| server_id.clone())),
             cluster_dynamic: config.cluster.as_ref().is_some_and(|c| c.name.is_none()),
+            tls_required: tls.is_some(),
+            tls_verify: tls.as_ref().is_some_and(|t| t.verify),
             ..ServerInfo::default()
         };
         let state = Arc::new(ServerState {
             config,
+            auth,
+            tls,
+            cluster_tls,
             server_id,
             server_name,
             info,
@@ -145,26 +167,12 @@ impl Server {
         let (stopped_tx, stopped_rx) = watch::channel(false);
         let (lame_duck_tx, lame_duck_rx) = watch::channel(false);
 
-        let monitor_addr = match state.config.http_port {
-            Some(port) => {
-                let host = state
-                    .config
-                    .http_host
-                    .clone()
-                    .unwrap_or_else(|| state.config.host.clone());
-                let listener = bind(&host, port).await?;
-                let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-                    addr: format!("{host}:{port}"),
-                    source,
-                })?;
-                tracing::info!("Starting http monitor on {addr}");
-                tokio::spawn(monitor::serve(listener, state.clone(), shutdown_rx.clone()));
-                Some(addr)
-            }
-            None => None,
-        };
+        let monitor_addr = start_monitoring(&state, &shutdown_rx).await?;
 
         tracing::info!("Listening for client connections on {client_addr}");
+        if state.tls.is_some() {
+            tracing::info!("TLS required for client connections");
+        }
         tracing::info!("Server is ready");
         tokio::spawn(accept_loop(
             listener,
@@ -268,6 +276,47 @@ impl Server {
         let mut rx = self.stopped_rx.clone();
         let _ = rx.wait_for(|stopped| *stopped).await;
     }
+}
+
+/// Binds and serves monitoring over HTTP (`http_port`) or HTTPS (`https_port`), if configured.
+async fn start_monitoring(
+    state: &Arc<ServerState>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Option<SocketAddr>, ServerError> {
+    let config = &state.config;
+    let (port, https) = match (config.http_port, config.https_port) {
+        (None, None) => return Ok(None),
+        (Some(http), Some(https)) => {
+            return Err(ServerError::Config(format!(
+                "Can't start monitoring: can't specify both HTTP ({http}) and HTTPs ({https}) ports"
+            )));
+        }
+        (Some(port), None) => (port, false),
+        (None, Some(port)) => (port, true),
+    };
+    let host = config
+        .http_host
+        .clone()
+        .unwrap_or_else(|| config.host.clone());
+    let listener = bind(&host, port).await?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: format!("{host}:{port}"),
+        source,
+    })?;
+    if https {
+        let Some(tls) = &state.tls else {
+            return Err(ServerError::Config(
+                "Can't start monitoring: TLS cert and key required for HTTPS".into(),
+            ));
+        };
+        tracing::info!("Starting https monitor on {addr}");
+        let listener = monitor::HttpsListener::new(listener, tls.acceptor.clone(), tls.timeout);
+        tokio::spawn(monitor::serve(listener, state.clone(), shutdown.clone()));
+    } else {
+        tracing::info!("Starting http monitor on {addr}");
+        tokio::spawn(monitor::serve(listener, state.clone(), shutdown.clone()));
+    }
+    Ok(Some(addr))
 }
 
 async fn bind(host: &str, port: u16) -> Result<TcpListener, ServerError> {
@@ -413,28 +462,107 @@ async fn serve_client(state: Arc<ServerState>, stream: TcpStream, addr: SocketAd
     }
     info.client_id = cid;
     info.client_ip = addr.ip().to_string();
+    // NKey users sign this connection's nonce in CONNECT.
+    let nonce = state.auth.needs_nonce().then(crate::auth::new_nonce);
+    info.nonce = nonce.clone();
     let mut buf = BytesMut::with_capacity(512);
     write_info(&mut buf, &info);
-    client.send_proto(&buf);
 
-    let (read_half, write_half) = stream.into_split();
+    // A client over the connection limit is told so in plain text, TLS or not: nats-server
+    // refuses it before any handshake.
+    let tls = state.tls.as_ref().filter(|_| !over_limit);
+    let Some(tls) = tls else {
+        client.send_proto(&buf);
+        let (read_half, write_half) = stream.into_split();
+        run_client(&state, &client, read_half, write_half, over_limit, nonce).await;
+        return;
+    };
+    match tls_handshake(tls, stream, &buf, cid, addr).await {
+        Some(stream) => {
+            if tls.handshake_first {
+                client.send_proto(&buf);
+            }
+            let (read_half, write_half) = tokio::io::split(stream);
+            run_client(&state, &client, read_half, write_half, false, nonce).await;
+        }
+        None => {
+            // As nats-server: no -ERR (the client speaks TLS or nothing we could answer in).
+            client.close(CloseReason::TlsHandshakeError);
+            state.closed.record(&client);
+            state.clients.write().remove(&cid);
+        }
+    }
+}
+
+/// Runs a client's writer task and its connection until it closes, over any transport.
+async fn run_client<R, W>(
+    state: &Arc<ServerState>,
+    client: &Arc<Client>,
+    read_half: R,
+    write_half: W,
+    over_limit: bool,
+    nonce: Option<String>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let writer = tokio::spawn(run_writer(
         state.clone(),
         client.clone(),
         write_half,
-        limits.write_deadline,
+        state.config.limits.write_deadline,
     ));
     if over_limit {
-        tracing::error!(cid, %addr, "maximum connections exceeded");
+        tracing::error!(cid = client.id, addr = %client.addr, "maximum connections exceeded");
         client.send_err_and_close(
             "maximum connections exceeded",
             CloseReason::MaxConnectionsExceeded,
         );
     } else {
-        Connection::new(state.clone(), client.clone())
+        Connection::new(state.clone(), client.clone(), nonce)
             .run(read_half)
             .await;
     }
     client.close(CloseReason::ClientClosed);
     let _ = writer.await;
+}
+
+/// The server side of a client's TLS handshake, bounded by the TLS timeout: after the plain
+/// text INFO `info` (nats-server's default), or before anything with `handshake_first`. A
+/// failure is logged with nats-server's wording; the caller closes the socket by dropping it.
+async fn tls_handshake(
+    tls: &ClientTls,
+    mut stream: TcpStream,
+    info: &[u8],
+    cid: u64,
+    addr: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    tracing::debug!(cid, %addr, "Starting TLS client connection handshake");
+    let handshake = async {
+        if !tls.handshake_first {
+            stream.write_all(info).await?;
+        }
+        tls.acceptor.accept(stream).await
+    };
+    match tokio::time::timeout(tls.timeout, handshake).await {
+        Ok(Ok(stream)) => {
+            let (_, session) = stream.get_ref();
+            tracing::debug!(
+                cid,
+                %addr,
+                version = ?session.protocol_version(),
+                cipher = ?session.negotiated_cipher_suite().map(|s| s.suite()),
+                "TLS handshake complete"
+            );
+            Some(stream)
+        }
+        Ok(Err(err)) => {
+            tracing::error!(cid, %addr, "TLS handshake error: {err}");
+            None
+        }
+        Err(_) => {
+            tracing::error!(cid, %addr, "TLS handshake timeout");
+            None
+        }
+    }
 }

@@ -36,6 +36,12 @@ impl Stats {
 #[derive(Debug)]
 pub(crate) struct ServerState {
     pub config: ServerConfig,
+    /// `config.auth`, compiled.
+    pub auth: crate::auth::Authenticator,
+    /// `config.tls`, loaded: clients must handshake TLS.
+    pub tls: Option<crate::tls::ClientTls>,
+    /// `config.cluster.tls`, loaded: the cluster endpoint and every channel to a peer use it.
+    pub cluster_tls: Option<crate::tls::ClusterTls>,
     pub server_id: String,
     pub server_name: String,
     /// INFO sent to clients, without the per-client fields.

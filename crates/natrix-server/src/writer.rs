@@ -6,8 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::client::{Client, CloseReason};
 use crate::state::ServerState;
@@ -15,10 +14,11 @@ use crate::state::ServerState;
 /// Capacity above which an idle spare buffer is released instead of kept.
 const SPARE_KEEP_MAX: usize = 4 * 1024 * 1024;
 
-pub(crate) async fn run_writer(
+/// Generic over the transport (a TCP write half, or one of a TLS stream).
+pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
     state: Arc<ServerState>,
     client: Arc<Client>,
-    mut socket: OwnedWriteHalf,
+    mut socket: W,
     write_deadline: Duration,
 ) {
     let mut spare = BytesMut::with_capacity(4096);

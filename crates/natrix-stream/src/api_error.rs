@@ -224,6 +224,10 @@ impl ApiError {
     pub fn consumer_ack_wait_negative() -> ApiError {
         ApiError::new(400, 10183, "consumer ack wait needs to be positive")
     }
+    /// 10184 (400), nats-server 2.11+.
+    pub fn consumer_backoff_negative() -> ApiError {
+        ApiError::new(400, 10184, "consumer backoff needs to be positive")
+    }
     /// 10116 (400).
     pub fn consumer_max_deliver_backoff() -> ApiError {
         ApiError::new(

@@ -182,6 +182,17 @@ impl StreamConfig {
         serde_json::from_value(value).map_err(invalid)
     }
 
+    /// Decodes the body of a stream create or update request as nats-server 2.15 does: an empty
+    /// (or all-blank) body is an empty config, whose missing name then fails validation;
+    /// anything else is [`from_json`](Self::from_json). A missing name is not taken from the
+    /// request subject.
+    pub fn from_request_body(payload: &[u8]) -> Result<StreamConfig, ApiError> {
+        if payload.iter().all(u8::is_ascii_whitespace) {
+            return Ok(StreamConfig::default());
+        }
+        StreamConfig::from_json(payload)
+    }
+
     /// The config as nats-server prints it (Go's escaping of `<`, `>`, `&` included).
     pub fn to_json(&self) -> String {
         crate::info::go_json_escape(serde_json::to_string(self).unwrap_or_default())

@@ -194,6 +194,12 @@ impl ConsumerConfig {
         c.check_names()?;
         c.check(stream)?;
         c.apply_defaults(stream);
+        // nats-server applies its defaults before it checks, so a stream's `max_ack_pending`
+        // limit makes a push consumer without acks invalid (10082). Checked after the defaults
+        // here too, or the config would be accepted once and refused when sent back.
+        if !c.is_pull() && c.max_ack_pending > 0 && c.ack_policy == AckPolicy::None {
+            return Err(ApiError::consumer_max_pending_ack_policy_required());
+        }
         if stream.retention == RetentionPolicy::WorkQueue {
             if c.ack_policy != AckPolicy::Explicit {
                 return Err(ApiError::consumer_wq_requires_explicit_ack());
@@ -226,8 +232,12 @@ impl ConsumerConfig {
         if self.num_replicas > 0 && self.num_replicas > stream.num_replicas.max(1) {
             return Err(ApiError::replicas_not_supported());
         }
+        // nats-server 2.11+ (2.9 accepts both and redelivers at once, forever). The first
+        // backoff step becomes the ack wait, so a negative step is refused too.
+        if self.backoff.iter().any(|&step| step < 0) {
+            return Err(ApiError::consumer_backoff_negative());
+        }
         if self.ack_wait < 0 {
-            // nats-server 2.11+ (2.9 accepts it and redelivers at once, forever).
             return Err(ApiError::consumer_ack_wait_negative());
         }
         self.check_backoff()?;
@@ -667,11 +677,15 @@ impl CreateConsumerRequest {
     /// Parses the body of a create request sent to `subject` and reconciles the two as
     /// nats-server does: 10056 stream mismatch, 10020 durable on the ephemeral subject, 10018
     /// durable subject without a durable, 10017 name mismatch, 10131 filter mismatch. The
-    /// subject's name becomes `config.name`. The config is not yet validated.
+    /// subject's name becomes `config.name`. The config is not yet validated. An empty body is
+    /// 10025 `invalid JSON`, as in nats-server.
     pub fn resolve(
         subject: &CreateSubject,
         body: &[u8],
     ) -> Result<CreateConsumerRequest, ApiError> {
+        if body.is_empty() {
+            return Err(ApiError::new(400, 10025, "invalid JSON"));
+        }
         let mut req = CreateConsumerRequest::from_json(body)?;
         if req.stream_name != subject.stream() {
             return Err(ApiError::stream_mismatch());

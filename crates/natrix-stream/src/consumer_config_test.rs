@@ -274,6 +274,18 @@ fn invalid_configs_get_nats_server_codes_and_texts() {
             10183,
             "consumer ack wait needs to be positive",
         ),
+        // Found by the jetstream_api fuzz target: the first step became a negative ack wait
+        // (immediate redelivery, forever), and validating the result again failed.
+        (
+            r#"{"ack_policy":"explicit","backoff":[-1],"max_deliver":5,"ack_wait":-1}"#,
+            10184,
+            "consumer backoff needs to be positive",
+        ),
+        (
+            r#"{"ack_policy":"explicit","backoff":[1000000000,-5],"max_deliver":5}"#,
+            10184,
+            "consumer backoff needs to be positive",
+        ),
         (
             r#"{"description":"__LONG__"}"#,
             10107,
@@ -337,6 +349,18 @@ fn stream_consumer_limits_fill_defaults_and_cap_the_config() {
             "consumer inactive threshold exceeds system limit of 10s".into()
         )
     );
+    // Found by the round-trip property test (tests/api_decoding.rs): the limit became the
+    // max_ack_pending of a push consumer without acks, a config that validating again refused.
+    // nats-server fills the default first and refuses it at once.
+    assert_eq!(
+        code(r#"{"deliver_subject":"dq"}"#, &s),
+        (
+            10082,
+            "consumer requires ack policy for max ack pending".into()
+        )
+    );
+    let pull = validated("{}", &s).expect("a pull consumer without acks is valid");
+    assert_eq!(pull.validate_and_default(&s), Ok(pull));
 }
 
 #[test]

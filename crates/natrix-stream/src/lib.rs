@@ -14,6 +14,7 @@ mod info;
 mod message;
 mod ops;
 mod pull;
+mod request;
 mod stream;
 mod subjects;
 
@@ -41,6 +42,7 @@ pub use pull::{
     AckSubject, NextWaiting, PullRequest, StatusReply, WaitingQueue, WaitingRequest,
     ack_reply_subject, parse_ack_subject,
 };
+pub use request::decode_request_body;
 pub use stream::{
     Applied, Command, PurgeRequest, RecoverError, RecoveredMsg, Reply, Stream, StreamPosition,
     stored_size_for,

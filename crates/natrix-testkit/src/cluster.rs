@@ -30,6 +30,7 @@ pub fn cluster_config(name: &str, routes: &[String]) -> ServerConfig {
                 })
                 .collect(),
             advertise: None,
+            tls: None,
         }),
         ..test_config()
     }

@@ -5,6 +5,7 @@ mod cluster;
 mod http;
 mod raw;
 mod reference;
+pub mod tls;
 
 pub use cluster::{
     CLUSTER_WAIT, ClusterTune, TestCluster, cluster_config, sees_interest, wait_until,
@@ -86,6 +87,27 @@ impl TestServer {
     /// A monitoring endpoint's JSON (status 200 required).
     pub async fn monitor_json(&self, path_and_query: &str) -> anyhow::Result<serde_json::Value> {
         self.monitor_get(path_and_query).await?.json()
+    }
+
+    /// Polls a monitoring endpoint until `ready` holds, returning that answer; fails with the
+    /// last answer once `within` has passed.
+    pub async fn monitor_json_when(
+        &self,
+        path_and_query: &str,
+        within: std::time::Duration,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let value = self.monitor_json(path_and_query).await?;
+            if ready(&value) {
+                return Ok(value);
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("{path_and_query} never became ready; last answer: {value:#}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// A raw protocol connection (the INFO line already consumed).

@@ -165,12 +165,11 @@ pub struct Cli {
     /// Use port for http monitoring (-1 for a random port) [-m]
     #[arg(long = "http_port", value_name = "port", allow_negative_numbers = true)]
     pub http_port: Option<i64>,
-    /// Not supported by natrix yet [-ms]
+    /// Use port for https monitoring, with the TLS certificate (-1 for a random port) [-ms]
     #[arg(
         long = "https_port",
         value_name = "port",
-        allow_negative_numbers = true,
-        hide = true
+        allow_negative_numbers = true
     )]
     pub https_port: Option<i64>,
     /// Configuration file [-c]
@@ -239,20 +238,20 @@ pub struct Cli {
     /// Authorization token required for connections
     #[arg(long = "auth", value_name = "token")]
     pub auth: Option<String>,
-    /// Not supported by natrix yet
-    #[arg(long = "tls", num_args = 0..=1, default_missing_value = "true", require_equals = true, value_parser = parse_go_bool, hide = true)]
+    /// Enable TLS, do not verify clients (default: false)
+    #[arg(long = "tls", num_args = 0..=1, default_missing_value = "true", require_equals = true, value_parser = parse_go_bool)]
     pub tls: Option<bool>,
-    /// Not supported by natrix yet
-    #[arg(long = "tlscert", hide = true)]
+    /// Server certificate file
+    #[arg(long = "tlscert", value_name = "file")]
     pub tlscert: Option<String>,
-    /// Not supported by natrix yet
-    #[arg(long = "tlskey", hide = true)]
+    /// Private key for server certificate
+    #[arg(long = "tlskey", value_name = "file")]
     pub tlskey: Option<String>,
-    /// Not supported by natrix yet
-    #[arg(long = "tlsverify", num_args = 0..=1, default_missing_value = "true", require_equals = true, value_parser = parse_go_bool, hide = true)]
+    /// Enable TLS, verify client certificates
+    #[arg(long = "tlsverify", num_args = 0..=1, default_missing_value = "true", require_equals = true, value_parser = parse_go_bool)]
     pub tlsverify: Option<bool>,
-    /// Not supported by natrix yet
-    #[arg(long = "tlscacert", hide = true)]
+    /// Client certificate CA for verification
+    #[arg(long = "tlscacert", value_name = "file")]
     pub tlscacert: Option<String>,
     /// Routes to solicit and connect, comma separated
     #[arg(long = "routes", value_name = "rurl-1, rurl-2")]
@@ -350,15 +349,7 @@ impl Cli {
     }
 
     fn reject_unsupported(&self) -> Result<(), CliError> {
-        let given = [
-            ("https_port", self.https_port.is_some()),
-            ("tls", self.tls == Some(true)),
-            ("tlscert", self.tlscert.is_some()),
-            ("tlskey", self.tlskey.is_some()),
-            ("tlsverify", self.tlsverify == Some(true)),
-            ("tlscacert", self.tlscacert.is_some()),
-            ("help_tls", self.help_tls == Some(true)),
-        ];
+        let given = [("help_tls", self.help_tls == Some(true))];
         for (flag, set) in given {
             debug_assert!(compat::UNSUPPORTED_FLAGS.contains(&flag));
             if set {
@@ -423,6 +414,14 @@ impl Cli {
                     reason,
                 })?;
         }
+        if let Some(port) = self.https_port {
+            s.server.https_port =
+                options::port_from_int(port, None).map_err(|reason| CliError::InvalidValue {
+                    flag: "https_port",
+                    value: port.to_string(),
+                    reason,
+                })?;
+        }
         if let Some(advertise) = &self.client_advertise {
             s.server.client_advertise = Some(advertise.clone());
         }
@@ -460,6 +459,14 @@ impl Cli {
         if let Some(size) = &self.max_payload {
             s.server.limits.max_payload = parse_max_payload(size)?;
         }
+        s.override_tls(&options::TlsFlags {
+            tls: self.tls,
+            cert: self.tlscert.clone(),
+            key: self.tlskey.clone(),
+            verify: self.tlsverify,
+            ca: self.tlscacert.clone(),
+        })
+        .map_err(CliError::Usage)?;
         self.apply_cluster(s)
     }
 

@@ -44,8 +44,7 @@ pub fn top_level(key: &str) -> Option<Support> {
         | "allow_non_tls"
         | "jetstream_max_memory"
         | "jetstream_max_store" => Ignored,
-        "tls"
-        | "ocsp"
+        "ocsp"
         | "ocsp_cache"
         | "accounts"
         | "leafnodes"
@@ -68,11 +67,8 @@ pub fn top_level(key: &str) -> Option<Support> {
         | "resolver_pinned_accounts"
         | "trusted"
         | "trusted_keys"
-        | "https"
-        | "https_port"
         | "mappings"
-        | "maps"
-        | "no_auth_user" => Unsupported,
+        | "maps" => Unsupported,
         _ => return None,
     })
 }
@@ -80,13 +76,19 @@ pub fn top_level(key: &str) -> Option<Support> {
 /// Options of the `authorization { }` block.
 pub fn authorization(key: &str) -> Option<Support> {
     match key {
-        "users"
-        | "nkeys"
-        | "permissions"
-        | "default_permissions"
-        | "auth_callout"
-        | "callout"
-        | "account" => Some(Support::Unsupported),
+        "auth_callout" | "callout" | "account" => Some(Support::Unsupported),
+        _ => None,
+    }
+}
+
+/// Options of one entry of `authorization { users: [...] }`.
+pub fn user(key: &str) -> Option<Support> {
+    match key {
+        // Accounts and connection types: natrix has one account and one kind of client
+        // connection; refusing is safer than granting what the operator meant to restrict.
+        "account" | "allowed_connection_types" | "connection_types" | "clients" => {
+            Some(Support::Unsupported)
+        }
         _ => None,
     }
 }
@@ -96,7 +98,32 @@ pub fn cluster(key: &str) -> Option<Support> {
     match key {
         "no_advertise" | "connect_retries" | "pool_size" | "compression" | "accounts"
         | "ping_interval" | "ping_max" | "write_deadline" => Some(Support::Ignored),
-        "tls" | "authorization" | "permissions" => Some(Support::Unsupported),
+        "authorization" | "permissions" => Some(Support::Unsupported),
+        _ => None,
+    }
+}
+
+/// Options of a `tls { }` block (top level or in `cluster`).
+pub fn tls(key: &str) -> Option<Support> {
+    match key {
+        // rustls offers only AEAD suites with forward secrecy and its own curve order; a list
+        // written for Go's crypto/tls names suites rustls does not have, so it is not applied.
+        "cipher_suites" | "curve_preferences" => Some(Support::Ignored),
+        // Each would narrow who may connect or how certificates are checked: running without
+        // it would let in clients the operator meant to keep out.
+        "insecure"
+        | "verify_and_map"
+        | "verify_cert_and_check_known_urls"
+        | "pinned_certs"
+        | "cert_store"
+        | "cert_match_by"
+        | "cert_match"
+        | "cert_match_skip_invalid"
+        | "ca_certs_match"
+        | "ocsp_peer"
+        | "certs"
+        | "min_version"
+        | "connection_rate_limit" => Some(Support::Unsupported),
         _ => None,
     }
 }
@@ -133,12 +160,4 @@ pub const IGNORED_FLAGS: &[&str] = &[
 ];
 
 /// Command-line flags of nats-server that natrix refuses (by their long name).
-pub const UNSUPPORTED_FLAGS: &[&str] = &[
-    "https_port",
-    "tls",
-    "tlscert",
-    "tlskey",
-    "tlsverify",
-    "tlscacert",
-    "help_tls",
-];
+pub const UNSUPPORTED_FLAGS: &[&str] = &["help_tls"];

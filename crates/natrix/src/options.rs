@@ -14,6 +14,11 @@ use natrix_server::{ClusterConfig, JetStreamConfig, ServerConfig};
 
 use crate::compat::{self, Support};
 
+mod auth;
+mod tls;
+
+pub use tls::TlsFlags;
+
 /// nats-server's `DEFAULT_PORT`, used when `port` is 0.
 const DEFAULT_PORT: u16 = 4222;
 /// nats-server's default route port.
@@ -58,6 +63,9 @@ pub struct Settings {
     pub pid_file: Option<PathBuf>,
     /// Messages to log at WARN once logging is set up.
     pub warnings: Vec<String>,
+    /// `authorization { timeout }` was given: with TLS the default is then not nats-server's
+    /// TLS timeout plus a second.
+    pub auth_timeout_set: bool,
 }
 
 /// One mistake in the configuration, at a position when it has one.
@@ -146,6 +154,27 @@ impl Settings {
                 message: "a password needs a user".into(),
             });
         }
+        if !auth.users.is_empty() {
+            if auth.user.is_some() {
+                errors.push(FieldError {
+                    pos: None,
+                    message: "Can not have a single user/pass and a users array".into(),
+                });
+            }
+            if auth.token.is_some() {
+                errors.push(FieldError {
+                    pos: None,
+                    message: "Can not have a token and a users array".into(),
+                });
+            }
+        }
+        if let Err(err) = natrix_server::check_auth_config(auth) {
+            errors.push(FieldError {
+                pos: None,
+                message: err.to_string(),
+            });
+        }
+        self.finish_tls(&mut errors);
         if !errors.is_empty() {
             return Err(OptionsError::Invalid(errors));
         }
@@ -370,6 +399,22 @@ impl Mapper<'_> {
                     self.settings.server.http_port = port;
                 }
             }
+            "https" => {
+                if let Some((host, port)) = self.listen(entry) {
+                    if host.is_some() {
+                        self.settings.server.http_host = host;
+                    }
+                    match port_from_int(port, None) {
+                        Ok(port) => self.settings.server.https_port = port,
+                        Err(message) => self.error(entry, message),
+                    }
+                }
+            }
+            "https_port" => {
+                if let Some(port) = self.port(entry, None) {
+                    self.settings.server.https_port = port;
+                }
+            }
             // natrix extension: nats-server only sets the monitoring host through `http`.
             "http_host" => {
                 if let Some(host) = self.string(entry) {
@@ -477,6 +522,11 @@ impl Mapper<'_> {
             }
             "server_tags" => self.server_tags(entry),
             "authorization" => self.authorization(entry),
+            "no_auth_user" => {
+                if let Some(user) = self.string(entry) {
+                    self.settings.server.auth.no_auth_user = Some(user);
+                }
+            }
             "jetstream" => self.jetstream(entry),
             "store_dir" | "storedir" => {
                 if let Some(dir) = self.string(entry) {
@@ -484,6 +534,7 @@ impl Mapper<'_> {
                 }
             }
             "cluster" => self.cluster(entry),
+            "tls" => self.settings.server.tls = self.tls(entry, tls::TlsBlock::Client),
             _ => match compat::top_level(&key) {
                 Some(support) => self.unsupported_or_ignored(entry, support),
                 None => self.unknown(entry),
@@ -548,6 +599,17 @@ impl Mapper<'_> {
                         self.settings.server.auth.token = Some(token);
                     }
                 }
+                "users" => {
+                    if let Some(users) = self.users(e) {
+                        self.settings.server.auth.users = users;
+                    }
+                }
+                // As nats-server: `permissions` here are the users' defaults too.
+                "default_permission" | "default_permissions" | "permission" | "permissions" => {
+                    if let Some(permissions) = self.permissions(e) {
+                        self.settings.server.auth.default_permissions = Some(permissions);
+                    }
+                }
                 // Seconds, integer or fractional.
                 "timeout" => {
                     let secs = match e.value.value {
@@ -559,7 +621,10 @@ impl Mapper<'_> {
                         }
                     };
                     match Duration::try_from_secs_f64(secs) {
-                        Ok(d) => self.settings.server.limits.auth_timeout = d,
+                        Ok(d) => {
+                            self.settings.server.limits.auth_timeout = d;
+                            self.settings.auth_timeout_set = !d.is_zero();
+                        }
                         Err(_) => self.error(
                             e,
                             "authorization timeout must be a non-negative number of seconds",
@@ -715,6 +780,7 @@ impl Mapper<'_> {
                         cluster.host = host;
                     }
                 }
+                "tls" => cluster.tls = self.tls(e, tls::TlsBlock::Cluster),
                 "cluster_advertise" | "advertise" => {
                     if let Some(advertise) = self.string(e) {
                         cluster.advertise = Some(advertise);
@@ -777,6 +843,7 @@ pub fn default_cluster() -> ClusterConfig {
         port: DEFAULT_CLUSTER_PORT,
         routes: Vec::new(),
         advertise: None,
+        tls: None,
     }
 }
 

@@ -120,6 +120,7 @@ fn a_documentation_style_file_with_includes_variables_and_env_maps_to_the_expect
         client_advertise: Some("nats.example.com:4222".into()),
         http_host: Some("127.0.0.1".into()),
         http_port: Some(8222),
+        https_port: None,
         limits: Limits {
             max_payload: 8 * 1024 * 1024,
             max_control_line: 8 * 1024,
@@ -134,7 +135,7 @@ fn a_documentation_style_file_with_includes_variables_and_env_maps_to_the_expect
         auth: AuthConfig {
             user: Some("alice".into()),
             password: Some("p@ss word".into()),
-            token: None,
+            ..AuthConfig::default()
         },
         jetstream: Some(JetStreamConfig {
             store_dir: Some("/data/js".into()),
@@ -154,11 +155,13 @@ fn a_documentation_style_file_with_includes_variables_and_env_maps_to_the_expect
                 "nats://user:pw@n4:6333".into(),
             ],
             advertise: Some("n1.example:16333".into()),
+            tls: None,
         }),
         lame_duck_duration: Duration::from_secs(60),
         lame_duck_grace_period: Duration::from_secs(3),
         tags: vec!["az:1".into(), "region:eu".into()],
         config_file: Some(main.clone()),
+        tls: None,
     };
     assert_eq!(s.server, expected);
     assert_eq!(s.log.log_file, Some(PathBuf::from("/var/log/natrix.log")));
@@ -358,6 +361,160 @@ fn user_and_token_together_are_refused() {
     assert_eq!(err, "Cannot have a user/pass and token");
 }
 
+const USERS_CONF: &str = r#"
+no_auth_user: guest
+authorization {
+  timeout: 3
+  default_permissions: { subscribe: { deny: "admin.>" } }
+  users: [
+    { user: alice, password: "$2b$04$xaBmIBJnThhjuylTwyw4F.1cryKdT0kzLF/dc.PyqdD90eixfkoeW" }
+    { user: guest, password: "", permissions: { publish: "public.>", subscribe: ["public.>", "work workers"] } }
+    { user: svc, pass: pw, permissions: { pub: { deny: "admin.>" }, sub: "req", allow_responses: { max: 3, expires: "1m" } } }
+    { nkey: UAB2CB576PHBBPQ5ODORRZ2LYCMWPZGWGCN2KDK7DXOIMZASKUY3RLKK, permission: { publish: { allow: ["nk.>"] } } }
+  ]
+}
+"#;
+
+#[test]
+fn users_permissions_and_no_auth_user_map_like_nats_server() {
+    use natrix_server::{
+        PermissionsConfig, ResponsePermissionConfig, SubjectPermissionConfig, UserConfig,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "users.conf", USERS_CONF);
+    let s = settings(&["-c", path.to_str().unwrap()]);
+    let auth = &s.server.auth;
+    assert_eq!(auth.no_auth_user.as_deref(), Some("guest"));
+    assert_eq!(s.server.limits.auth_timeout, Duration::from_secs(3));
+    let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let deny_admin = SubjectPermissionConfig {
+        allow: None,
+        deny: strings(&["admin.>"]),
+    };
+    assert_eq!(
+        auth.default_permissions,
+        Some(PermissionsConfig {
+            subscribe: Some(deny_admin.clone()),
+            ..PermissionsConfig::default()
+        })
+    );
+    assert_eq!(auth.users.len(), 4);
+    assert_eq!(
+        auth.users[0],
+        UserConfig {
+            user: Some("alice".into()),
+            password: Some("$2b$04$xaBmIBJnThhjuylTwyw4F.1cryKdT0kzLF/dc.PyqdD90eixfkoeW".into()),
+            ..UserConfig::default()
+        }
+    );
+    let guest = auth.users[1].permissions.clone().unwrap_or_default();
+    assert_eq!(
+        guest.publish,
+        Some(SubjectPermissionConfig {
+            allow: Some(strings(&["public.>"])),
+            deny: vec![],
+        })
+    );
+    assert_eq!(
+        guest.subscribe,
+        Some(SubjectPermissionConfig {
+            allow: Some(strings(&["public.>", "work workers"])),
+            deny: vec![],
+        })
+    );
+    let svc = auth.users[2].permissions.clone().unwrap_or_default();
+    assert_eq!(svc.publish, Some(deny_admin));
+    assert_eq!(
+        svc.allow_responses,
+        Some(ResponsePermissionConfig {
+            max: 3,
+            expires: Duration::from_secs(60)
+        })
+    );
+    assert_eq!(
+        auth.users[3].nkey.as_deref(),
+        Some("UAB2CB576PHBBPQ5ODORRZ2LYCMWPZGWGCN2KDK7DXOIMZASKUY3RLKK")
+    );
+}
+
+#[test]
+fn bad_users_and_permissions_are_refused_with_nats_server_texts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "authorization { token: abc, users: [{user: a, password: b}] }\n",
+            "Can not have a token and a users array",
+        ),
+        (
+            "authorization { user: x, password: y, users: [{user: a, password: b}] }\n",
+            "Can not have a single user/pass and a users array",
+        ),
+        (
+            "authorization { users: [{user: a, password: b}, {user: a, password: c}] }\n",
+            "Duplicate user \"a\" detected",
+        ),
+        (
+            "no_auth_user: zed\nauthorization { users: [{user: a, password: b}] }\n",
+            "no_auth_user: \"zed\" not present as user in authorization block or account configuration",
+        ),
+        (
+            "no_auth_user: zed\n",
+            "no_auth_user: \"zed\" present, but users are not defined",
+        ),
+        (
+            "authorization { users: [{user: a, password: b, permissions: {publish: {allow: \"x\", bogus: 1}}}] }\n",
+            "Unknown field name \"bogus\" parsing subject permissions, only 'allow' or 'deny' are permitted",
+        ),
+        (
+            "authorization { users: [{user: a, password: b, permissions: {bogus: 1}}] }\n",
+            "Unknown field \"bogus\" parsing permissions",
+        ),
+        (
+            "authorization { users: [{user: a, password: b, flavor: 1}] }\n",
+            "unknown field \"flavor\"",
+        ),
+        (
+            "authorization { users: [{nkey: UAB2CB576PHBBPQ5ODORRZ2LYCMWPZGWGCN2KDK7DXOIMZASKUY3RLKK, password: x}] }\n",
+            "Nkey users do not take usernames or passwords",
+        ),
+        (
+            "authorization { users: [{nkey: bad}] }\n",
+            "Not a valid public nkey for a user: \"bad\"",
+        ),
+        (
+            "authorization { users: [{user: a, password: b, permissions: {subscribe: \"foo..bar\"}}] }\n",
+            "subject \"foo..bar\" is not a valid subject",
+        ),
+        (
+            "authorization { users: [{user: a, account: A}] }\n",
+            "\"account\" is not supported by natrix yet",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = config_error(dir.path(), text);
+        assert!(
+            err.contains(expected),
+            "{text}: got {err:?}, want {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn https_monitoring_is_configured_like_nats_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "https.conf", "https: \"127.0.0.1:8443\"\n");
+    let s = settings(&["-c", path.to_str().unwrap()]);
+    assert_eq!(s.server.https_port, Some(8443));
+    assert_eq!(s.server.http_host.as_deref(), Some("127.0.0.1"));
+    assert_eq!(settings(&["-ms", "9443"]).server.https_port, Some(9443));
+    assert_eq!(settings(&["--https_port", "-1"]).server.https_port, Some(0));
+    let path = write(dir.path(), "port.conf", "https_port: 8444\n");
+    assert_eq!(
+        settings(&["-c", path.to_str().unwrap()]).server.https_port,
+        Some(8444)
+    );
+}
+
 #[test]
 fn syntax_errors_name_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -416,16 +573,16 @@ fn security_relevant_options_natrix_lacks_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (
-            "port: 1\ntls {\n  cert_file: x\n}\n",
-            "broken.conf:2:1: \"tls\" is not supported by natrix yet",
+            "port: 1\ntls {\n  cert_file: c\n  key_file: k\n  verify_and_map: true\n}\n",
+            "broken.conf:5:3: \"verify_and_map\" is not supported by natrix yet",
         ),
         (
             "accounts {}\n",
             "broken.conf:1:1: \"accounts\" is not supported by natrix yet",
         ),
         (
-            "authorization {\n  users = []\n}\n",
-            "broken.conf:2:3: \"users\" is not supported by natrix yet",
+            "authorization {\n  auth_callout {}\n}\n",
+            "broken.conf:2:3: \"auth_callout\" is not supported by natrix yet",
         ),
         (
             "leafnodes {}\n",
@@ -446,8 +603,8 @@ fn security_relevant_options_natrix_lacks_are_refused() {
             "\"resolver\" is not supported by natrix yet",
         ),
         (
-            "cluster { tls {} }\n",
-            "\"tls\" is not supported by natrix yet",
+            "cluster { tls { cert_file: c, key_file: k, pinned_certs: [] } }\n",
+            "\"pinned_certs\" is not supported by natrix yet",
         ),
         (
             "jetstream { cipher: aes }\n",
@@ -519,7 +676,7 @@ fn nats_server_command_lines_map_to_the_config() {
         AuthConfig {
             user: Some("a".into()),
             password: Some("b".into()),
-            token: None
+            ..AuthConfig::default()
         }
     );
     assert_eq!(s.server.config_file, Some(path));
@@ -600,6 +757,7 @@ fn random_port_and_cluster_flags_are_parsed_and_validated() {
             port: 6444,
             routes: vec!["nats-route://a:6444".into(), "nats://b:6444".into()],
             advertise: Some("node9.example".into()),
+            tls: None,
         })
     );
     assert!(error(&["--routes", "a:1"]).contains("error parsing route url"));
@@ -618,8 +776,8 @@ fn version_test_and_unsupported_flags() {
         Ok(Command::TestConfig(_))
     ));
     assert_eq!(
-        error(&["--tls"]),
-        "flag --tls is not supported by natrix yet"
+        error(&["--help_tls"]),
+        "flag --help_tls is not supported by natrix yet"
     );
     assert!(matches!(run(&["-sl", "ldm=42"]), Ok(Command::Signal(_))));
     assert_eq!(error(&["-sl", "hup"]), r#"unknown signal "hup""#);
@@ -661,4 +819,136 @@ fn settings_from_a_map_report_options_errors_typed() {
         }
         other => panic!("expected Invalid, got {other:?}"),
     }
+}
+
+#[test]
+fn tls_blocks_with_readable_files_map_to_the_config_and_raise_the_auth_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = natrix_testkit::tls::TestCa::new("conf").unwrap();
+    let files = ca.issue(dir.path(), "node").unwrap();
+    let text = format!(
+        "tls {{\n  cert_file: {cert:?}\n  key_file: {key:?}\n  ca_file: {ca:?}\n  verify: true\n  timeout: \"1500ms\"\n}}\ncluster {{\n  listen: 127.0.0.1:-1\n  tls {{ cert_file: {cert:?}, key_file: {key:?}, ca_file: {ca:?} }}\n}}\n",
+        cert = files.cert_file,
+        key = files.key_file,
+        ca = files.ca_file,
+    );
+    let path = write(dir.path(), "tls.conf", &text);
+    let s = settings(&["-c", path.to_str().unwrap()]);
+    assert_eq!(
+        s.server.tls,
+        Some(natrix_server::TlsConfig {
+            verify: true,
+            timeout: Duration::from_millis(1500),
+            ..files.config()
+        })
+    );
+    assert_eq!(
+        s.server.cluster.as_ref().and_then(|c| c.tls.clone()),
+        Some(files.config())
+    );
+    // nats-server: with TLS, an unset authorization timeout is the TLS timeout plus a second.
+    assert_eq!(s.server.limits.auth_timeout, Duration::from_millis(2500));
+
+    // One that is set stays.
+    let path = write(
+        dir.path(),
+        "tls-auth.conf",
+        &format!("{text}authorization {{ token: t, timeout: 5 }}\n"),
+    );
+    let s = settings(&["-c", path.to_str().unwrap()]);
+    assert_eq!(s.server.limits.auth_timeout, Duration::from_secs(5));
+}
+
+#[test]
+fn unusable_tls_files_are_configuration_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = natrix_testkit::tls::TestCa::new("conf").unwrap();
+    let files = ca.issue(dir.path(), "node").unwrap();
+    let other = natrix_testkit::tls::TestCa::new("other")
+        .unwrap()
+        .issue(dir.path(), "other")
+        .unwrap();
+    let cert = files.cert_file.display().to_string();
+    let key = files.key_file.display().to_string();
+    let cases = [
+        (
+            format!("tls {{ cert_file: \"/nonexistent/c.pem\", key_file: {key:?} }}\n"),
+            "tls: error parsing X509 certificate/key pair: open /nonexistent/c.pem: No such file or directory".to_string(),
+        ),
+        (
+            format!(
+                "tls {{ cert_file: {cert:?}, key_file: {:?} }}\n",
+                other.key_file.display().to_string()
+            ),
+            "tls: error parsing X509 certificate/key pair".to_string(),
+        ),
+        (
+            format!("tls {{ cert_file: {cert:?}, key_file: {key:?}, verify: true }}\n"),
+            "tls: TLS verify needs 'ca_file'".to_string(),
+        ),
+        (
+            format!("cluster {{ tls {{ cert_file: {cert:?}, key_file: {key:?} }} }}\n"),
+            "cluster tls: cluster TLS needs 'ca_file'".to_string(),
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = config_error(dir.path(), &text);
+        assert!(err.starts_with(&expected), "{text}: {err}");
+    }
+
+    // `-t` checks the files too, as nats-server's does.
+    let path = write(
+        dir.path(),
+        "missing.conf",
+        &format!("tls {{ cert_file: \"/nonexistent/c.pem\", key_file: {key:?} }}\n"),
+    );
+    assert!(run(&["-t", "-c", path.to_str().unwrap()]).is_err());
+}
+
+#[test]
+fn tls_flags_enable_tls_like_nats_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = natrix_testkit::tls::TestCa::new("flags").unwrap();
+    let files = ca.issue(dir.path(), "node").unwrap();
+    let cert = files.cert_file.to_str().unwrap();
+    let key = files.key_file.to_str().unwrap();
+    let ca_file = files.ca_file.to_str().unwrap();
+
+    // A certificate and key are enough: no --tls needed.
+    let s = settings(&["--tlscert", cert, "--tlskey", key]);
+    assert_eq!(s.server.tls, Some(natrix_server::TlsConfig::new(cert, key)));
+    let s = settings(&[
+        "-tlsverify",
+        "-tlscert",
+        cert,
+        "-tlskey",
+        key,
+        "-tlscacert",
+        ca_file,
+    ]);
+    assert_eq!(
+        s.server.tls,
+        Some(natrix_server::TlsConfig {
+            verify: true,
+            ..files.config()
+        })
+    );
+    assert_eq!(
+        error(&["--tls", "--tlscert", cert]),
+        "TLS Server private key must be present and valid"
+    );
+    assert_eq!(
+        error(&["--tlsverify", "--tlscert", cert, "--tlskey", key]),
+        "tls: TLS verify needs 'ca_file': natrix does not verify client certificates against the system roots"
+    );
+
+    // --tls=false turns off the file's TLS.
+    let path = write(
+        dir.path(),
+        "tls.conf",
+        &format!("tls {{ cert_file: {cert:?}, key_file: {key:?} }}\n"),
+    );
+    let s = settings(&["-c", path.to_str().unwrap(), "--tls=false"]);
+    assert_eq!(s.server.tls, None);
+    assert_eq!(s.server.limits.auth_timeout, Duration::from_secs(2));
 }

@@ -54,6 +54,12 @@ pub(crate) fn parse_route_url(url: &str) -> Option<String> {
     }
 }
 
+/// The host of a `host:port` dial target, without the brackets of an IPv6 address.
+fn target_host(target: &str) -> &str {
+    let host = target.rsplit_once(':').map_or(target, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 /// Starts a dial loop for `target` unless one already runs.
 pub(crate) fn spawn(state: Arc<ServerState>, mesh: Arc<Mesh>, target: String, configured: bool) {
     if !mesh.start_dialing(&target) {
@@ -141,14 +147,40 @@ async fn dial_once(
     else {
         return Err(DialError::Resolve(target.to_string(), "no address".into()));
     };
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| DialError::Connect(target.to_string(), e.to_string()))?
+    let connect_err = |e: tonic::transport::Error| {
+        DialError::Connect(target.to_string(), crate::tls::error_chain(&e))
+    };
+    let scheme = if state.cluster_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+        .map_err(connect_err)?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true);
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| DialError::Connect(target.to_string(), e.to_string()))?;
+    if let Some(tls) = &state.cluster_tls {
+        // The peer's certificate must name the host of the route URL (DNS name or IP), which
+        // is what the operator configured, not the address it happened to resolve to.
+        endpoint = endpoint
+            .tls_config(tls.client_config(target_host(target)))
+            .map_err(connect_err)?;
+    }
+    let channel = match endpoint.connect().await {
+        Ok(channel) => channel,
+        Err(err) => {
+            // As nats-server, a refused certificate is an error worth an operator's attention
+            // (the peer logs its side too); an unreachable peer is routine while nodes start.
+            if crate::tls::is_tls_failure(&err) {
+                tracing::error!(
+                    peer = target,
+                    "TLS route handshake error: {}",
+                    crate::tls::error_chain(&err)
+                );
+            }
+            return Err(connect_err(err));
+        }
+    };
     let mut client = RouteClient::new(channel)
         .max_decoding_message_size(mesh.max_message)
         .max_encoding_message_size(mesh.max_message);
@@ -181,7 +213,14 @@ async fn dial_once(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_route_url;
+    use super::{parse_route_url, target_host};
+
+    #[test]
+    fn the_tls_name_of_a_target_is_its_host() {
+        assert_eq!(target_host("127.0.0.1:6222"), "127.0.0.1");
+        assert_eq!(target_host("nats-0.nats.svc:6222"), "nats-0.nats.svc");
+        assert_eq!(target_host("[::1]:6222"), "::1");
+    }
 
     #[test]
     fn route_urls_become_host_and_port() {

@@ -450,19 +450,34 @@ pub(crate) async fn start(
         .max_encoding_message_size(mesh.max_message),
     );
     let routes = services.routes();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let router = tonic::transport::Server::builder().add_routes(routes);
     let mut shutdown_signal = shutdown_rx.clone();
-    let server_task = tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = shutdown_signal.wait_for(|s| *s).await;
+    let stopped = async move {
+        let _ = shutdown_signal.wait_for(|s| *s).await;
+    };
+    let server_task = match &state.cluster_tls {
+        // Mutual TLS: only peers with a certificate from the cluster CA get to HTTP/2, so
+        // neither the route mesh nor Raft traffic is reachable without one.
+        Some(tls) => {
+            let incoming = tls.incoming(listener);
+            tokio::spawn(async move {
+                let result = router.serve_with_incoming_shutdown(incoming, stopped).await;
+                if let Err(err) = result {
+                    tracing::error!(%err, "cluster endpoint stopped");
+                }
             })
-            .await;
-        if let Err(err) = result {
-            tracing::error!(%err, "cluster endpoint stopped");
         }
-    });
+        None => {
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            tokio::spawn(async move {
+                let result = router.serve_with_incoming_shutdown(incoming, stopped).await;
+                if let Err(err) = result {
+                    tracing::error!(%err, "cluster endpoint stopped");
+                }
+            })
+        }
+    };
     tracing::info!("Cluster name is {}", mesh.cluster_name);
     tracing::info!("Listening for route connections on {addr}");
 

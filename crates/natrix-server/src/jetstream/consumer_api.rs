@@ -58,9 +58,6 @@ pub(crate) async fn create(
         return ApiResponse::None;
     };
     let result = async {
-        if payload.is_empty() {
-            return Err(ApiError::new(400, 10025, "invalid JSON"));
-        }
         let req = CreateConsumerRequest::resolve(&target, payload)?;
         let stream = js
             .stream(target.stream())

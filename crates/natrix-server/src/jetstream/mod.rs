@@ -116,8 +116,13 @@ impl JetStream {
                     .name
                     .clone()
                     .unwrap_or_else(|| state.server_id.clone());
+                // Raft traffic goes over the cluster endpoint: same mutual TLS as the routes.
+                let network = natrix_raft::NetworkOptions {
+                    tls: state.cluster_tls.as_ref().map(|t| t.client_config_by_uri()),
+                    ..Default::default()
+                };
                 Some(
-                    cluster::JsCluster::start(&store, &name)
+                    cluster::JsCluster::start(&store, &name, network)
                         .await
                         .map_err(JetStreamError::Cluster)?,
                 )

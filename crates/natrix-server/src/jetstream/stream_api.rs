@@ -102,13 +102,9 @@ fn info_page_local(
     (total, fields)
 }
 
-/// A create or update body. An empty body is an empty config (nats-server 2.15: its name then
-/// fails the name check); a missing name is not taken from the subject.
+/// A create or update body (decoded in `natrix-stream`, where it is fuzzed).
 fn parse_config(payload: &[u8]) -> Result<StreamConfig, ApiError> {
-    if payload.iter().all(u8::is_ascii_whitespace) {
-        return Ok(StreamConfig::default());
-    }
-    StreamConfig::from_json(payload)
+    StreamConfig::from_request_body(payload)
 }
 
 fn check_name(name: &str, config: &StreamConfig) -> Result<(), ApiError> {
@@ -466,23 +462,11 @@ struct InfoRequest {
     offset: usize,
 }
 
-/// Parses an optional JSON request body. As with Go's decoder, an empty body or `null` gives the
-/// defaults and a `null` member leaves its field at the default: async-nats sends `null` for "no
-/// options" and `{"offset":0,"subject":null}` for unfiltered stream names.
+/// Parses an optional JSON request body (see [`natrix_stream::decode_request_body`]).
 pub(crate) fn parse_body<T: Default + for<'de> Deserialize<'de>>(
     payload: &[u8],
 ) -> Result<T, ApiError> {
-    if payload.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    let mut value: serde_json::Value =
-        serde_json::from_slice(payload).map_err(ApiError::invalid_json)?;
-    match &mut value {
-        serde_json::Value::Null => return Ok(T::default()),
-        serde_json::Value::Object(members) => members.retain(|_, v| !v.is_null()),
-        _ => {}
-    }
-    serde_json::from_value(value).map_err(ApiError::invalid_json)
+    natrix_stream::decode_request_body(payload)
 }
 
 pub(crate) fn info(js: &JetStream, name: &str, payload: &[u8]) -> ApiResponse {

@@ -5,6 +5,7 @@
 
 mod closed;
 mod connz;
+mod https;
 mod index;
 mod jsz;
 mod metrics;
@@ -27,8 +28,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use parking_lot::Mutex;
 use serde::{Serialize, Serializer};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+pub(crate) use https::HttpsListener;
 
 use crate::state::ServerState;
 
@@ -54,11 +56,13 @@ impl Monitor {
     }
 }
 
-pub(crate) async fn serve(
-    listener: TcpListener,
+pub(crate) async fn serve<L>(
+    listener: L,
     state: Arc<ServerState>,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+{
     let http_addr = match listener.local_addr() {
         Ok(addr) => addr,
         Err(err) => {

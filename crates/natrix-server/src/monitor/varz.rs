@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::time::{rfc3339_nano, uptime};
 use super::{Empty, Monitor, Params, go_float, is_false, json, process};
 
-/// TLS is not supported yet; nats-server reports its default handshake timeout regardless.
+/// Without TLS nats-server reports its default handshake timeout regardless.
 const TLS_TIMEOUT_SECS: f64 = 2.0;
 
 #[derive(Serialize)]
@@ -27,6 +27,10 @@ pub(crate) struct Varz {
     pub port: u16,
     #[serde(skip_serializing_if = "is_false")]
     pub auth_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub tls_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub tls_verify: bool,
     pub max_connections: u32,
     #[serde(skip_serializing_if = "is_zero")]
     pub max_subscriptions: u64,
@@ -206,6 +210,8 @@ pub(crate) fn build(monitor: &Monitor) -> Varz {
         host: config.host.clone(),
         port: state.info.port,
         auth_required: config.auth.required(),
+        tls_required: state.tls.is_some(),
+        tls_verify: state.tls.as_ref().is_some_and(|t| t.verify),
         max_connections: limits.max_connections,
         max_subscriptions: u64::from(limits.max_subscriptions),
         ping_interval: limits.ping_interval.as_nanos() as u64,
@@ -214,9 +220,18 @@ pub(crate) fn build(monitor: &Monitor) -> Varz {
             .http_host
             .clone()
             .unwrap_or_else(|| config.host.clone()),
-        http_port: monitor.http_addr.port(),
+        // One monitoring listener: HTTP or HTTPS (nats-server refuses both at once).
+        http_port: if config.https_port.is_some() {
+            0
+        } else {
+            monitor.http_addr.port()
+        },
         http_base_path: "",
-        https_port: 0,
+        https_port: if config.https_port.is_some() {
+            monitor.http_addr.port()
+        } else {
+            0
+        },
         auth_timeout: limits.auth_timeout.as_secs_f64(),
         max_control_line: limits.max_control_line,
         max_payload: limits.max_payload,
@@ -227,7 +242,10 @@ pub(crate) fn build(monitor: &Monitor) -> Varz {
         mqtt: Empty {},
         websocket: Empty {},
         jetstream,
-        tls_timeout: TLS_TIMEOUT_SECS,
+        tls_timeout: config
+            .tls
+            .as_ref()
+            .map_or(TLS_TIMEOUT_SECS, |t| t.timeout.as_secs_f64()),
         write_deadline: limits.write_deadline.as_nanos() as u64,
         start: rfc3339_nano(state.started),
         now: rfc3339_nano(now),

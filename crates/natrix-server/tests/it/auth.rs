@@ -15,7 +15,7 @@ fn user_pass() -> ServerConfig {
         auth: AuthConfig {
             user: Some("alice".into()),
             password: Some("s3cret".into()),
-            token: None,
+            ..AuthConfig::default()
         },
         ..test_config()
     }

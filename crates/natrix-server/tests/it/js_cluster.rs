@@ -70,19 +70,25 @@ pub(crate) async fn start_cluster_with(n: usize, tune: Tune) -> anyhow::Result<V
     }
     let mut nodes: Vec<JsNode> = Vec::new();
     for _ in 0..n {
-        let routes = match nodes.first() {
-            Some(first) => vec![
-                first
-                    .server
-                    .cluster_addr()
-                    .ok_or_else(|| anyhow::anyhow!("no cluster address"))?,
-            ],
-            None => Vec::new(),
-        };
+        let routes = seed_routes(&nodes)?;
         nodes.push(start_node_with(&routes, tune).await?);
     }
     wait_for_meta_leader(&nodes, None).await?;
     Ok(nodes)
+}
+
+/// The routes a node joining `nodes` is started with: the first node's cluster address (none
+/// for the first node).
+pub(crate) fn seed_routes(nodes: &[JsNode]) -> anyhow::Result<Vec<String>> {
+    Ok(match nodes.first() {
+        Some(first) => vec![
+            first
+                .server
+                .cluster_addr()
+                .ok_or_else(|| anyhow::anyhow!("no cluster address"))?,
+        ],
+        None => Vec::new(),
+    })
 }
 
 pub(crate) async fn shutdown(nodes: Vec<JsNode>) {

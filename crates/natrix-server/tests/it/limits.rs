@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use natrix_server::{Limits, ServerConfig};
 use natrix_testkit::{RawClient, TestServer, test_config};
+use tokio::io::AsyncWriteExt;
 
 fn with_limits(limits: Limits) -> ServerConfig {
     ServerConfig {
@@ -285,5 +286,96 @@ async fn graceful_shutdown_delivers_queued_messages_before_closing() -> anyhow::
     })
     .await?;
     assert_eq!(rest?, "", "nothing after the queued messages");
+    Ok(())
+}
+
+#[tokio::test]
+async fn client_that_pipelines_pings_and_never_reads_is_cut_off_at_max_pending()
+-> anyhow::Result<()> {
+    const MAX_PENDING: u64 = 256 * 1024;
+    let server = TestServer::start_with(ServerConfig {
+        http_port: Some(0),
+        ..with_limits(Limits {
+            max_pending: MAX_PENDING,
+            max_payload: 64 * 1024,
+            ..Limits::default()
+        })
+    })
+    .await?;
+    let mut raw = RawClient::connect_with_recv_buffer(server.addr(), 4096).await?;
+    raw.handshake(r#"{"verbose":false}"#).await?;
+    let mut stream = raw.into_stream()?;
+    // The PONGs queue up on the server: as nats-server, they count against max_pending, so the
+    // client is cut off long before the write deadline (10 s) would.
+    let pings = b"PING\r\n".repeat(8 * 1024);
+    let started = tokio::time::Instant::now();
+    let mut sent = 0usize;
+    while sent < 1024 * MAX_PENDING as usize {
+        match tokio::time::timeout(Duration::from_secs(5), stream.write_all(&pings)).await {
+            Ok(Ok(())) => sent += pings.len(),
+            Ok(Err(_)) => break,
+            Err(_) => anyhow::bail!("writing blocked after {sent} bytes without a cut-off"),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "cut off after {:?}",
+        started.elapsed()
+    );
+    let mut reason = serde_json::Value::Null;
+    for _ in 0..100 {
+        let closed = server.monitor_json("/connz?state=closed").await?;
+        reason = closed["connections"][0]["reason"].clone();
+        if !reason.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(reason, "Slow Consumer (Pending Bytes)");
+    let varz = server.monitor_json("/varz").await?;
+    assert_eq!(varz["slow_consumers"], 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriber_whose_socket_stays_full_past_the_write_deadline_is_cut_off()
+-> anyhow::Result<()> {
+    let server = TestServer::start_with(ServerConfig {
+        http_port: Some(0),
+        ..with_limits(Limits {
+            write_deadline: Duration::from_millis(300),
+            ..Limits::default()
+        })
+    })
+    .await?;
+    let mut stuck = RawClient::connect_with_recv_buffer(server.addr(), 4096).await?;
+    stuck
+        .handshake(r#"{"verbose":false,"name":"stuck"}"#)
+        .await?;
+    stuck.send("SUB stuck 1\r\nPING\r\n").await?;
+    stuck.expect_line("PONG").await?;
+    // 16 MiB: more than the socket buffers hold, far less than max_pending (64 MiB), so only
+    // the blocked write can cut the subscriber off.
+    let mut publisher = server.raw().await?;
+    publisher.handshake(r#"{"verbose":false}"#).await?;
+    let frame = format!("PUB stuck 65536\r\n{}\r\n", "s".repeat(65536));
+    publisher.send(frame.repeat(256)).await?;
+    publisher.send("PING\r\n").await?;
+    publisher.expect_line("PONG").await?;
+
+    let mut reason = serde_json::Value::Null;
+    for _ in 0..250 {
+        let closed = server.monitor_json("/connz?state=closed").await?;
+        reason = closed["connections"][0]["reason"].clone();
+        if !reason.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(reason, "Slow Consumer (Write Deadline)");
+    assert_eq!(server.monitor_json("/varz").await?["slow_consumers"], 1);
+    // As nats-server: no -ERR, the socket just ends after what it already held.
+    let rest = stuck.expect_closed(Duration::from_secs(5)).await?;
+    assert!(!rest.contains("-ERR"));
     Ok(())
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use async_nats::ConnectOptions;
 use futures::StreamExt;
 use natrix_server::{AuthConfig, ServerConfig};
@@ -28,17 +28,7 @@ async fn json_when(
     path: &str,
     ready: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<Value> {
-    let deadline = tokio::time::Instant::now() + SETTLE;
-    loop {
-        let value = server.monitor_json(path).await?;
-        if ready(&value) {
-            return Ok(value);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("{path} never became ready; last answer: {value:#}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server.monitor_json_when(path, SETTLE, ready).await
 }
 
 async fn receive(sub: &mut async_nats::Subscriber, n: usize) -> anyhow::Result<()> {
@@ -567,7 +557,7 @@ async fn monitoring_never_reveals_a_password() -> anyhow::Result<()> {
     let auth = AuthConfig {
         user: Some("alice".into()),
         password: Some(password.into()),
-        token: None,
+        ..AuthConfig::default()
     };
     let server = TestServer::start_with(ServerConfig {
         http_port: Some(0),

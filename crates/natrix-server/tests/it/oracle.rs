@@ -2,7 +2,7 @@
 //! nats-server, asserting byte-identical replies (INFO compared by key order and stable values)
 //! and the same close/no-close outcome. It needs a nats-server binary (`$NATS_SERVER_BIN`, the
 //! copy from `scripts/install-test-deps.sh`, or one on `PATH`) and FAILS without one: CI installs
-//! it. The reference servers listen on 127.0.0.1:19222-19227.
+//! it. The reference servers listen on 127.0.0.1:19222-19229.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -496,7 +496,7 @@ async fn user_and_password_exchanges_match_nats_server() -> anyhow::Result<()> {
         auth: AuthConfig {
             user: Some("alice".into()),
             password: Some("s3cret".into()),
-            token: None,
+            ..AuthConfig::default()
         },
         limits: Limits {
             auth_timeout: Duration::from_millis(500),
@@ -679,4 +679,175 @@ async fn max_connections_exchange_matches_nats_server() -> anyhow::Result<()> {
         "natrix (left) vs nats-server (right)"
     );
     Ok(())
+}
+
+/// The users of the permission exchanges, as a nats-server config and as natrix's config.
+const PERMISSIONS_CONFIG: &str = r#"
+authorization {
+  users: [
+    { user: bob, password: pw, permissions: { publish: { allow: ["foo.>", "req"], deny: ["foo.secret"] }, subscribe: { allow: ["foo.*", "_INBOX.>"], deny: "foo.bar" } } }
+    { user: q, password: pw, permissions: { subscribe: ["work workers", "x"] } }
+    { user: svc, password: pw, permissions: { subscribe: "req", allow_responses: true } }
+    { user: alice, password: "$2b$04$xaBmIBJnThhjuylTwyw4F.1cryKdT0kzLF/dc.PyqdD90eixfkoeW" }
+  ]
+}
+"#;
+
+fn permission_users() -> Vec<natrix_server::UserConfig> {
+    use natrix_server::{
+        PermissionsConfig, ResponsePermissionConfig, SubjectPermissionConfig, UserConfig,
+    };
+    let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let rules = |allow: &[&str], deny: &[&str]| {
+        Some(SubjectPermissionConfig {
+            allow: Some(strings(allow)),
+            deny: strings(deny),
+        })
+    };
+    let user = |name: &str, password: &str, permissions| UserConfig {
+        user: Some(name.into()),
+        password: Some(password.into()),
+        nkey: None,
+        permissions,
+    };
+    vec![
+        user(
+            "bob",
+            "pw",
+            Some(PermissionsConfig {
+                publish: rules(&["foo.>", "req"], &["foo.secret"]),
+                subscribe: rules(&["foo.*", "_INBOX.>"], &["foo.bar"]),
+                allow_responses: None,
+            }),
+        ),
+        user(
+            "q",
+            "pw",
+            Some(PermissionsConfig {
+                subscribe: rules(&["work workers", "x"], &[]),
+                ..PermissionsConfig::default()
+            }),
+        ),
+        user(
+            "svc",
+            "pw",
+            Some(PermissionsConfig {
+                subscribe: rules(&["req"], &[]),
+                allow_responses: Some(ResponsePermissionConfig::default()),
+                ..PermissionsConfig::default()
+            }),
+        ),
+        user(
+            "alice",
+            "$2b$04$xaBmIBJnThhjuylTwyw4F.1cryKdT0kzLF/dc.PyqdD90eixfkoeW",
+            None,
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permission_exchanges_match_nats_server() -> anyhow::Result<()> {
+    let natrix = ServerConfig {
+        auth: AuthConfig {
+            users: permission_users(),
+            ..AuthConfig::default()
+        },
+        ..test_config()
+    };
+    let bob = "CONNECT {\"verbose\":true,\"user\":\"bob\",\"pass\":\"pw\"}\r\n";
+    let cases = vec![
+        case(
+            "publish allowed and denied",
+            vec![
+                sync(bob),
+                sync(
+                    "PUB foo.a 1\r\nx\r\nPUB foo.secret 1\r\nx\r\nPUB bar 1\r\nx\r\nPUB req 0\r\n\r\n",
+                ),
+            ],
+        ),
+        case(
+            "subscribe allowed and denied",
+            vec![
+                sync(bob),
+                sync(
+                    "SUB foo.a 1\r\nSUB foo.bar 2\r\nSUB foo.> 3\r\nSUB bar 4\r\nSUB bar q 5\r\nSUB foo.* q 6\r\n",
+                ),
+            ],
+        ),
+        case(
+            "deny filter on a wildcard subscription",
+            vec![
+                sync(bob),
+                sync("SUB foo.* 1\r\nPUB foo.bar 1\r\nx\r\nPUB foo.baz 1\r\ny\r\n"),
+            ],
+        ),
+        case(
+            "queue rules",
+            vec![
+                sync("CONNECT {\"verbose\":true,\"user\":\"q\",\"pass\":\"pw\"}\r\n"),
+                sync(
+                    "SUB work workers 1\r\nSUB work others 2\r\nSUB work 3\r\nSUB x 4\r\nSUB x any 5\r\n",
+                ),
+            ],
+        ),
+        case(
+            "responses only to received replies",
+            vec![
+                sync("CONNECT {\"verbose\":false,\"user\":\"svc\",\"pass\":\"pw\"}\r\n"),
+                sync("SUB req 1\r\nPUB _INBOX.never 1\r\nx\r\nPUB other 1\r\nx\r\n"),
+            ],
+        ),
+        case(
+            "bcrypt password",
+            vec![sync(
+                "CONNECT {\"verbose\":true,\"user\":\"alice\",\"pass\":\"s3cret\"}\r\n",
+            )],
+        ),
+        case(
+            "the hash is not the password",
+            vec![sync(
+                "CONNECT {\"user\":\"alice\",\"pass\":\"$2b$04$xaBmIBJnThhjuylTwyw4F.1cryKdT0kzLF/dc.PyqdD90eixfkoeW\"}\r\n",
+            )],
+        ),
+        case(
+            "unknown user",
+            vec![sync("CONNECT {\"user\":\"mallory\",\"pass\":\"pw\"}\r\n")],
+        ),
+    ];
+    compare(19228, natrix, &[], Some(PERMISSIONS_CONFIG), cases).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_auth_user_exchanges_match_nats_server() -> anyhow::Result<()> {
+    let natrix = ServerConfig {
+        auth: AuthConfig {
+            users: permission_users(),
+            no_auth_user: Some("bob".into()),
+            ..AuthConfig::default()
+        },
+        ..test_config()
+    };
+    let config = format!("no_auth_user: bob\n{PERMISSIONS_CONFIG}");
+    let cases = vec![
+        case(
+            "no credentials",
+            vec![
+                sync("CONNECT {\"verbose\":true}\r\n"),
+                sync("PUB foo.a 1\r\nx\r\nPUB bar 1\r\nx\r\n"),
+            ],
+        ),
+        case(
+            "operations before connect",
+            vec![sync("PING\r\nSUB bar 1\r\nSUB foo.a 2\r\n")],
+        ),
+        case(
+            "wrong credentials are not replaced",
+            vec![sync("CONNECT {\"user\":\"alice\",\"pass\":\"nope\"}\r\n")],
+        ),
+        case(
+            "a token is a credential",
+            vec![sync("CONNECT {\"auth_token\":\"x\"}\r\n")],
+        ),
+    ];
+    compare(19229, natrix, &[], Some(&config), cases).await
 }

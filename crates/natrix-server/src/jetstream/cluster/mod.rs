@@ -103,11 +103,15 @@ struct Capture {
 
 impl JsCluster {
     /// Starts the node's Raft host and its meta group member (from what the store holds).
-    pub async fn start(store: &Store, cluster_name: &str) -> Result<Arc<JsCluster>, String> {
+    pub async fn start(
+        store: &Store,
+        cluster_name: &str,
+        network: NetworkOptions,
+    ) -> Result<Arc<JsCluster>, String> {
         let node_id = store
             .node_id()
             .map_err(|e| format!("node id in the store: {e}"))?;
-        let raft = RaftHost::new(node_id, NetworkOptions::default());
+        let raft = RaftHost::new(node_id, network);
         let meta_state = Arc::new(RwLock::new(MetaState::new()));
         let changed = Arc::new(Notify::new());
         let (applied, meta_applied) = watch::channel(0);

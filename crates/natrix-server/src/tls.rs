@@ -1,0 +1,384 @@
+//! TLS for the client listener and the cluster endpoint: turns a [`TlsConfig`]'s PEM files into
+//! rustls configurations (ring provider) once, at start-up, so that a bad file stops the node
+//! with a clear error instead of failing every handshake later. When the client handshake
+//! happens relative to INFO is the listener's business (`server.rs`); the cluster endpoint's
+//! acceptor, which hands finished TLS streams to tonic, is here.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+use crate::config::TlsConfig;
+
+/// Cluster handshakes in progress at once; connections beyond are dropped at accept, so that a
+/// flood of silent sockets cannot pile up tasks (each is bounded by the TLS timeout anyway).
+const MAX_PENDING_CLUSTER_HANDSHAKES: usize = 256;
+
+/// Why a TLS configuration cannot be used (worded after nats-server's messages).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("error parsing X509 certificate/key pair: open {}: {source}", path.display())]
+    ReadPair {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("error parsing X509 certificate/key pair: no PEM certificate in {}", path.display())]
+    NoCertificate { path: std::path::PathBuf },
+    #[error("error parsing X509 certificate/key pair: no PEM private key in {}: {reason}", path.display())]
+    NoKey {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("error parsing X509 certificate/key pair: {0}")]
+    Pair(String),
+    #[error("open {}: {source}", path.display())]
+    ReadCa {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to parse root ca certificate {}: {reason}", path.display())]
+    Ca {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error(
+        "TLS verify needs 'ca_file': natrix does not verify client certificates against the system roots"
+    )]
+    VerifyWithoutCa,
+    #[error("cluster TLS needs 'ca_file': peers' certificates are always verified against it")]
+    ClusterWithoutCa,
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+/// The ring provider, named explicitly so that no process-wide default is needed (or changed).
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read_pair_file(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::ReadPair {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read_pair_file(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| TlsError::Pair(format!("{}: {err}", path.display())))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = read_pair_file(path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|err| TlsError::NoKey {
+        path: path.to_path_buf(),
+        reason: err.to_string(),
+    })
+}
+
+fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| TlsError::ReadCa {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let ca_err = |reason: String| TlsError::Ca {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|err| ca_err(err.to_string()))?;
+        roots.add(cert).map_err(|err| ca_err(err.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(ca_err("no PEM certificate".into()));
+    }
+    Ok(roots)
+}
+
+/// A rustls server configuration for `config`; with `require_client_cert`, clients must
+/// present a certificate that chains to `ca_file`.
+fn server_config(
+    config: &TlsConfig,
+    require_client_cert: bool,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = provider();
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|err| TlsError::Config(err.to_string()))?;
+    let builder = if require_client_cert {
+        let ca_file = config.ca_file.as_deref().ok_or(TlsError::VerifyWithoutCa)?;
+        let roots = Arc::new(load_roots(ca_file)?);
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
+            .build()
+            .map_err(|err| TlsError::Config(err.to_string()))?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let certs = load_certs(&config.cert_file)?;
+    let key = load_key(&config.key_file)?;
+    // rustls checks that the key belongs to the leaf certificate here.
+    let mut server = builder
+        .with_single_cert(certs, key)
+        .map_err(|err| TlsError::Pair(err.to_string()))?;
+    server.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(server))
+}
+
+/// The client listener's TLS, loaded: clients handshake before (`handshake_first`) or right
+/// after INFO, within `timeout`.
+#[derive(Clone)]
+pub struct ClientTls {
+    pub(crate) acceptor: TlsAcceptor,
+    pub(crate) timeout: Duration,
+    pub(crate) handshake_first: bool,
+    pub(crate) verify: bool,
+}
+
+impl fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("timeout", &self.timeout)
+            .field("handshake_first", &self.handshake_first)
+            .field("verify", &self.verify)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    /// Reads the files of a top-level `tls { }` block.
+    pub fn load(config: &TlsConfig) -> Result<ClientTls, TlsError> {
+        if config.verify && config.ca_file.is_none() {
+            return Err(TlsError::VerifyWithoutCa);
+        }
+        // Unused without `verify`, but a broken file is still an error, as in nats-server.
+        if let (Some(ca_file), false) = (&config.ca_file, config.verify) {
+            load_roots(ca_file)?;
+        }
+        let server = server_config(config, config.verify, &[])?;
+        Ok(ClientTls {
+            acceptor: TlsAcceptor::from(server),
+            timeout: config.timeout,
+            handshake_first: config.handshake_first,
+            verify: config.verify,
+        })
+    }
+}
+
+/// The cluster endpoint's mutual TLS, loaded: the gRPC server demands a client certificate
+/// that chains to `ca_file`, and every outgoing channel presents this node's certificate and
+/// verifies the peer's against the same file (nats-server mirrors its route CAs the same way).
+#[derive(Clone)]
+pub struct ClusterTls {
+    acceptor: TlsAcceptor,
+    client: ClientTlsConfig,
+    timeout: Duration,
+}
+
+impl fmt::Debug for ClusterTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterTls")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterTls {
+    /// Reads the files of a `cluster { tls { } }` block. `verify` is not consulted: the cluster
+    /// endpoint always verifies, as nats-server's routes do.
+    pub fn load(config: &TlsConfig) -> Result<ClusterTls, TlsError> {
+        let ca_file = config
+            .ca_file
+            .as_deref()
+            .ok_or(TlsError::ClusterWithoutCa)?;
+        let server = server_config(config, true, &[b"h2"])?;
+        // tonic builds its own rustls client from PEM; the files were just checked above.
+        let ca_pem = std::fs::read(ca_file).map_err(|source| TlsError::ReadCa {
+            path: ca_file.to_path_buf(),
+            source,
+        })?;
+        let cert_pem = read_pair_file(&config.cert_file)?;
+        let key_pem = read_pair_file(&config.key_file)?;
+        let client = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca_pem))
+            .identity(Identity::from_pem(cert_pem, key_pem))
+            .timeout(config.timeout);
+        // Build a connector once so that a configuration tonic rejects fails here, not on the
+        // first dial.
+        Endpoint::from_static("https://localhost")
+            .tls_config(client.clone())
+            .map_err(|err| TlsError::Config(error_chain(&err)))?;
+        Ok(ClusterTls {
+            acceptor: TlsAcceptor::from(server),
+            client,
+            timeout: config.timeout,
+        })
+    }
+
+    /// The client side for a peer at `host` (a DNS name or an IP address): its certificate must
+    /// carry `host` as a subject alternative name.
+    pub fn client_config(&self, host: &str) -> ClientTlsConfig {
+        self.client.clone().domain_name(host)
+    }
+
+    /// The client side, checking the peer against the host of the URI it is dialled at.
+    pub fn client_config_by_uri(&self) -> ClientTlsConfig {
+        self.client.clone()
+    }
+
+    /// Accepts TCP connections on `listener` and yields those whose TLS handshake succeeded
+    /// within the timeout; failures are logged (as nats-server logs route handshake errors) and
+    /// closed. Ends, releasing the listener, once the consumer drops the stream.
+    pub(crate) fn incoming(
+        &self,
+        listener: TcpListener,
+    ) -> impl Stream<Item = Result<TlsStream<TcpStream>, std::io::Error>> + Send + 'static {
+        let (tx, rx) = mpsc::channel::<TlsStream<TcpStream>>(16);
+        let acceptor = self.acceptor.clone();
+        let timeout = self.timeout;
+        tokio::spawn(async move {
+            let mut handshakes: JoinSet<(SocketAddr, HandshakeOutcome)> = JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = tx.closed() => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, addr)) => {
+                            if handshakes.len() >= MAX_PENDING_CLUSTER_HANDSHAKES {
+                                tracing::warn!(%addr, "too many cluster TLS handshakes in progress, closing");
+                                continue;
+                            }
+                            let _ = stream.set_nodelay(true);
+                            let acceptor = acceptor.clone();
+                            handshakes.spawn(async move {
+                                let outcome =
+                                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                                        Ok(Ok(tls)) => HandshakeOutcome::Done(Box::new(tls)),
+                                        Ok(Err(err)) => HandshakeOutcome::Failed(err),
+                                        Err(_) => HandshakeOutcome::TimedOut,
+                                    };
+                                (addr, outcome)
+                            });
+                        }
+                        Err(err) => {
+                            // Typically EMFILE: back off instead of spinning.
+                            tracing::error!(%err, "error accepting cluster connection");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    },
+                    Some(done) = handshakes.join_next(), if !handshakes.is_empty() => match done {
+                        Ok((_, HandshakeOutcome::Done(tls))) => {
+                            if tx.send(*tls).await.is_err() {
+                                break;
+                            }
+                        }
+                        Ok((addr, HandshakeOutcome::Failed(err))) => {
+                            tracing::error!(%addr, "TLS route handshake error: {err}");
+                        }
+                        Ok((addr, HandshakeOutcome::TimedOut)) => {
+                            tracing::error!(%addr, "TLS route handshake timeout");
+                        }
+                        Err(err) => tracing::debug!(%err, "cluster handshake task ended"),
+                    },
+                }
+            }
+        });
+        futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|tls| (Ok(tls), rx))
+        })
+    }
+}
+
+enum HandshakeOutcome {
+    Done(Box<TlsStream<TcpStream>>),
+    Failed(std::io::Error),
+    TimedOut,
+}
+
+/// An error with its sources, for messages (tonic's transport errors hide the cause); a cause
+/// whose text is already shown is not repeated.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Whether a TLS failure (a certificate the peer or we rejected, a handshake alert) is among
+/// `err`'s causes, as opposed to the peer being down or unreachable.
+pub(crate) fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if cause.is::<rustls::Error>() {
+            return true;
+        }
+        // tokio-rustls reports rustls' errors inside io::Error.
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{error_chain, is_tls_failure};
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("connecting: {0}")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn a_rejected_certificate_is_told_apart_from_an_unreachable_peer() {
+        let rejected = Outer(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        assert!(is_tls_failure(&rejected));
+        let refused = Outer(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(!is_tls_failure(&refused));
+    }
+
+    #[test]
+    fn causes_are_shown_once() {
+        let err = Outer(std::io::Error::other("bad certificate"));
+        // The outer text already carries the io::Error's.
+        assert_eq!(error_chain(&err), "connecting: bad certificate");
+    }
+}
