@@ -27,6 +27,7 @@ type EnvLookup = dyn Fn(&str) -> Option<String> + Send + Sync;
 /// Parses configuration files; holds how environment variables are looked up.
 pub struct Loader {
     env: Box<EnvLookup>,
+    max_expansion: usize,
 }
 
 impl Default for Loader {
@@ -38,14 +39,31 @@ impl Default for Loader {
 impl Loader {
     /// A loader that resolves `$NAME` against the process environment.
     pub fn new() -> Self {
-        Self {
-            env: Box::new(|name| std::env::var(name).ok()),
-        }
+        Self::with_env(|name| std::env::var(name).ok())
     }
 
     /// A loader with its own environment (tests, embedding).
     pub fn with_env(env: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
-        Self { env: Box::new(env) }
+        Self {
+            env: Box::new(env),
+            max_expansion: MAX_EXPANSION_BYTES,
+        }
+    }
+
+    /// Lowers (or raises) the bound on what variables and includes may add, in bytes
+    /// ([`MAX_EXPANSION_BYTES`] by default). The fuzz target uses a small one, so that inputs
+    /// that reach it stay cheap.
+    pub fn with_max_expansion(mut self, bytes: usize) -> Self {
+        self.max_expansion = bytes;
+        self
+    }
+
+    fn shared(&self) -> Shared {
+        Shared {
+            includes: Vec::new(),
+            expanded: 0,
+            max_expansion: self.max_expansion,
+        }
     }
 
     /// Parses the file at `path` and everything it includes.
@@ -54,7 +72,7 @@ impl Loader {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut shared = Shared::default();
+        let mut shared = self.shared();
         if let Ok(canonical) = std::fs::canonicalize(path) {
             shared.includes.push(canonical);
         }
@@ -71,7 +89,7 @@ impl Loader {
         name: &str,
         base_dir: Option<&Path>,
     ) -> Result<Map, ConfError> {
-        let mut shared = Shared::default();
+        let mut shared = self.shared();
         Parser::new(
             text,
             Arc::from(name),
@@ -96,22 +114,22 @@ pub fn parse_str(text: &str, name: &str) -> Result<Map, ConfError> {
 }
 
 /// What the parsers of one configuration (the file, its includes, environment values) share.
-#[derive(Default)]
 struct Shared {
     /// Canonical paths of the files being included, outermost first.
     includes: Vec<PathBuf>,
     /// Bytes added so far by includes and variable references (see [`MAX_EXPANSION_BYTES`]).
     expanded: usize,
+    max_expansion: usize,
 }
 
 impl Shared {
     /// Accounts for `bytes` more of expanded configuration, added at `pos`.
     fn charge_expansion(&mut self, bytes: usize, pos: &Pos) -> Result<(), ConfError> {
         let total = self.expanded.saturating_add(bytes);
-        if total > MAX_EXPANSION_BYTES {
+        if total > self.max_expansion {
             return Err(ConfError::ExpansionTooLarge {
                 pos: pos.clone(),
-                max: MAX_EXPANSION_BYTES,
+                max: self.max_expansion,
             });
         }
         self.expanded = total;
@@ -722,7 +740,10 @@ impl<'a> Parser<'a> {
             return Err(ConfError::IncludeCycle { pos, path });
         }
         // Read no more than the budget allows (`include /dev/zero` is an error, not an OOM).
-        let remaining = MAX_EXPANSION_BYTES.saturating_sub(self.shared.expanded);
+        let remaining = self
+            .shared
+            .max_expansion
+            .saturating_sub(self.shared.expanded);
         let text = read_at_most(&full, remaining).map_err(include_err)?;
         self.shared.charge_expansion(text.len(), &pos)?;
         self.shared.includes.push(canonical);

@@ -417,14 +417,16 @@ impl ConsumerConfig {
         if self.max_ack_pending == 0 {
             self.max_ack_pending = limits.max_ack_pending;
         }
+        // A negative threshold counts as unset first, so that defaulting is idempotent: a
+        // config validated again (on update, at restart) must come out unchanged.
+        if self.inactive_threshold < 0 {
+            self.inactive_threshold = 0;
+        }
         if self.inactive_threshold == 0 {
             self.inactive_threshold = limits.inactive_threshold;
         }
         if self.inactive_threshold <= 0 && !self.is_durable() {
             self.inactive_threshold = DEFAULT_EPHEMERAL_INACTIVE_NS;
-        }
-        if self.inactive_threshold < 0 {
-            self.inactive_threshold = 0;
         }
         if acks && self.max_ack_pending == 0 {
             self.max_ack_pending = DEFAULT_MAX_ACK_PENDING;

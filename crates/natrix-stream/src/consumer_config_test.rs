@@ -361,6 +361,12 @@ fn stream_consumer_limits_fill_defaults_and_cap_the_config() {
     );
     let pull = validated("{}", &s).expect("a pull consumer without acks is valid");
     assert_eq!(pull.validate_and_default(&s), Ok(pull));
+    // Also found by it: a durable's negative inactive_threshold became 0 and, validated again,
+    // the stream's limit. It is unset from the start now, so both passes agree.
+    let durable = validated(r#"{"durable_name":"A","inactive_threshold":-5}"#, &s)
+        .expect("a durable with a negative threshold is valid");
+    assert_eq!(durable.inactive_threshold, 10_000_000_000);
+    assert_eq!(durable.validate_and_default(&s), Ok(durable));
 }
 
 #[test]
