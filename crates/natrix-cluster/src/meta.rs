@@ -102,6 +102,11 @@ pub enum MetaCommand {
         peers: Vec<NodeId>,
         /// Creation time, Unix nanoseconds.
         created_ns: i64,
+        /// The account's stream limit (0 or less: none), checked when the command applies so
+        /// that concurrent creates through different nodes cannot pass it together. Missing in
+        /// entries written before it existed.
+        #[serde(default, skip_serializing_if = "is_unlimited")]
+        max_streams: i64,
     },
     /// A new config for an existing stream, and new peers when the update moves or scales it.
     UpdateStream {
@@ -151,12 +156,14 @@ impl MetaCommand {
         config: &StreamConfig,
         peers: Vec<NodeId>,
         created_ns: i64,
+        max_streams: i64,
     ) -> MetaCommand {
         MetaCommand::CreateStream {
             name: config.name.clone(),
             config: json_value(config),
             peers,
             created_ns,
+            max_streams,
         }
     }
 
@@ -328,7 +335,8 @@ impl MetaState {
                 config,
                 peers,
                 created_ns,
-            } => self.create_stream(name, config, peers, *created_ns),
+                max_streams,
+            } => self.create_stream(name, config, peers, *created_ns, *max_streams),
             MetaCommand::UpdateStream {
                 name,
                 config,
@@ -410,6 +418,7 @@ impl MetaState {
         config: &serde_json::Value,
         peers: &[NodeId],
         created_ns: i64,
+        max_streams: i64,
     ) -> Result<MetaReply, ApiError> {
         check_stream_config(name, config)?;
         if let Some(existing) = self.streams.get(name) {
@@ -419,6 +428,9 @@ impl MetaState {
             } else {
                 Err(ApiError::stream_name_exists())
             };
+        }
+        if u64::try_from(max_streams).is_ok_and(|max| max > 0 && self.streams.len() as u64 >= max) {
+            return Err(ApiError::maximum_streams_limit());
         }
         self.check_no_overlap(name, config)?;
         check_peers(&self.peers, peers)?;
@@ -554,6 +566,10 @@ impl MetaState {
         }
         Ok(())
     }
+}
+
+fn is_unlimited(max: &i64) -> bool {
+    *max <= 0
 }
 
 /// A command as it travels in the meta group's log.

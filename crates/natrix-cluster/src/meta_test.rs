@@ -56,7 +56,8 @@ fn stream_reply(reply: MetaReply) -> StreamAssignment {
 }
 
 fn create(state: &mut MetaState, name: &str, subjects: &[&str], peers: &[NodeId]) -> MetaReply {
-    let command = MetaCommand::create_stream(&stream_config(name, subjects), peers.to_vec(), 1_000);
+    let command =
+        MetaCommand::create_stream(&stream_config(name, subjects), peers.to_vec(), 1_000, 0);
     state.apply(&command)
 }
 
@@ -165,7 +166,7 @@ fn the_stored_config_turns_back_into_the_stream_config() {
     let mut config = stream_config("ORDERS", &["orders.>"]);
     config.description = "<orders & more>".to_string();
     config.max_msgs = 10;
-    ok(state.apply(&MetaCommand::create_stream(&config, vec![1], 5)));
+    ok(state.apply(&MetaCommand::create_stream(&config, vec![1], 5, 0)));
     let stored = state.stream("ORDERS").expect("created");
     assert_eq!(stored.stream_config(), Ok(config));
 }
@@ -174,7 +175,7 @@ fn the_stored_config_turns_back_into_the_stream_config() {
 fn creating_an_identical_stream_again_answers_the_existing_assignment() {
     let mut state = three_peers();
     let first = stream_reply(ok(create(&mut state, "A", &["a"], &[1, 2, 3])));
-    let command = MetaCommand::create_stream(&stream_config("A", &["a"]), vec![3], 2_000);
+    let command = MetaCommand::create_stream(&stream_config("A", &["a"]), vec![3], 2_000, 0);
     let again = stream_reply(ok(state.apply(&command)));
     assert_eq!(again, first);
     assert_eq!(state.next_group_id, 2);
@@ -184,7 +185,7 @@ fn creating_an_identical_stream_again_answers_the_existing_assignment() {
 fn creating_a_stream_under_a_taken_name_with_another_config_is_refused() {
     let mut state = three_peers();
     ok(create(&mut state, "A", &["a"], &[1]));
-    let command = MetaCommand::create_stream(&stream_config("A", &["other"]), vec![1], 1);
+    let command = MetaCommand::create_stream(&stream_config("A", &["other"]), vec![1], 1, 0);
     let err = refused(&mut state, command, 10058);
     assert_eq!(
         err.description,
@@ -200,6 +201,7 @@ fn a_stream_config_must_decode_and_carry_the_streams_name() {
         config: json_value(&stream_config("B", &["b"])),
         peers: vec![1],
         created_ns: 0,
+        max_streams: 0,
     };
     refused(&mut state, mismatch, 10056);
     let garbage = MetaCommand::CreateStream {
@@ -207,6 +209,7 @@ fn a_stream_config_must_decode_and_carry_the_streams_name() {
         config: serde_json::json!({"name": "A", "retention": "sometimes"}),
         peers: vec![1],
         created_ns: 0,
+        max_streams: 0,
     };
     refused(&mut state, garbage, 10025);
 }
@@ -215,7 +218,7 @@ fn a_stream_config_must_decode_and_carry_the_streams_name() {
 fn streams_capturing_the_same_subjects_are_refused() {
     let mut state = three_peers();
     ok(create(&mut state, "A", &["orders.*"], &[1]));
-    let command = MetaCommand::create_stream(&stream_config("B", &["orders.eu"]), vec![1], 0);
+    let command = MetaCommand::create_stream(&stream_config("B", &["orders.eu"]), vec![1], 0, 0);
     let err = refused(&mut state, command, 10065);
     assert_eq!(err.description, "subjects overlap with an existing stream");
 }
@@ -224,7 +227,7 @@ fn streams_capturing_the_same_subjects_are_refused() {
 fn stream_peers_must_be_one_to_five_distinct_members() {
     let mut state = three_peers();
     let with =
-        |peers: Vec<NodeId>| MetaCommand::create_stream(&stream_config("A", &["a"]), peers, 0);
+        |peers: Vec<NodeId>| MetaCommand::create_stream(&stream_config("A", &["a"]), peers, 0, 0);
     let err = refused(&mut state, with(vec![]), 10005);
     assert_eq!(err.description, "no suitable peers for placement");
     refused(&mut state, with(vec![1, 1]), 10003);
@@ -449,7 +452,7 @@ fn every_command() -> Vec<MetaCommand> {
             node_id: 2,
             offline: true,
         },
-        MetaCommand::create_stream(&stream_config("A", &["a"]), vec![1, 2], -5),
+        MetaCommand::create_stream(&stream_config("A", &["a"]), vec![1, 2], -5, 0),
         MetaCommand::update_stream(&stream_config("A", &["a"]), Some(vec![u64::MAX])),
         MetaCommand::update_stream(&stream_config("A", &["a"]), None),
         MetaCommand::DeleteStream {
@@ -622,7 +625,7 @@ fn command_strategy() -> impl Strategy<Value = MetaCommand> {
             .prop_map(|(node_id, offline)| MetaCommand::SetPeerOffline { node_id, offline }),
         4 => (name(), subject(), peers_strategy(), any::<i64>()).prop_map(
             |(name, subject, peers, ts)| {
-                MetaCommand::create_stream(&stream_config(name, &[subject]), peers, ts)
+                MetaCommand::create_stream(&stream_config(name, &[subject]), peers, ts, 0)
             }
         ),
         2 => (name(), subject(), 0i64..3, proptest::option::of(peers_strategy())).prop_map(
@@ -696,4 +699,27 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn the_account_stream_limit_holds_when_the_command_applies() {
+    let mut state = three_peers();
+    let limited =
+        |name: &str| MetaCommand::create_stream(&stream_config(name, &[name]), vec![1], 0, 2);
+    ok(state.apply(&limited("A")));
+    ok(state.apply(&limited("B")));
+    // A create checked against an older view of the state still stops here.
+    refused(&mut state, limited("C"), 10027);
+    // Creating an existing stream again is not a new stream.
+    ok(state.apply(&limited("A")));
+    // Entries written before the limit existed decode as unlimited.
+    let old = br#"{"op":"create_stream","name":"C","config":{"name":"C","subjects":["c"]},"peers":[1],"created_ns":0}"#;
+    let decoded = decode_command(old);
+    assert!(
+        matches!(
+            decoded,
+            Ok(MetaCommand::CreateStream { max_streams: 0, .. })
+        ),
+        "{decoded:?}"
+    );
 }

@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use natrix_wire::{write_err, write_hmsg, write_msg};
-use parking_lot::Mutex;
+use parking_lot::{MappedRwLockReadGuard, Mutex, RwLock, RwLockReadGuard};
 use tokio::sync::Notify;
 
 use crate::auth::{Permissions, ReplyTracker};
@@ -87,6 +87,39 @@ pub(crate) struct ClientMeta {
     pub lang: String,
     pub version: String,
     pub user: Option<String>,
+    /// The TLS session, for a client connected over TLS.
+    pub tls: Option<TlsSession>,
+}
+
+/// What `/connz` shows of a client's TLS session, in nats-server's (Go's) names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TlsSession {
+    /// `1.2` or `1.3`.
+    pub version: String,
+    /// The IANA name, e.g. `TLS_AES_128_GCM_SHA256`.
+    pub cipher_suite: String,
+}
+
+impl TlsSession {
+    /// The session of a finished rustls handshake.
+    pub fn of(session: &rustls::ServerConnection) -> Option<TlsSession> {
+        let version = match session.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => "1.3".to_string(),
+            rustls::ProtocolVersion::TLSv1_2 => "1.2".to_string(),
+            other => format!("{other:?}"),
+        };
+        let suite = session.negotiated_cipher_suite()?.suite();
+        // rustls prefixes TLS 1.3 suites with `TLS13_`; Go (and the IANA registry) use `TLS_`.
+        let name = format!("{suite:?}");
+        let cipher_suite = match name.strip_prefix("TLS13_") {
+            Some(rest) => format!("TLS_{rest}"),
+            None => name,
+        };
+        Some(TlsSession {
+            version,
+            cipher_suite,
+        })
+    }
 }
 
 /// Options from CONNECT that the delivery path reads on every message.
@@ -129,8 +162,39 @@ pub(crate) struct Client {
     pub last_activity_ms: AtomicU64,
     /// Round-trip of the first PING, in microseconds (0 unknown).
     pub rtt_us: AtomicU64,
-    /// The user's permissions, set at CONNECT if it has any: deliveries check them.
-    pub access: OnceLock<ClientAccess>,
+    /// The user's permissions, the only copy: the connection's publish and subscribe checks and
+    /// every delivery to this client read it.
+    pub access: CurrentAccess,
+}
+
+/// The permissions a client acts under now: `no_auth_user`'s from accept (as nats-server applies
+/// them before CONNECT), then those of the user each CONNECT authenticates. A second CONNECT as
+/// another user replaces them for everything after it, deliveries included.
+#[derive(Debug, Default)]
+pub(crate) struct CurrentAccess {
+    /// Whether `access` holds permissions, so that deliveries to and publishes by unrestricted
+    /// clients (the common case) cost one load instead of a lock.
+    restricted: AtomicBool,
+    access: RwLock<Option<ClientAccess>>,
+}
+
+impl CurrentAccess {
+    /// Replaces the permissions (`None`: unrestricted). Replies recorded for `allow_responses`
+    /// go with the old ones, as nats-server starts a new reply map when it sets permissions.
+    pub fn set(&self, permissions: Option<Arc<Permissions>>) {
+        let mut access = self.access.write();
+        *access = permissions.map(ClientAccess::new);
+        self.restricted.store(access.is_some(), Ordering::Release);
+    }
+
+    /// The permissions in force, `None` if unrestricted. Hold the guard briefly: a CONNECT
+    /// replacing them waits for it.
+    pub fn get(&self) -> Option<MappedRwLockReadGuard<'_, ClientAccess>> {
+        if !self.restricted.load(Ordering::Acquire) {
+            return None;
+        }
+        RwLockReadGuard::try_map(self.access.read(), Option::as_ref).ok()
+    }
 }
 
 /// What the delivery path enforces for a client with permissions.
@@ -210,7 +274,7 @@ impl Client {
             in_bytes: AtomicU64::new(0),
             last_activity_ms: AtomicU64::new(0),
             rtt_us: AtomicU64::new(0),
-            access: OnceLock::new(),
+            access: CurrentAccess::default(),
         }
     }
 
@@ -243,6 +307,7 @@ impl Client {
             if let (Some(reply), Some(replies)) = (reply, &access.replies) {
                 replies.lock().record(reply, Instant::now());
             }
+            // The guard ends here, before `out` is locked.
         }
         let mut out = self.out.lock();
         if out.closing.is_some() {

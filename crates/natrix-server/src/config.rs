@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub https_port: Option<u16>,
     pub limits: Limits,
     pub auth: AuthConfig,
+    /// The account every client of this node belongs to.
+    pub account: AccountConfig,
     pub jetstream: Option<JetStreamConfig>,
     pub cluster: Option<ClusterConfig>,
     /// `tls { ... }` / `--tls*`: clients must connect with TLS.
@@ -157,6 +159,30 @@ impl Default for ResponsePermissionConfig {
     }
 }
 
+/// The one account clients belong to: nats-server's global account `$G`, or the single account
+/// of `accounts { NAME { users, jetstream } }`. natrix serves one account per cluster, so every
+/// client shares one subject space and one JetStream (see docs/security.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountConfig {
+    pub name: String,
+    /// The account's JetStream limits; `None`: JetStream is not enabled for the account (every
+    /// API request is answered with 10039), as for an account without `jetstream` in nats-server.
+    pub jetstream: Option<natrix_stream::AccountLimits>,
+}
+
+impl Default for AccountConfig {
+    /// `$G`, with JetStream (when the server runs it) and no account limits.
+    fn default() -> Self {
+        Self {
+            name: GLOBAL_ACCOUNT.to_string(),
+            jetstream: Some(natrix_stream::AccountLimits::default()),
+        }
+    }
+}
+
+/// nats-server's global account, which clients belong to when no `accounts` are configured.
+pub const GLOBAL_ACCOUNT: &str = "$G";
+
 /// `jetstream { ... }` / `-js`, `-sd`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JetStreamConfig {
@@ -286,6 +312,7 @@ impl Default for ServerConfig {
             https_port: None,
             limits: Limits::default(),
             auth: AuthConfig::default(),
+            account: AccountConfig::default(),
             jetstream: None,
             cluster: None,
             tls: None,

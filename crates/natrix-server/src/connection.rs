@@ -4,6 +4,7 @@
 //! once per read batch.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -16,8 +17,8 @@ use natrix_wire::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::auth::{Identity, Permissions, Verdict, bcrypt_matches};
-use crate::client::{Client, ClientAccess, CloseReason, Enqueued};
+use crate::auth::{Identity, Verdict};
+use crate::client::{Client, CloseReason, Enqueued};
 use crate::cluster::link::Pushed;
 use crate::internal::InternalMsg;
 use crate::router::{
@@ -61,9 +62,8 @@ pub(crate) struct Connection {
     batch: BatchStats,
     /// The nonce this connection's INFO carried (NKey users sign it).
     nonce: Option<String>,
-    /// The authenticated user's permissions, if it has any.
-    permissions: Option<Arc<Permissions>>,
-    /// Publish decisions by subject (allow and deny lists only; responses are not cached).
+    /// Publish decisions by subject under the client's current permissions (`client.access`;
+    /// allow and deny lists only, responses are not cached). Cleared when they change.
     publish_verdicts: HashMap<Bytes, bool>,
     /// A CONNECT waiting for its bcrypt check; nothing after it is read until it is decided.
     pending_auth: Option<PendingAuth>,
@@ -98,10 +98,14 @@ impl Connection {
         // Until CONNECT says otherwise a client gets nats-server's defaults: verbose, pedantic,
         // echo, and no headers (HPUB closes the connection).
         let defaults = ConnectInfo::default();
-        let state_permissions_before_connect = state
-            .auth
-            .no_auth_identity()
-            .and_then(|identity| identity.permissions);
+        // Under no_auth_user, operations (and deliveries) before CONNECT already act as that
+        // user, as in nats-server.
+        client.access.set(
+            state
+                .auth
+                .no_auth_identity()
+                .and_then(|identity| identity.permissions),
+        );
         parser.set_headers_supported(defaults.headers);
         Self {
             state,
@@ -125,8 +129,6 @@ impl Connection {
             stalled: Vec::new(),
             batch: BatchStats::default(),
             nonce,
-            // Under no_auth_user, operations before CONNECT already act as that user.
-            permissions: state_permissions_before_connect,
             publish_verdicts: HashMap::new(),
             pending_auth: None,
         }
@@ -168,7 +170,11 @@ impl Connection {
                         self.client.touch();
                         self.process(&mut buf);
                         while let Some(pending) = self.pending_auth.take() {
-                            if !self.finish_bcrypt_auth(pending).await {
+                            // The authentication timeout also bounds the wait for a bcrypt
+                            // permit, so a flood of CONNECTs cannot queue without end.
+                            let deadline = (auth_required && !self.connected)
+                                .then_some(auth_timer.as_mut());
+                            if !self.finish_bcrypt_auth(pending, deadline).await {
                                 break;
                             }
                             self.process(&mut buf);
@@ -189,8 +195,7 @@ impl Connection {
                 },
                 _ = ping_timer.tick() => self.on_ping_timer(),
                 _ = &mut auth_timer, if auth_required && !self.connected => {
-                    tracing::debug!(cid = self.client.id, "authentication timeout");
-                    self.client.send_err_and_close("Authentication Timeout", CloseReason::AuthenticationTimeout);
+                    self.authentication_timeout();
                     break;
                 }
             }
@@ -361,6 +366,12 @@ impl Connection {
         }
     }
 
+    fn authentication_timeout(&self) {
+        tracing::debug!(cid = self.client.id, "authentication timeout");
+        self.client
+            .send_err_and_close("Authentication Timeout", CloseReason::AuthenticationTimeout);
+    }
+
     fn authorization_violation(&self) {
         tracing::warn!(cid = self.client.id, addr = %self.client.addr, "authorization violation");
         self.client.send_err_and_close(
@@ -369,18 +380,32 @@ impl Connection {
         );
     }
 
-    /// Checks a bcrypt password off the runtime's workers (it costs milliseconds of CPU), then
-    /// completes the CONNECT; false if the connection is closing.
-    async fn finish_bcrypt_auth(&mut self, pending: PendingAuth) -> bool {
+    /// Checks a bcrypt password off the runtime's workers (it costs milliseconds of CPU, and at
+    /// most a few checks of the whole node run at once: `Authenticator::check_bcrypt`), then
+    /// completes the CONNECT; false if the connection is closing. With a `deadline` (the
+    /// authentication timer), a check not decided by then closes the connection as timed out.
+    async fn finish_bcrypt_auth(
+        &mut self,
+        pending: PendingAuth,
+        deadline: Option<Pin<&mut tokio::time::Sleep>>,
+    ) -> bool {
         let PendingAuth {
             info,
             password,
             hash,
             identity,
         } = pending;
-        let matched = tokio::task::spawn_blocking(move || bcrypt_matches(&password, &hash))
-            .await
-            .unwrap_or(false);
+        let check = self.state.auth.check_bcrypt(password, hash);
+        let matched = match deadline {
+            Some(deadline) => tokio::select! {
+                matched = check => matched,
+                () = deadline => {
+                    self.authentication_timeout();
+                    return false;
+                }
+            },
+            None => check.await,
+        };
         if !matched {
             self.authorization_violation();
             return false;
@@ -430,15 +455,10 @@ impl Connection {
             meta.version = info.version.unwrap_or_default();
             meta.user = identity.user;
         }
-        // A second CONNECT keeps the first user's delivery checks (set once); nats-server
-        // does not let a connection change user either.
-        if let Some(permissions) = &identity.permissions {
-            let _ = self
-                .client
-                .access
-                .set(ClientAccess::new(permissions.clone()));
-        }
-        self.permissions = identity.permissions;
+        // As nats-server, a second CONNECT authenticates again and its user's permissions
+        // replace the first's for everything after it: publishes, new subscriptions, and
+        // deliveries (subscriptions already made stay).
+        self.client.access.set(identity.permissions);
         self.publish_verdicts.clear();
         self.ok();
         true
@@ -452,9 +472,11 @@ impl Connection {
         self.batch_subs += 1;
         // nats-server's order: permissions, the limit, then a reused sid (ignored, yet
         // acknowledged), then the subject (the trie rejects what is invalid).
-        if let Some(permissions) = &self.permissions
-            && !permissions.can_subscribe(&subject, queue.as_deref())
-        {
+        let denied =
+            self.client.access.get().is_some_and(|access| {
+                !access.permissions.can_subscribe(&subject, queue.as_deref())
+            });
+        if denied {
             let subject = String::from_utf8_lossy(&subject);
             let text = match &queue {
                 Some(queue) => format!(
@@ -531,7 +553,7 @@ impl Connection {
             self.client.close(CloseReason::ProtocolViolation);
             return;
         }
-        if self.permissions.is_some() && !self.may_publish(&p.subject) {
+        if !self.may_publish(&p.subject) {
             let text = format!(
                 "Permissions Violation for Publish to \"{}\"",
                 String::from_utf8_lossy(&p.subject)
@@ -588,13 +610,13 @@ impl Connection {
     /// The publish permission check: allow and deny lists (cached per subject), then, for a
     /// subject they refuse, `allow_responses`.
     fn may_publish(&mut self, subject: &Bytes) -> bool {
-        let Some(permissions) = &self.permissions else {
+        let Some(access) = self.client.access.get() else {
             return true;
         };
         let allowed = match self.publish_verdicts.get(subject) {
             Some(&allowed) => allowed,
             None => {
-                let allowed = permissions.can_publish(subject);
+                let allowed = access.permissions.can_publish(subject);
                 if self.publish_verdicts.len() >= PUBLISH_VERDICTS_MAX {
                     self.publish_verdicts.clear();
                 }
@@ -602,12 +624,7 @@ impl Connection {
                 allowed
             }
         };
-        allowed
-            || self
-                .client
-                .access
-                .get()
-                .is_some_and(|access| access.allows_response(subject))
+        allowed || access.allows_response(subject)
     }
 
     /// Queues the message for one subscription; false if it was not delivered.

@@ -18,10 +18,11 @@ mod writer;
 pub use auth::{AuthConfigError, check_config as check_auth_config};
 pub use cluster::{ClusterError, ClusterServices};
 pub use config::{
-    AuthConfig, ClusterConfig, JetStreamConfig, Limits, PermissionsConfig,
-    ResponsePermissionConfig, ServerConfig, SubjectPermissionConfig, UserConfig,
+    AccountConfig, AuthConfig, ClusterConfig, GLOBAL_ACCOUNT, JetStreamConfig, Limits,
+    PermissionsConfig, ResponsePermissionConfig, ServerConfig, SubjectPermissionConfig, UserConfig,
 };
 pub use config::{DEFAULT_TLS_TIMEOUT, TlsConfig};
 pub use jetstream::JetStreamError;
 pub use monitor::log_timestamp;
+pub use natrix_stream::AccountLimits;
 pub use server::{LEADERSHIP_HANDOFF, Server, ServerError, VERSION};

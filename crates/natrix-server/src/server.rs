@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::auth::Authenticator;
-use crate::client::{Client, CloseReason};
+use crate::client::{Client, CloseReason, TlsSession};
 use crate::connection::Connection;
 use crate::jetstream::JetStream;
 use crate::monitor;
@@ -477,7 +477,7 @@ async fn serve_client(state: Arc<ServerState>, stream: TcpStream, addr: SocketAd
         run_client(&state, &client, read_half, write_half, over_limit, nonce).await;
         return;
     };
-    match tls_handshake(tls, stream, &buf, cid, addr).await {
+    match tls_handshake(tls, &client, stream, &buf, cid, addr).await {
         Some(stream) => {
             if tls.handshake_first {
                 client.send_proto(&buf);
@@ -532,6 +532,7 @@ async fn run_client<R, W>(
 /// failure is logged with nats-server's wording; the caller closes the socket by dropping it.
 async fn tls_handshake(
     tls: &ClientTls,
+    client: &Client,
     mut stream: TcpStream,
     info: &[u8],
     cid: u64,
@@ -554,6 +555,7 @@ async fn tls_handshake(
                 cipher = ?session.negotiated_cipher_suite().map(|s| s.suite()),
                 "TLS handshake complete"
             );
+            client.meta.lock().tls = TlsSession::of(session);
             Some(stream)
         }
         Ok(Err(err)) => {

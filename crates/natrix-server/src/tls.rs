@@ -1,10 +1,12 @@
-//! TLS for the client listener and the cluster endpoint: turns a [`TlsConfig`]'s PEM files into
-//! rustls configurations (ring provider) once, at start-up, so that a bad file stops the node
-//! with a clear error instead of failing every handshake later. When the client handshake
-//! happens relative to INFO is the listener's business (`server.rs`); the cluster endpoint's
-//! acceptor, which hands finished TLS streams to tonic, is here.
+//! TLS for the client listener, the cluster endpoint and HTTPS monitoring: turns a
+//! [`TlsConfig`]'s PEM files into rustls configurations (ring provider) once, at start-up, so
+//! that a bad file stops the node with a clear error instead of failing every handshake later.
+//! When the client handshake happens relative to INFO is the listener's business (`server.rs`);
+//! [`TlsListener`], the accept loop that hands only finished TLS streams to tonic (cluster) and
+//! axum (monitoring), is here.
 
 use std::fmt;
+use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +19,6 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -28,6 +29,9 @@ use crate::config::TlsConfig;
 /// Cluster handshakes in progress at once; connections beyond are dropped at accept, so that a
 /// flood of silent sockets cannot pile up tasks (each is bounded by the TLS timeout anyway).
 const MAX_PENDING_CLUSTER_HANDSHAKES: usize = 256;
+
+/// After a failed TCP accept (typically EMFILE), wait this long instead of spinning.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Why a TLS configuration cannot be used (worded after nats-server's messages).
 #[derive(Debug, thiserror::Error)]
@@ -253,69 +257,172 @@ impl ClusterTls {
 
     /// Accepts TCP connections on `listener` and yields those whose TLS handshake succeeded
     /// within the timeout; failures are logged (as nats-server logs route handshake errors) and
-    /// closed. Ends, releasing the listener, once the consumer drops the stream.
+    /// closed. Dropping the stream releases the listener and ends the handshakes in progress.
     pub(crate) fn incoming(
         &self,
         listener: TcpListener,
-    ) -> impl Stream<Item = Result<TlsStream<TcpStream>, std::io::Error>> + Send + 'static {
-        let (tx, rx) = mpsc::channel::<TlsStream<TcpStream>>(16);
-        let acceptor = self.acceptor.clone();
-        let timeout = self.timeout;
-        tokio::spawn(async move {
-            let mut handshakes: JoinSet<(SocketAddr, HandshakeOutcome)> = JoinSet::new();
-            loop {
-                tokio::select! {
-                    _ = tx.closed() => break,
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, addr)) => {
-                            if handshakes.len() >= MAX_PENDING_CLUSTER_HANDSHAKES {
-                                tracing::warn!(%addr, "too many cluster TLS handshakes in progress, closing");
-                                continue;
-                            }
-                            let _ = stream.set_nodelay(true);
-                            let acceptor = acceptor.clone();
-                            handshakes.spawn(async move {
-                                let outcome =
-                                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                                        Ok(Ok(tls)) => HandshakeOutcome::Done(Box::new(tls)),
-                                        Ok(Err(err)) => HandshakeOutcome::Failed(err),
-                                        Err(_) => HandshakeOutcome::TimedOut,
-                                    };
-                                (addr, outcome)
-                            });
-                        }
-                        Err(err) => {
-                            // Typically EMFILE: back off instead of spinning.
-                            tracing::error!(%err, "error accepting cluster connection");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    },
-                    Some(done) = handshakes.join_next(), if !handshakes.is_empty() => match done {
-                        Ok((_, HandshakeOutcome::Done(tls))) => {
-                            if tx.send(*tls).await.is_err() {
-                                break;
-                            }
-                        }
+    ) -> impl Stream<Item = Result<TlsStream<TcpStream>, io::Error>> + Send + 'static {
+        TlsListener::new(
+            listener,
+            self.acceptor.clone(),
+            self.timeout,
+            MAX_PENDING_CLUSTER_HANDSHAKES,
+            TlsEndpoint::Cluster,
+        )
+        .into_stream()
+    }
+}
+
+/// Which endpoint a [`TlsListener`] serves: how it words its log lines and how loudly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TlsEndpoint {
+    /// HTTPS monitoring: failed handshakes are routine (probes, browsers giving up), so they
+    /// are logged at debug level.
+    Monitoring,
+    /// The cluster endpoint: a failed handshake is a misconfigured or foreign peer, logged at
+    /// error level in nats-server's route wording; sockets get TCP_NODELAY for Raft traffic.
+    Cluster,
+}
+
+impl TlsEndpoint {
+    fn nodelay(self) -> bool {
+        self == TlsEndpoint::Cluster
+    }
+
+    fn log_over_capacity(self, addr: SocketAddr) {
+        match self {
+            TlsEndpoint::Monitoring => {
+                tracing::debug!(%addr, "too many monitoring TLS handshakes in progress; closing")
+            }
+            TlsEndpoint::Cluster => {
+                tracing::warn!(%addr, "too many cluster TLS handshakes in progress, closing")
+            }
+        }
+    }
+
+    fn log_accept_error(self, err: &io::Error) {
+        match self {
+            TlsEndpoint::Monitoring => {
+                tracing::error!(%err, "error accepting monitoring connection")
+            }
+            TlsEndpoint::Cluster => tracing::error!(%err, "error accepting cluster connection"),
+        }
+    }
+
+    fn log_failed(self, addr: SocketAddr, err: &io::Error) {
+        match self {
+            TlsEndpoint::Monitoring => {
+                tracing::debug!(%addr, %err, "monitoring TLS handshake failed")
+            }
+            TlsEndpoint::Cluster => tracing::error!(%addr, "TLS route handshake error: {err}"),
+        }
+    }
+
+    fn log_timed_out(self, addr: SocketAddr) {
+        match self {
+            TlsEndpoint::Monitoring => tracing::debug!(%addr, "monitoring TLS handshake timed out"),
+            TlsEndpoint::Cluster => tracing::error!(%addr, "TLS route handshake timeout"),
+        }
+    }
+}
+
+/// A TCP listener whose connections come out of a finished TLS handshake. Handshakes run
+/// concurrently (a silent socket cannot hold up the others), each within `timeout`, and at most
+/// `max_pending` at once: sockets beyond are closed at accept, so a flood of silent sockets
+/// costs at most that many tasks for at most that long. Serves the cluster endpoint (as a
+/// stream, [`TlsListener::into_stream`]) and HTTPS monitoring (`monitor::HttpsListener`).
+pub(crate) struct TlsListener {
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+    timeout: Duration,
+    max_pending: usize,
+    endpoint: TlsEndpoint,
+    handshakes: JoinSet<(SocketAddr, HandshakeOutcome)>,
+}
+
+impl TlsListener {
+    pub fn new(
+        tcp: TcpListener,
+        acceptor: TlsAcceptor,
+        timeout: Duration,
+        max_pending: usize,
+        endpoint: TlsEndpoint,
+    ) -> Self {
+        Self {
+            tcp,
+            acceptor,
+            timeout,
+            max_pending,
+            endpoint,
+            handshakes: JoinSet::new(),
+        }
+    }
+
+    /// The next connection whose handshake finished. Cancel-safe: accepted sockets and
+    /// handshakes in progress stay with the listener when the future is dropped.
+    pub async fn accept(&mut self) -> (TlsStream<TcpStream>, SocketAddr) {
+        loop {
+            tokio::select! {
+                accepted = self.tcp.accept() => match accepted {
+                    Ok((stream, addr)) => self.start_handshake(stream, addr),
+                    Err(err) => {
+                        self.endpoint.log_accept_error(&err);
+                        tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    }
+                },
+                Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
+                    match done {
+                        Ok((addr, HandshakeOutcome::Done(tls))) => return (*tls, addr),
                         Ok((addr, HandshakeOutcome::Failed(err))) => {
-                            tracing::error!(%addr, "TLS route handshake error: {err}");
+                            self.endpoint.log_failed(addr, &err);
                         }
-                        Ok((addr, HandshakeOutcome::TimedOut)) => {
-                            tracing::error!(%addr, "TLS route handshake timeout");
-                        }
-                        Err(err) => tracing::debug!(%err, "cluster handshake task ended"),
-                    },
+                        Ok((addr, HandshakeOutcome::TimedOut)) => self.endpoint.log_timed_out(addr),
+                        Err(err) => tracing::debug!(%err, endpoint = ?self.endpoint, "TLS handshake task ended"),
+                    }
                 }
             }
-        });
-        futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|tls| (Ok(tls), rx))
+        }
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// The finished connections as a stream, for tonic's `serve_with_incoming`; it never ends
+    /// by itself, and dropping it drops the listener.
+    pub fn into_stream(
+        self,
+    ) -> impl Stream<Item = Result<TlsStream<TcpStream>, io::Error>> + Send + 'static {
+        futures::stream::unfold(self, |mut listener| async move {
+            let (tls, _) = listener.accept().await;
+            Some((Ok(tls), listener))
         })
+    }
+
+    fn start_handshake(&mut self, stream: TcpStream, addr: SocketAddr) {
+        if self.handshakes.len() >= self.max_pending {
+            self.endpoint.log_over_capacity(addr);
+            return;
+        }
+        if self.endpoint.nodelay() {
+            let _ = stream.set_nodelay(true);
+        }
+        let acceptor = self.acceptor.clone();
+        let timeout = self.timeout;
+        self.handshakes.spawn(async move {
+            let outcome = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => HandshakeOutcome::Done(Box::new(tls)),
+                Ok(Err(err)) => HandshakeOutcome::Failed(err),
+                Err(_) => HandshakeOutcome::TimedOut,
+            };
+            (addr, outcome)
+        });
     }
 }
 
 enum HandshakeOutcome {
     Done(Box<TlsStream<TcpStream>>),
-    Failed(std::io::Error),
+    Failed(io::Error),
     TimedOut,
 }
 
@@ -357,28 +464,5 @@ pub(crate) fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{error_chain, is_tls_failure};
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("connecting: {0}")]
-    struct Outer(#[source] std::io::Error);
-
-    #[test]
-    fn a_rejected_certificate_is_told_apart_from_an_unreachable_peer() {
-        let rejected = Outer(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
-        ));
-        assert!(is_tls_failure(&rejected));
-        let refused = Outer(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        assert!(!is_tls_failure(&refused));
-    }
-
-    #[test]
-    fn causes_are_shown_once() {
-        let err = Outer(std::io::Error::other("bad certificate"));
-        // The outer text already carries the io::Error's.
-        assert_eq!(error_chain(&err), "connecting: bad certificate");
-    }
-}
+#[path = "tls_test.rs"]
+mod tests;

@@ -114,6 +114,30 @@ impl ApiError {
     pub fn maximum_consumers_limit() -> ApiError {
         ApiError::new(400, 10026, "maximum consumers limit reached")
     }
+    /// 10002 (400): a publish would take the account past its JetStream storage limit.
+    pub fn account_resources_exceeded() -> ApiError {
+        ApiError::new(400, 10002, "resource limits exceeded for account")
+    }
+    /// 10039 (503): the client's account has no JetStream.
+    pub fn jetstream_not_enabled_for_account() -> ApiError {
+        ApiError::new(503, 10039, "JetStream not enabled for account")
+    }
+    /// 10113 (400).
+    pub fn stream_max_bytes_required() -> ApiError {
+        ApiError::new(
+            400,
+            10113,
+            "account requires a stream config to have max bytes set",
+        )
+    }
+    /// 10122 (400).
+    pub fn stream_max_stream_bytes_exceeded() -> ApiError {
+        ApiError::new(
+            400,
+            10122,
+            "stream max bytes exceeds account limit max stream bytes",
+        )
+    }
 
     // --- publish -------------------------------------------------------------------------
 

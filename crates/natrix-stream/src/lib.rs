@@ -3,6 +3,7 @@
 //! replies; a Raft log can later feed the very same commands to every replica.
 //! `docs/architecture.md` (section "Streams") describes the command/effect model and the index.
 
+mod account;
 mod api_error;
 mod config;
 mod consumer;
@@ -18,6 +19,7 @@ mod request;
 mod stream;
 mod subjects;
 
+pub use account::AccountLimits;
 pub use api_error::ApiError;
 pub use config::{
     Compression, ConsumerLimits, DEFAULT_DUPLICATE_WINDOW_NS, DiscardPolicy, Placement,

@@ -46,7 +46,6 @@ pub fn top_level(key: &str) -> Option<Support> {
         | "jetstream_max_store" => Ignored,
         "ocsp"
         | "ocsp_cache"
-        | "accounts"
         | "leafnodes"
         | "leaf"
         | "gateway"
@@ -77,6 +76,18 @@ pub fn top_level(key: &str) -> Option<Support> {
 pub fn authorization(key: &str) -> Option<Support> {
     match key {
         "auth_callout" | "callout" | "account" => Some(Support::Unsupported),
+        _ => None,
+    }
+}
+
+/// Options of one account of `accounts { NAME { ... } }`.
+pub fn account(key: &str) -> Option<Support> {
+    match key {
+        // Imports, exports and mappings connect or reshape subject spaces of several accounts;
+        // account limits and NKeys (operator mode) would restrict clients: natrix has none of
+        // them, so running without them would grant more than the operator meant.
+        "imports" | "exports" | "mappings" | "maps" | "limits" | "nkey" | "msg_trace"
+        | "trace_dest" => Some(Support::Unsupported),
         _ => None,
     }
 }

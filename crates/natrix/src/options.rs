@@ -14,8 +14,11 @@ use natrix_server::{ClusterConfig, JetStreamConfig, ServerConfig};
 
 use crate::compat::{self, Support};
 
+mod accounts;
 mod auth;
 mod tls;
+
+pub use accounts::AccountSettings;
 
 pub use tls::TlsFlags;
 
@@ -66,6 +69,9 @@ pub struct Settings {
     /// `authorization { timeout }` was given: with TLS the default is then not nats-server's
     /// TLS timeout plus a second.
     pub auth_timeout_set: bool,
+    /// The `accounts` block as written; [`Settings::finish`] makes the one account natrix
+    /// serves of it.
+    pub accounts: Vec<AccountSettings>,
 }
 
 /// One mistake in the configuration, at a position when it has one.
@@ -141,6 +147,7 @@ impl Settings {
         } else if limits.max_payload > LARGE_PAYLOAD_WARNING {
             self.warnings.push("Maximum payloads over 8.00 MB are generally discouraged and could lead to poor performance".into());
         }
+        self.finish_account(&mut errors);
         let auth = &self.server.auth;
         if (auth.user.is_some() || auth.password.is_some()) && auth.token.is_some() {
             errors.push(FieldError {
@@ -528,6 +535,7 @@ impl Mapper<'_> {
                 }
             }
             "jetstream" => self.jetstream(entry),
+            "accounts" => self.accounts(entry),
             "store_dir" | "storedir" => {
                 if let Some(dir) = self.string(entry) {
                     self.store_dir(entry, dir);

@@ -137,6 +137,7 @@ fn a_documentation_style_file_with_includes_variables_and_env_maps_to_the_expect
             password: Some("p@ss word".into()),
             ..AuthConfig::default()
         },
+        account: natrix_server::AccountConfig::default(),
         jetstream: Some(JetStreamConfig {
             store_dir: Some("/data/js".into()),
             max_memory_store: Some(1 << 30),
@@ -437,6 +438,118 @@ fn users_permissions_and_no_auth_user_map_like_nats_server() {
     );
 }
 
+const ACCOUNT_CONF: &str = r#"
+jetstream: enabled
+accounts {
+  APP: {
+    jetstream: { max_streams: 3, max_consumers: 2, max_file: 1MB, max_mem: 512KB,
+                 max_ack_pending: 100, max_bytes_required: true,
+                 store_max_stream_bytes: 300000, memory_max_stream_bytes: 200000 }
+    default_permissions: { subscribe: { deny: "admin.>" } }
+    users: [ {user: a, password: a}, {user: b, password: b} ]
+  }
+}
+no_auth_user: b
+"#;
+
+#[test]
+fn a_single_account_with_jetstream_limits_maps_like_nats_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "account.conf", ACCOUNT_CONF);
+    let s = settings(&["-c", path.to_str().unwrap()]);
+    let account = &s.server.account;
+    assert_eq!(account.name, "APP");
+    assert_eq!(
+        account.jetstream,
+        Some(natrix_server::AccountLimits {
+            max_memory: 512 * 1024,
+            max_storage: 1024 * 1024,
+            max_streams: 3,
+            max_consumers: 2,
+            max_ack_pending: 100,
+            memory_max_stream_bytes: 200_000,
+            storage_max_stream_bytes: 300_000,
+            max_bytes_required: true,
+        })
+    );
+    let auth = &s.server.auth;
+    let users: Vec<_> = auth
+        .users
+        .iter()
+        .filter_map(|u| u.user.as_deref())
+        .collect();
+    assert_eq!(users, ["a", "b"]);
+    assert_eq!(auth.no_auth_user.as_deref(), Some("b"));
+    assert!(auth.default_permissions.is_some());
+    // `jetstream: enabled` and no `jetstream` at all.
+    let enabled = write(
+        dir.path(),
+        "enabled.conf",
+        "accounts { A: { jetstream: enabled, users: [{user: a}] } }\n",
+    );
+    let s = settings(&["-c", enabled.to_str().unwrap()]);
+    assert_eq!(
+        s.server.account.jetstream,
+        Some(natrix_server::AccountLimits::default())
+    );
+    let without = write(
+        dir.path(),
+        "without.conf",
+        "accounts { A: { users: [{user: a}] } }\n",
+    );
+    let s = settings(&["-c", without.to_str().unwrap()]);
+    assert_eq!(
+        (s.server.account.name.as_str(), s.server.account.jetstream),
+        ("A", None)
+    );
+    // Without accounts: the global account, JetStream without account limits.
+    let s = settings(&[]);
+    assert_eq!(s.server.account.name, "$G");
+    assert_eq!(
+        s.server.account.jetstream,
+        Some(natrix_server::AccountLimits::default())
+    );
+}
+
+#[test]
+fn accounts_natrix_cannot_serve_are_refused_and_bad_limits_named_like_nats_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "accounts { $G: { users: [{user: a}] } }\n",
+            "\"$G\" is a Reserved Account",
+        ),
+        (
+            "accounts { A: { jetstream: { max_streams: 1, bogus: 2 }, users: [{user: a}] } }\n",
+            "broken.conf:1:46: unknown field \"bogus\"",
+        ),
+        (
+            "accounts { A: { jetstream: { max_mem: \"1G\" }, users: [{user: a}] } }\n",
+            "broken.conf:1:30: Expected a parseable size for \"max_mem\", got 1G",
+        ),
+        (
+            "accounts { A: { jetstream: maybe, users: [{user: a}] } }\n",
+            "Expected 'enabled' or 'disabled' for string value, got 'maybe'",
+        ),
+        (
+            "accounts { A: { bogus: 1, users: [{user: a}] } }\n",
+            "broken.conf:1:17: unknown field \"bogus\"",
+        ),
+        (
+            "accounts { A: { users: [{user: a}] }, B: { users: [{user: b}] } }\n",
+            "natrix serves a single account, but `accounts` defines 2: A, B",
+        ),
+        (
+            "authorization { users: [{user: x}] }\naccounts { A: { users: [{user: a}] } }\n",
+            "natrix serves a single account: define users either in `authorization` or in account \"A\", not both",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = config_error(dir.path(), text);
+        assert!(err.ends_with(expected), "{text:?}: {err}");
+    }
+}
+
 #[test]
 fn bad_users_and_permissions_are_refused_with_nats_server_texts() {
     let dir = tempfile::tempdir().unwrap();
@@ -577,8 +690,8 @@ fn security_relevant_options_natrix_lacks_are_refused() {
             "broken.conf:5:3: \"verify_and_map\" is not supported by natrix yet",
         ),
         (
-            "accounts {}\n",
-            "broken.conf:1:1: \"accounts\" is not supported by natrix yet",
+            "accounts { A: { users: [{user: a}], exports: [] } }\n",
+            "broken.conf:1:37: \"exports\" is not supported by natrix yet",
         ),
         (
             "authorization {\n  auth_callout {}\n}\n",

@@ -3,10 +3,12 @@
 //! `no_auth_user`, and per-user permissions. [`Authenticator`] is built once from the config;
 //! a connection asks it who a CONNECT is and gets the [`Identity`] with its permissions.
 
+mod bcrypt_limiter;
 mod permissions;
 mod responses;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -16,6 +18,7 @@ use natrix_wire::ConnectInfo;
 pub(crate) use permissions::Permissions;
 pub(crate) use responses::ReplyTracker;
 
+use self::bcrypt_limiter::BcryptLimiter;
 use crate::config::{AuthConfig, PermissionsConfig};
 
 /// Why the authorization settings cannot be used (reported at start-up).
@@ -106,7 +109,8 @@ pub(crate) enum Verdict {
     },
 }
 
-/// Checks a password against a bcrypt hash (slow: run it on a blocking thread).
+/// Checks a password against a bcrypt hash (slow: run it on a blocking thread, through
+/// [`Authenticator::check_bcrypt`]).
 pub(crate) fn bcrypt_matches(password: &str, hash: &str) -> bool {
     bcrypt::verify(password, hash).unwrap_or(false)
 }
@@ -125,6 +129,8 @@ pub(crate) struct Authenticator {
     users: HashMap<String, User>,
     nkeys: HashMap<String, Option<Arc<Permissions>>>,
     no_auth_user: Option<String>,
+    /// Bounds the bcrypt checks of all connections running at once.
+    bcrypt: BcryptLimiter,
 }
 
 impl Authenticator {
@@ -182,7 +188,19 @@ impl Authenticator {
             users,
             nkeys,
             no_auth_user: config.no_auth_user.clone(),
+            bcrypt: BcryptLimiter::default(),
         })
+    }
+
+    /// Whether `password` matches the bcrypt `hash` (a [`Verdict::NeedsBcrypt`]): checked on a
+    /// blocking thread, after waiting for one of the node's bcrypt permits.
+    pub fn check_bcrypt(
+        &self,
+        password: String,
+        hash: String,
+    ) -> impl Future<Output = bool> + Send + 'static {
+        let check = self.bcrypt.run(move || bcrypt_matches(&password, &hash));
+        async move { check.await.unwrap_or(false) }
     }
 
     /// Clients must authenticate (they may still connect without credentials through

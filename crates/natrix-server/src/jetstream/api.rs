@@ -122,6 +122,16 @@ async fn run(
         let (Some(state), Some(js)) = (state.upgrade(), js.upgrade()) else {
             return;
         };
+        if let Err(err) = js.account_limits() {
+            // JetStream is not enabled for the account: every API request is answered with
+            // 10039 where it stands, as nats-server does.
+            let response = match response_kind(&request.subject) {
+                Some(kind) => error_response(kind, &err),
+                None => ApiResponse::None,
+            };
+            reply(&state, &js, &request, response);
+            continue;
+        }
         if let Some(cluster) = js.cluster() {
             let subject = format!("$JS.API.{}", request.subject);
             let msg = InternalMsg {
@@ -148,21 +158,55 @@ async fn run(
             }
         }
         let response = dispatch(&state, &js, &request).await;
-        match response {
-            ApiResponse::Json(json) => {
-                js.api_total.fetch_add(1, Ordering::Relaxed);
-                if json.contains("\"error\":{\"code\"") {
-                    js.api_errors.fetch_add(1, Ordering::Relaxed);
-                }
-                state.publish_internal(&request.reply, None, None, json.as_bytes());
-            }
-            ApiResponse::Msg { headers, payload } => {
-                js.api_total.fetch_add(1, Ordering::Relaxed);
-                state.publish_internal(&request.reply, None, headers.as_deref(), &payload);
-            }
-            ApiResponse::None => {}
-        }
+        reply(&state, &js, &request, response);
     }
+}
+
+/// Sends an API response to the request's reply subject and counts it.
+fn reply(state: &ServerState, js: &JetStream, request: &ApiRequest, response: ApiResponse) {
+    match response {
+        ApiResponse::Json(json) => {
+            js.api_total.fetch_add(1, Ordering::Relaxed);
+            if json.contains("\"error\":{\"code\"") {
+                js.api_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            state.publish_internal(&request.reply, None, None, json.as_bytes());
+        }
+        ApiResponse::Msg { headers, payload } => {
+            js.api_total.fetch_add(1, Ordering::Relaxed);
+            state.publish_internal(&request.reply, None, headers.as_deref(), &payload);
+        }
+        ApiResponse::None => {}
+    }
+}
+
+/// The response type (`io.nats.jetstream.api.v1.<kind>_response`) of an API subject (after
+/// `$JS.API.`), for answers given before any handler runs; `None` for unknown subjects.
+fn response_kind(subject: &str) -> Option<&'static str> {
+    let tokens: Vec<&str> = subject.split('.').collect();
+    Some(match tokens.as_slice() {
+        ["INFO"] => "account_info",
+        ["STREAM", "CREATE", _] => "stream_create",
+        ["STREAM", "UPDATE", _] => "stream_update",
+        ["STREAM", "INFO", _] => "stream_info",
+        ["STREAM", "DELETE", _] => "stream_delete",
+        ["STREAM", "NAMES"] => "stream_names",
+        ["STREAM", "LIST"] => "stream_list",
+        ["STREAM", "PURGE", _] => "stream_purge",
+        ["STREAM", "MSG", "GET", _] => "stream_msg_get",
+        ["STREAM", "MSG", "DELETE", _] => "stream_msg_delete",
+        ["STREAM", "LEADER", "STEPDOWN", _] => "stream_leader_stepdown",
+        ["STREAM", "PEER", "REMOVE", _] => "stream_remove_peer",
+        ["CONSUMER", "CREATE", ..] | ["CONSUMER", "DURABLE", "CREATE", ..] => "consumer_create",
+        ["CONSUMER", "INFO", _, _] => "consumer_info",
+        ["CONSUMER", "DELETE", _, _] => "consumer_delete",
+        ["CONSUMER", "NAMES", _] => "consumer_names",
+        ["CONSUMER", "LIST", _] => "consumer_list",
+        ["CONSUMER", "LEADER", "STEPDOWN", _, _] => "consumer_leader_stepdown",
+        ["META", "LEADER", "STEPDOWN"] => "meta_leader_stepdown",
+        ["SERVER", "REMOVE"] => "meta_server_remove",
+        _ => return None,
+    })
 }
 
 async fn dispatch(state: &Arc<ServerState>, js: &Arc<JetStream>, req: &ApiRequest) -> ApiResponse {
@@ -231,16 +275,9 @@ fn account_info(js: &JetStream) -> String {
         "reserved_storage": 0,
         "streams": usage.streams,
         "consumers": usage.consumers,
-        "limits": {
-            "max_memory": js.config.max_memory_store.unwrap_or(-1),
-            "max_storage": js.config.max_file_store.unwrap_or(-1),
-            "max_streams": -1,
-            "max_consumers": -1,
-            "max_ack_pending": -1,
-            "memory_max_stream_bytes": -1,
-            "storage_max_stream_bytes": -1,
-            "max_bytes_required": false,
-        },
+        // The account's limits; the server's own (max_file_store, ...) are not shown here,
+        // as in nats-server.
+        "limits": js.account.jetstream.unwrap_or_default(),
         "api": {
             "total": js.api_total.load(Ordering::Relaxed),
             "errors": js.api_errors.load(Ordering::Relaxed),

@@ -62,7 +62,12 @@ pub(crate) async fn create(
         let stream = js
             .stream(target.stream())
             .ok_or_else(ApiError::stream_not_found)?;
-        let config = req.config.validate_and_default(&stream.config())?;
+        let limits = js.account_limits()?;
+        let stream_config = stream.config();
+        // The account's max_ack_pending caps and defaults the consumer's.
+        let config = req
+            .config
+            .validate_and_default(&limits.consumer_view(&stream_config))?;
         let name = match config.consumer_name() {
             "" => ephemeral_name(),
             n => n.to_owned(),
@@ -79,10 +84,8 @@ pub(crate) async fn create(
             }
             return Ok((stream, existing));
         }
-        let stream_config = stream.config();
-        if stream_config.max_consumers > 0
-            && stream.consumer_count() >= stream_config.max_consumers as u64
-        {
+        let max_consumers = limits.max_consumers_for(&stream_config);
+        if max_consumers > 0 && stream.consumer_count() >= max_consumers as u64 {
             return Err(ApiError::maximum_consumers_limit());
         }
         if stream_config.retention == natrix_stream::RetentionPolicy::WorkQueue {

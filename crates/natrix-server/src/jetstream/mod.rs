@@ -22,10 +22,10 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use natrix_store::{Store, StoreOptions, SyncPolicy};
-use natrix_stream::{ApiError, StorageType, StreamConfig};
+use natrix_stream::{AccountLimits, ApiError, StorageType, StreamConfig};
 use parking_lot::RwLock;
 
-use crate::config::JetStreamConfig;
+use crate::config::{AccountConfig, JetStreamConfig};
 use crate::state::ServerState;
 
 pub(crate) use host::StreamHost;
@@ -56,6 +56,8 @@ const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) struct JetStream {
     store: Arc<Store>,
     pub config: JetStreamConfig,
+    /// The account the streams belong to, with its JetStream limits.
+    pub account: AccountConfig,
     /// The directory JetStream keeps its data in (`<store_dir>/jetstream`).
     pub store_dir: PathBuf,
     streams: RwLock<BTreeMap<String, Arc<StreamHost>>>,
@@ -132,6 +134,7 @@ impl JetStream {
         let js = Arc::new(JetStream {
             store: Arc::new(store),
             config,
+            account: state.config.account.clone(),
             store_dir,
             streams: RwLock::new(BTreeMap::new()),
             next_memory_id: AtomicU64::new(u64::MAX),
@@ -161,8 +164,9 @@ impl JetStream {
                 .map_err(|reason| JetStreamError::Recover { id, reason })?;
             messages += host.messages();
             tracing::info!(
-                "  Restored {} messages for stream '$G > {}'",
+                "  Restored {} messages for stream '{} > {}'",
                 host.messages(),
+                self.account.name,
                 host.name
             );
             self.streams.write().insert(host.name.clone(), host);
@@ -259,7 +263,8 @@ impl JetStream {
         usage
     }
 
-    /// The configured account limit for a storage type (-1: unlimited).
+    /// The server's limit for a storage type (`max_memory_store`, `max_file_store`; -1:
+    /// unlimited), which all accounts share.
     pub fn max_store(&self, storage: StorageType) -> i64 {
         match storage {
             StorageType::Memory => self.config.max_memory_store.unwrap_or(-1),
@@ -267,31 +272,45 @@ impl JetStream {
         }
     }
 
-    /// Whether `more` bytes of `storage` still fit the account limit and (for files) the disk.
+    /// The account's JetStream limits, or 10039 when JetStream is not enabled for it.
+    pub fn account_limits(&self) -> Result<&AccountLimits, ApiError> {
+        self.account
+            .jetstream
+            .as_ref()
+            .ok_or_else(ApiError::jetstream_not_enabled_for_account)
+    }
+
+    /// Whether a publish of `more` bytes of `storage` still fits: the account's limit (10002,
+    /// as nats-server), then the server's limit and (for files) the disk (10023).
     pub fn check_resources(&self, storage: StorageType, more: u64) -> Result<(), ApiError> {
-        let exceeded = || match storage {
-            StorageType::Memory => ApiError::memory_resources_exceeded(),
-            StorageType::File => ApiError::storage_resources_exceeded(),
-        };
         if storage == StorageType::File && self.disk_low.load(Ordering::Relaxed) {
-            return Err(exceeded());
+            return Err(ApiError::storage_resources_exceeded());
         }
-        if let Ok(max) = u64::try_from(self.max_store(storage)) {
-            let usage = self.usage();
-            let used = match storage {
-                StorageType::Memory => usage.memory,
-                StorageType::File => usage.storage,
-            };
-            if used.saturating_add(more) > max {
-                return Err(exceeded());
-            }
+        let usage = self.usage();
+        let used = match storage {
+            StorageType::Memory => usage.memory,
+            StorageType::File => usage.storage,
+        };
+        self.account_limits()?.check_usage(storage, used, more)?;
+        if let Ok(max) = u64::try_from(self.max_store(storage))
+            && used.saturating_add(more) > max
+        {
+            return Err(ApiError::insufficient_resources());
         }
         Ok(())
     }
 
-    /// Checks a new or updated stream's `max_bytes` against the account limit: a stream may not
-    /// reserve more than the account may store.
-    pub fn check_stream_limits(&self, config: &StreamConfig) -> Result<(), ApiError> {
+    /// Checks a new (`creating`) or updated stream against the account's limits (given the
+    /// account's `others` streams) and its `max_bytes` against the server's: a stream may not
+    /// reserve more than the server may store.
+    pub fn check_stream_limits(
+        &self,
+        config: &StreamConfig,
+        others: &[StreamConfig],
+        creating: bool,
+    ) -> Result<(), ApiError> {
+        self.account_limits()?
+            .check_stream(config, others, creating)?;
         if let (Ok(max), Ok(want)) = (
             u64::try_from(self.max_store(config.storage)),
             u64::try_from(config.max_bytes),

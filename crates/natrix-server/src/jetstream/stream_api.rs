@@ -138,23 +138,25 @@ fn check_overlap_with(others: &[StreamConfig], config: &StreamConfig) -> Result<
     Ok(())
 }
 
-/// Refuses subjects that another stream already captures.
-fn check_overlap(js: &JetStream, config: &StreamConfig) -> Result<(), ApiError> {
-    for other in js.streams() {
-        if other.name == config.name {
-            continue;
-        }
-        let theirs = other.config().subjects;
-        let collides = config.subjects.iter().any(|mine| {
-            theirs
-                .iter()
-                .any(|t| subjects_overlap(mine.as_bytes(), t.as_bytes()))
-        });
-        if collides {
-            return Err(ApiError::stream_subject_overlap());
-        }
+/// The configs of the account's streams other than `name`: the meta group's (the whole
+/// cluster's) in a cluster, this node's otherwise.
+fn other_streams(js: &JetStream, name: &str) -> Vec<StreamConfig> {
+    match js.cluster() {
+        Some(cluster) => cluster
+            .meta_state
+            .read()
+            .streams
+            .values()
+            .filter(|a| a.name != name)
+            .filter_map(|a| a.stream_config().ok())
+            .collect(),
+        None => js
+            .streams()
+            .iter()
+            .filter(|h| h.name != name)
+            .map(|h| h.config())
+            .collect(),
     }
-    Ok(())
 }
 
 pub(crate) async fn create(
@@ -178,8 +180,9 @@ pub(crate) async fn create(
             }
             return Err(ApiError::stream_name_exists());
         }
-        check_overlap(js, &config)?;
-        js.check_stream_limits(&config)?;
+        let others = other_streams(js, name);
+        check_overlap_with(&others, &config)?;
+        js.check_stream_limits(&config, &others, true)?;
         let host = StreamHost::create(state, js, config).await?;
         advisory::stream_action(state, &host.name, Action::Create);
         Ok(host)
@@ -218,16 +221,9 @@ async fn create_clustered(
             }
             return Err(ApiError::stream_name_exists());
         }
-        let others: Vec<StreamConfig> = cluster
-            .meta_state
-            .read()
-            .streams
-            .values()
-            .filter(|a| a.name != config.name)
-            .filter_map(|a| a.stream_config().ok())
-            .collect();
+        let others = other_streams(js, name);
         check_overlap_with(&others, &config)?;
-        js.check_stream_limits(&config)?;
+        js.check_stream_limits(&config, &others, true)?;
         let assignment = cluster.create_stream(state, js, &config).await?;
         Ok((assignment, true))
     }
@@ -426,8 +422,9 @@ pub(crate) async fn update(
         check_replicas(js, &validated)?;
         let host = js.stream(name).ok_or_else(ApiError::stream_not_found)?;
         let checked = StreamConfig::check_update(&host.config(), &requested)?;
-        check_overlap(js, &checked)?;
-        js.check_stream_limits(&checked)?;
+        let others = other_streams(js, name);
+        check_overlap_with(&others, &checked)?;
+        js.check_stream_limits(&checked, &others, false)?;
         // A new replica count: the new peers are placed before anything changes (too few
         // suitable nodes refuses the update); the stream's leader then moves its group there.
         let peers = match js.cluster().zip(host.replica.as_ref()) {

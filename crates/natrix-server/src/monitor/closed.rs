@@ -37,6 +37,7 @@ pub(crate) struct ClosedConn {
     pub version: String,
     /// The CONNECT user name (never a password or token).
     pub user: Option<String>,
+    pub tls: Option<crate::client::TlsSession>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +107,7 @@ impl ClosedConnections {
             lang: meta.lang,
             version: meta.version,
             user: meta.user,
+            tls: meta.tls,
         };
         let mut ring = self.ring.lock();
         if ring.len() >= MAX_CLOSED {

@@ -16,6 +16,7 @@ use super::time::{go_duration, rfc3339_nano, uptime};
 use super::{BadRequest, GLOBAL_ACCOUNT, Monitor, Params, json};
 use crate::client::Client;
 use crate::router::Subscription;
+use crate::state::ServerState;
 
 #[derive(Serialize)]
 pub(crate) struct Connz {
@@ -57,9 +58,16 @@ pub(crate) struct ConnInfo {
     pub lang: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cipher_suite: Option<String>,
     /// Only with `auth=true`. Never a password or token: natrix records the user name alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorized_user: Option<String>,
+    /// Only with `auth=true`, for a named account (`$G` is tagged with `name_tag` instead).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     #[serde(rename = "subscriptions_list", skip_serializing_if = "Option::is_none")]
     pub subs: Option<Vec<String>>,
     #[serde(
@@ -68,7 +76,7 @@ pub(crate) struct ConnInfo {
     )]
     pub subs_detail: Option<Vec<SubDetail>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub name_tag: Option<&'static str>,
+    pub name_tag: Option<String>,
     /// Sort keys that the JSON carries only as text.
     #[serde(skip)]
     sort: SortKeys,
@@ -87,9 +95,9 @@ struct SortKeys {
 #[derive(Serialize)]
 pub(crate) struct SubDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub account: Option<&'static str>,
+    pub account: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub account_tag: Option<&'static str>,
+    pub account_tag: Option<String>,
     pub subject: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub qgroup: Option<String>,
@@ -278,8 +286,12 @@ pub(crate) fn build(monitor: &Monitor, options: &ConnzOptions) -> Connz {
         (0, Vec::new())
     };
     let total = open_total + closed_total;
-    let mut infos: Vec<ConnInfo> = clients.iter().map(|c| conn_info(c, options, now)).collect();
-    infos.extend(closed.into_iter().map(|c| closed_info(c, options)));
+    let account = named_account(state, options);
+    let mut infos: Vec<ConnInfo> = clients
+        .iter()
+        .map(|c| conn_info(c, options, account, now))
+        .collect();
+    infos.extend(closed.into_iter().map(|c| closed_info(c, options, account)));
     sort(&mut infos, options.sort, now);
     let start = options.offset.min(infos.len());
     let end = options
@@ -298,7 +310,19 @@ pub(crate) fn build(monitor: &Monitor, options: &ConnzOptions) -> Connz {
     }
 }
 
-fn conn_info(client: &Client, options: &ConnzOptions, now: SystemTime) -> ConnInfo {
+/// The account name `/connz?auth=true` shows on connections: a named account's (the global
+/// account is tagged on open connections with `name_tag` instead), as nats-server 2.9 does.
+fn named_account<'a>(state: &'a ServerState, options: &ConnzOptions) -> Option<&'a str> {
+    let name = state.config.account.name.as_str();
+    (options.auth && name != GLOBAL_ACCOUNT).then_some(name)
+}
+
+fn conn_info(
+    client: &Client,
+    options: &ConnzOptions,
+    account: Option<&str>,
+    now: SystemTime,
+) -> ConnInfo {
     let (pending_bytes, out_msgs, out_bytes) = {
         let out = client.out.lock();
         (out.pending, out.out_msgs, out.out_bytes)
@@ -326,8 +350,8 @@ fn conn_info(client: &Client, options: &ConnzOptions, now: SystemTime) -> ConnIn
     } else {
         None
     };
-    // nats-server tags open connections with their account under `auth` (closed ones not).
-    let name_tag = options.auth.then_some(GLOBAL_ACCOUNT);
+    // nats-server tags open connections of the global account under `auth` (closed ones not).
+    let name_tag = (options.auth && account.is_none()).then(|| GLOBAL_ACCOUNT.to_string());
     ConnInfo {
         cid: client.id,
         kind: "Client",
@@ -350,7 +374,10 @@ fn conn_info(client: &Client, options: &ConnzOptions, now: SystemTime) -> ConnIn
         name: meta.name,
         lang: meta.lang,
         version: meta.version,
+        tls_version: meta.tls.as_ref().map(|t| t.version.clone()),
+        tls_cipher_suite: meta.tls.map(|t| t.cipher_suite),
         authorized_user,
+        account: account.map(str::to_string),
         subs,
         subs_detail,
         name_tag,
@@ -365,7 +392,7 @@ fn conn_info(client: &Client, options: &ConnzOptions, now: SystemTime) -> ConnIn
 
 /// A closed connection as nats-server shows it: times frozen at the close, plus `stop` and
 /// `reason`.
-fn closed_info(c: ClosedConn, options: &ConnzOptions) -> ConnInfo {
+fn closed_info(c: ClosedConn, options: &ConnzOptions, account: Option<&str>) -> ConnInfo {
     let lived = c.stop.duration_since(c.started).unwrap_or_default();
     let subs = (options.subs && !c.subs.is_empty())
         .then(|| c.subs.iter().map(|s| s.subject.clone()).collect());
@@ -406,11 +433,14 @@ fn closed_info(c: ClosedConn, options: &ConnzOptions) -> ConnInfo {
         name: c.name,
         lang: c.lang,
         version: c.version,
+        tls_version: c.tls.as_ref().map(|t| t.version.clone()),
+        tls_cipher_suite: c.tls.map(|t| t.cipher_suite),
         authorized_user: if options.auth {
             c.user.filter(|u| !u.is_empty())
         } else {
             None
         },
+        account: account.map(str::to_string),
         subs,
         subs_detail,
         name_tag: None,

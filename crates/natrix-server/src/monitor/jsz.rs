@@ -68,8 +68,8 @@ struct JszConfig {
 
 #[derive(Serialize)]
 struct AccountDetail {
-    name: &'static str,
-    id: &'static str,
+    name: String,
+    id: String,
     memory: u64,
     storage: u64,
     reserved_memory: u64,
@@ -201,14 +201,19 @@ fn enabled(
     } else {
         Vec::new()
     };
-    let account_details = if accounts && usage.streams > 0 {
+    // nats-server details the global account once it has streams, a named account with
+    // JetStream always; "reserved" is the account's limit (u64::MAX, i.e. -1, without one).
+    let account = &js.account;
+    let named = account.name != GLOBAL_ACCOUNT;
+    let account_details = if accounts && (usage.streams > 0 || named) {
+        let limits = account.jetstream.unwrap_or_default();
         vec![AccountDetail {
-            name: GLOBAL_ACCOUNT,
-            id: GLOBAL_ACCOUNT,
+            name: account.name.clone(),
+            id: account.name.clone(),
             memory: usage.memory,
             storage: usage.storage,
-            reserved_memory: u64::MAX,
-            reserved_storage: u64::MAX,
+            reserved_memory: u64::try_from(limits.max_memory).unwrap_or(u64::MAX),
+            reserved_storage: u64::try_from(limits.max_storage).unwrap_or(u64::MAX),
             accounts: 0,
             ha_assets: 0,
             api: api(),

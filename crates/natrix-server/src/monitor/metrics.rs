@@ -79,6 +79,7 @@ fn jetstream(
     js: &crate::jetstream::JetStream,
 ) -> prometheus::Result<()> {
     let id = state.server_id.as_str();
+    let account = js.account.name.as_str();
     let vec = |subsystem: &str, name: &str, labels: &[&str]| {
         GaugeVec::new(
             Opts::new(name, name)
@@ -166,7 +167,7 @@ fn jetstream(
     .collect::<prometheus::Result<_>>()?;
     for host in &streams {
         let st = host.with_stream(|s| s.state(false, None, host.consumer_count()));
-        let labels = [id, "$G", host.name.as_str()];
+        let labels = [id, account, host.name.as_str()];
         for (name, g) in &stream_gauges {
             let v = match *name {
                 "total_messages" => st.messages,
@@ -179,7 +180,7 @@ fn jetstream(
         }
         for consumer in host.consumers() {
             let info = consumer.info(host, state);
-            let labels = [id, "$G", host.name.as_str(), consumer.name.as_str()];
+            let labels = [id, account, host.name.as_str(), consumer.name.as_str()];
             for (name, g) in &consumer_gauges {
                 let v = match *name {
                     "num_pending" => info.num_pending,

@@ -36,8 +36,7 @@ use crate::state::ServerState;
 
 pub(crate) use closed::ClosedConnections;
 
-/// The account every natrix client belongs to (nats-server's global account).
-const GLOBAL_ACCOUNT: &str = "$G";
+use crate::config::GLOBAL_ACCOUNT;
 
 /// What the HTTP handlers share: the node's state plus monitoring's own bookkeeping.
 #[derive(Debug)]

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::connz::SubDetail;
 use super::time::rfc3339_nano;
-use super::{BadRequest, GLOBAL_ACCOUNT, Monitor, Params, json};
+use super::{BadRequest, Monitor, Params, json};
 use crate::router::Subscription;
 
 #[derive(Serialize)]
@@ -99,6 +99,7 @@ pub(crate) async fn handle(
         subs: Vec::new(),
     };
     if list || detail {
+        let account = &state.config.account.name;
         let mut subs: Vec<Arc<Subscription>> = {
             let clients: Vec<_> = state.clients.read().values().cloned().collect();
             clients
@@ -125,8 +126,8 @@ pub(crate) async fn handle(
         subsz.subs = subs[offset.min(end)..end]
             .iter()
             .map(|s| SubDetail {
-                account: Some(GLOBAL_ACCOUNT),
-                account_tag: Some(GLOBAL_ACCOUNT),
+                account: Some(account.clone()),
+                account_tag: Some(account.clone()),
                 ..SubDetail::of(s)
             })
             .collect();

@@ -163,12 +163,17 @@ pub(crate) async fn accountz(
     struct Accountz {
         server_id: String,
         now: String,
-        accounts: Vec<&'static str>,
+        accounts: Vec<String>,
     }
     let accountz = Accountz {
         server_id: monitor.state.server_id.clone(),
         now: rfc3339_nano(SystemTime::now()),
-        accounts: vec![GLOBAL_ACCOUNT],
+        // nats-server lists the global account even when every client is in a named one.
+        accounts: std::iter::once(GLOBAL_ACCOUNT.to_string())
+            .chain(Some(monitor.state.config.account.name.clone()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
     };
     json(&Params(query), &accountz)
 }

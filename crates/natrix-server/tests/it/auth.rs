@@ -1,11 +1,11 @@
 //! Single-user authentication (`--user/--pass`, `--auth` token): good credentials connect, bad
 //! or missing ones get 'Authorization Violation' and are closed, and a client that never
-//! sends CONNECT is timed out.
+//! sends CONNECT is timed out. A flood of wrong bcrypt passwords does not keep a right one out.
 
 use std::time::Duration;
 
 use async_nats::ConnectOptions;
-use natrix_server::{AuthConfig, Limits, ServerConfig};
+use natrix_server::{AuthConfig, Limits, ServerConfig, UserConfig};
 use natrix_testkit::{TestServer, test_config};
 
 const CLOSE_WITHIN: Duration = Duration::from_secs(2);
@@ -178,5 +178,55 @@ async fn without_auth_there_is_no_connect_timeout() -> anyhow::Result<()> {
     raw.expect_silence(Duration::from_millis(400)).await?;
     raw.send("PING\r\n").await?;
     raw.expect_line("PONG").await?;
+    Ok(())
+}
+
+/// bcrypt of "s3cret" at cost 4.
+const S3CRET_BCRYPT: &str = "$2b$04$xaBmIBJnThhjuylTwyw4F.1cryKdT0kzLF/dc.PyqdD90eixfkoeW";
+
+#[tokio::test]
+async fn a_flood_of_wrong_bcrypt_passwords_does_not_keep_the_right_one_out() -> anyhow::Result<()> {
+    let server = TestServer::start_with(ServerConfig {
+        auth: AuthConfig {
+            users: vec![UserConfig {
+                user: Some("alice".into()),
+                password: Some(S3CRET_BCRYPT.into()),
+                ..UserConfig::default()
+            }],
+            ..AuthConfig::default()
+        },
+        // Checks queue for a few permits; a loaded test machine must not time the queue out.
+        limits: Limits {
+            auth_timeout: Duration::from_secs(10),
+            ..Limits::default()
+        },
+        ..test_config()
+    })
+    .await?;
+    // 64 guesses in flight at once: far more checks than the node runs at once (at most 16),
+    // so most of them wait for a permit, and the right password queues behind them.
+    let mut guesses = Vec::new();
+    for i in 0..64 {
+        let mut raw = server.raw().await?;
+        raw.send(format!(
+            "CONNECT {{\"verbose\":false,\"user\":\"alice\",\"pass\":\"guess{i}\"}}\r\n"
+        ))
+        .await?;
+        guesses.push(raw);
+    }
+    let mut right = server.raw().await?;
+    right
+        .send("CONNECT {\"verbose\":false,\"user\":\"alice\",\"pass\":\"s3cret\"}\r\nPING\r\n")
+        .await?;
+    right.expect_line("PONG").await?;
+    let client = ConnectOptions::new()
+        .user_and_password("alice".into(), "s3cret".into())
+        .connect(server.url())
+        .await?;
+    client.flush().await?;
+    for mut guess in guesses {
+        let rest = guess.expect_closed(Duration::from_secs(10)).await?;
+        assert_eq!(rest, "-ERR 'Authorization Violation'\r\n");
+    }
     Ok(())
 }

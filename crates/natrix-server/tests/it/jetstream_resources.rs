@@ -1,7 +1,9 @@
-//! The account's storage limits (`max_file_store`, `max_memory_store`): streams may not reserve
-//! more than the account may store, and a publish that would exceed the limit is refused with
-//! nats-server's "insufficient resources" error, using no sequence number.
+//! The server's storage limits (`max_file_store`, `max_memory_store`): streams may not reserve
+//! more than the server may store, and a publish that would exceed the limit is refused with
+//! nats-server's "insufficient resources" error, using no sequence number. (Account limits are
+//! `jetstream_accounts.rs`'s.)
 
+use crate::support::api_request as api;
 use async_nats::jetstream::{self, stream};
 use natrix_server::{JetStreamConfig, ServerConfig};
 use natrix_testkit::{TestServer, test_config};
@@ -17,17 +19,6 @@ async fn start(dir: &tempfile::TempDir, max_file: i64, max_mem: i64) -> anyhow::
         ..test_config()
     })
     .await
-}
-
-async fn api(
-    client: &async_nats::Client,
-    subject: &str,
-    body: &str,
-) -> anyhow::Result<serde_json::Value> {
-    let reply = client
-        .request(subject.to_owned(), body.to_owned().into())
-        .await?;
-    Ok(serde_json::from_slice(&reply.payload)?)
 }
 
 #[tokio::test]
@@ -53,14 +44,15 @@ async fn a_stream_may_not_reserve_more_than_the_account_may_store() -> anyhow::R
     )
     .await?;
     assert_eq!(mem["error"]["err_code"], 10028, "{mem}");
+    // The account has no limits of its own: nats-server shows -1 beside server limits.
     let info = api(&client, "$JS.API.INFO", "").await?;
-    assert_eq!(info["limits"]["max_storage"], 10_000);
-    assert_eq!(info["limits"]["max_memory"], 5_000);
+    assert_eq!(info["limits"]["max_storage"], -1);
+    assert_eq!(info["limits"]["max_memory"], -1);
     Ok(())
 }
 
 #[tokio::test]
-async fn publishes_beyond_the_account_limit_are_refused_without_using_a_sequence()
+async fn publishes_beyond_the_server_limit_are_refused_without_using_a_sequence()
 -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = start(&dir, 2_000, 2_000).await?;
@@ -88,10 +80,7 @@ async fn publishes_beyond_the_account_limit_are_refused_without_using_a_sequence
         }
     }
     let refused = refused.ok_or_else(|| anyhow::anyhow!("the limit was never enforced"))?;
-    assert!(
-        refused.contains("insufficient storage resources"),
-        "{refused}"
-    );
+    assert!(refused.contains("insufficient resources"), "{refused}");
     // Each message counts 4 + 200 + 30 bytes: eight fit in 2,000.
     assert_eq!(stored, 8);
     let info = api(&client, "$JS.API.STREAM.INFO.FILL", "").await?;

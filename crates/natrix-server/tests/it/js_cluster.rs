@@ -38,11 +38,22 @@ pub(crate) async fn start_node(routes: &[String]) -> anyhow::Result<JsNode> {
 }
 
 pub(crate) async fn start_node_with(routes: &[String], tune: Tune) -> anyhow::Result<JsNode> {
+    start_node_configured(routes, |config| {
+        if let Some(js) = config.jetstream.as_mut() {
+            tune(js);
+        }
+    })
+    .await
+}
+
+/// A node whose whole config `configure` changes (e.g. the account's limits).
+async fn start_node_configured(
+    routes: &[String],
+    configure: impl FnOnce(&mut ServerConfig),
+) -> anyhow::Result<JsNode> {
     let dir = tempfile::tempdir()?;
     let mut config = node_config(routes, dir.path());
-    if let Some(js) = config.jetstream.as_mut() {
-        tune(js);
-    }
+    configure(&mut config);
     let server = TestServer::start_with(config).await?;
     let client = async_nats::connect(server.url()).await?;
     let js = jetstream::new(client.clone());
@@ -62,6 +73,19 @@ pub(crate) async fn start_cluster(n: usize) -> anyhow::Result<Vec<JsNode>> {
 
 /// [`start_cluster`] with every node's JetStream config changed by `tune`.
 pub(crate) async fn start_cluster_with(n: usize, tune: Tune) -> anyhow::Result<Vec<JsNode>> {
+    start_cluster_configured(n, |config| {
+        if let Some(js) = config.jetstream.as_mut() {
+            tune(js);
+        }
+    })
+    .await
+}
+
+/// [`start_cluster`] with every node's config changed by `configure`.
+pub(crate) async fn start_cluster_configured(
+    n: usize,
+    configure: impl Fn(&mut ServerConfig),
+) -> anyhow::Result<Vec<JsNode>> {
     if std::env::var_os("RUST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -71,7 +95,7 @@ pub(crate) async fn start_cluster_with(n: usize, tune: Tune) -> anyhow::Result<V
     let mut nodes: Vec<JsNode> = Vec::new();
     for _ in 0..n {
         let routes = seed_routes(&nodes)?;
-        nodes.push(start_node_with(&routes, tune).await?);
+        nodes.push(start_node_configured(&routes, &configure).await?);
     }
     wait_for_meta_leader(&nodes, None).await?;
     Ok(nodes)

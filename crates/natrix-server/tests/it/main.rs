@@ -14,6 +14,7 @@ mod cluster_membership;
 mod cluster_operations;
 mod headers;
 mod hostile;
+mod jetstream_accounts;
 mod jetstream_api;
 mod jetstream_consumers;
 mod jetstream_kv;

@@ -755,6 +755,7 @@ async fn permission_exchanges_match_nats_server() -> anyhow::Result<()> {
         ..test_config()
     };
     let bob = "CONNECT {\"verbose\":true,\"user\":\"bob\",\"pass\":\"pw\"}\r\n";
+    let alice = "CONNECT {\"verbose\":true,\"user\":\"alice\",\"pass\":\"s3cret\"}\r\n";
     let cases = vec![
         case(
             "publish allowed and denied",
@@ -813,6 +814,34 @@ async fn permission_exchanges_match_nats_server() -> anyhow::Result<()> {
             "unknown user",
             vec![sync("CONNECT {\"user\":\"mallory\",\"pass\":\"pw\"}\r\n")],
         ),
+        case(
+            "a second connect as a user without permissions",
+            vec![
+                sync(bob),
+                sync(
+                    "SUB foo.* 1\r\nPUB bar 1\r\nx\r\nPUB foo.bar 1\r\nx\r\nPUB foo.baz 1\r\ny\r\n",
+                ),
+                sync(alice),
+                sync("PUB bar 1\r\nx\r\nPUB foo.bar 1\r\nz\r\n"),
+            ],
+        ),
+        case(
+            "a second connect as a user with permissions",
+            vec![
+                sync(alice),
+                sync(bob),
+                sync(
+                    "PUB bar 1\r\nx\r\nSUB bar 2\r\nSUB foo.* 3\r\nPUB foo.bar 1\r\nx\r\nPUB foo.baz 1\r\ny\r\n",
+                ),
+            ],
+        ),
+        case(
+            "a second connect with a wrong password",
+            vec![
+                sync(bob),
+                sync("CONNECT {\"user\":\"alice\",\"pass\":\"nope\"}\r\n"),
+            ],
+        ),
     ];
     compare(19228, natrix, &[], Some(PERMISSIONS_CONFIG), cases).await
 }
@@ -839,6 +868,20 @@ async fn no_auth_user_exchanges_match_nats_server() -> anyhow::Result<()> {
         case(
             "operations before connect",
             vec![sync("PING\r\nSUB bar 1\r\nSUB foo.a 2\r\n")],
+        ),
+        case(
+            "deny filter before connect",
+            vec![sync(
+                "SUB foo.* 1\r\nPUB foo.bar 1\r\nx\r\nPUB foo.baz 1\r\ny\r\n",
+            )],
+        ),
+        case(
+            "credentials after operations as the no_auth_user",
+            vec![
+                sync("SUB foo.* 1\r\nPUB bar 1\r\nx\r\n"),
+                sync("CONNECT {\"verbose\":true,\"user\":\"alice\",\"pass\":\"s3cret\"}\r\n"),
+                sync("PUB bar 1\r\nx\r\nPUB foo.bar 1\r\nz\r\n"),
+            ],
         ),
         case(
             "wrong credentials are not replaced",

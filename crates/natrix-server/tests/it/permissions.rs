@@ -231,6 +231,89 @@ async fn a_wildcard_subscription_does_not_receive_denied_subjects() -> anyhow::R
     Ok(())
 }
 
+/// Publishes `(subject, payload)` pairs in order and waits until the server has them.
+async fn publish_all(client: &async_nats::Client, messages: &[(&str, &str)]) -> anyhow::Result<()> {
+    for (subject, payload) in messages {
+        client
+            .publish(subject.to_string(), payload.to_string().into())
+            .await?;
+    }
+    client.flush().await?;
+    Ok(())
+}
+
+/// A second CONNECT on a connection authenticates again, as in nats-server 2.9.10: wrong
+/// credentials close the connection, right ones make it the new user for what follows, and
+/// subscriptions already made stay. natrix filters deliveries with the current user's deny list
+/// too; nats-server keeps the deny filter its connection built at the first wildcard
+/// subscription (and drops it for a user without permissions), so in the last step it would
+/// still deliver `foo.bar` (docs/compatibility.md).
+#[tokio::test]
+async fn a_second_connect_as_another_user_brings_that_users_permissions() -> anyhow::Result<()> {
+    let key = nkeys::KeyPair::new_user();
+    let server = start(&key.public_key(), None).await?;
+    let publisher = as_user("alice", "s3cret").connect(server.url()).await?;
+    let bob = "CONNECT {\"verbose\":false,\"user\":\"bob\",\"pass\":\"pw\"}\r\n";
+    let mut raw = server.raw().await?;
+    raw.send(format!("{bob}SUB foo.* 1\r\nPUB bar 1\r\nx\r\nPING\r\n"))
+        .await?;
+    raw.expect_err("Permissions Violation for Publish to \"bar\"")
+        .await?;
+    raw.expect_line("PONG").await?;
+    publish_all(&publisher, &[("foo.bar", "1"), ("foo.baz", "2")]).await?;
+    assert_eq!(
+        raw.expect_msg().await?,
+        ("MSG foo.baz 1 1".into(), b"2".to_vec())
+    );
+
+    // Alice has no permissions (and a bcrypt password, checked as on a first CONNECT).
+    raw.send(
+        "CONNECT {\"verbose\":false,\"user\":\"alice\",\"pass\":\"s3cret\"}\r\n\
+         PUB bar 1\r\nx\r\nSUB bar 2\r\nPING\r\n",
+    )
+    .await?;
+    raw.expect_line("PONG").await?;
+    publish_all(&publisher, &[("foo.bar", "3"), ("bar", "4")]).await?;
+    assert_eq!(
+        raw.expect_msg().await?,
+        ("MSG foo.bar 1 1".into(), b"3".to_vec())
+    );
+    assert_eq!(
+        raw.expect_msg().await?,
+        ("MSG bar 2 1".into(), b"4".to_vec())
+    );
+
+    // Bob again: his rules for publishing, subscribing and deliveries, on every subscription.
+    raw.send(format!("{bob}PUB bar 1\r\nx\r\nSUB foo.bar 3\r\nPING\r\n"))
+        .await?;
+    raw.expect_err("Permissions Violation for Publish to \"bar\"")
+        .await?;
+    raw.expect_err("Permissions Violation for Subscription to \"foo.bar\"")
+        .await?;
+    raw.expect_line("PONG").await?;
+    publish_all(
+        &publisher,
+        &[("foo.bar", "5"), ("foo.baz", "6"), ("bar", "7")],
+    )
+    .await?;
+    assert_eq!(
+        raw.expect_msg().await?,
+        ("MSG foo.baz 1 1".into(), b"6".to_vec())
+    );
+    assert_eq!(
+        raw.expect_msg().await?,
+        ("MSG bar 2 1".into(), b"7".to_vec())
+    );
+
+    raw.send("CONNECT {\"user\":\"alice\",\"pass\":\"wrong\"}\r\n")
+        .await?;
+    assert_eq!(
+        raw.expect_closed(Duration::from_secs(2)).await?,
+        "-ERR 'Authorization Violation'\r\n"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn queue_rules_admit_only_the_named_group() -> anyhow::Result<()> {
     let key = nkeys::KeyPair::new_user();

@@ -82,6 +82,27 @@ async fn a_tls_client_publishes_and_receives_and_info_says_tls_is_required() -> 
     assert_eq!(varz["tls_timeout"], 2.0);
     // As nats-server with TLS: the authorization timeout defaults to the TLS timeout plus 1 s
     // (set by the binary's option handling; an in-process node keeps what it is given).
+
+    // /connz shows the session in Go's names; the plain-text probe above shows none.
+    let connz = server.monitor_json("/connz").await?;
+    let conns = connz["connections"]
+        .as_array()
+        .ok_or_else(|| anyhow::anyhow!("no connections: {connz}"))?;
+    let tls_conn = conns
+        .iter()
+        .find(|c| c.get("tls_version").is_some())
+        .ok_or_else(|| anyhow::anyhow!("no TLS session in /connz: {connz}"))?;
+    assert_eq!(tls_conn["tls_version"], "1.3", "{connz}");
+    let suite = tls_conn["tls_cipher_suite"].as_str().unwrap_or_default();
+    assert!(
+        [
+            "TLS_AES_128_GCM_SHA256",
+            "TLS_AES_256_GCM_SHA384",
+            "TLS_CHACHA20_POLY1305_SHA256"
+        ]
+        .contains(&suite),
+        "{connz}"
+    );
     Ok(())
 }
 

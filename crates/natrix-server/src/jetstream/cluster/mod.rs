@@ -289,7 +289,8 @@ impl JsCluster {
             .map_err(|e| e.to_api_error())?;
         request.load = load;
         let chosen = place(&peers, &request).map_err(|e| e.to_api_error())?;
-        let command = MetaCommand::create_stream(config, chosen, now_ns());
+        let max_streams = js.account_limits()?.max_streams;
+        let command = MetaCommand::create_stream(config, chosen, now_ns(), max_streams);
         let assignment = match self.propose(&command).await? {
             MetaReply::Stream(assignment) => assignment,
             other => {

@@ -319,7 +319,12 @@ pub(crate) fn stream_unready_reason(js: &JetStream) -> Option<String> {
         let committed = metrics.cluster_committed.map_or(0, |id| id.index);
         let current =
             metrics.current_leader.is_some() && committed.saturating_sub(applied) <= CURRENT_LAG;
-        (!current).then(|| format!("JetStream stream '$G > {}' is not current", host.name))
+        (!current).then(|| {
+            format!(
+                "JetStream stream '{} > {}' is not current",
+                js.account.name, host.name
+            )
+        })
     })
 }
 

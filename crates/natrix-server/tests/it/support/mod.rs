@@ -109,6 +109,20 @@ pub async fn within<F: Future>(what: &str, f: F) -> anyhow::Result<F::Output> {
         .map_err(|_| anyhow::anyhow!("timed out after {WAIT:?} waiting for {what}"))
 }
 
+/// A JetStream API request (`body` may be empty) and its JSON answer, within [`WAIT`].
+pub async fn api_request(
+    client: &async_nats::Client,
+    subject: &str,
+    body: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let reply = within(
+        subject,
+        client.request(subject.to_owned(), body.to_owned().into()),
+    )
+    .await??;
+    Ok(serde_json::from_slice(&reply.payload)?)
+}
+
 /// Polls `check` until it holds, failing after [`WAIT`].
 pub async fn eventually<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
 where
