@@ -35,8 +35,6 @@ pub fn top_level(key: &str) -> Option<Support> {
         | "http_base_path"
         | "max_sub_tokens"
         | "max_subscription_tokens"
-        | "system_account"
-        | "system"
         | "no_system_account"
         | "no_system"
         | "no_sys_acc"

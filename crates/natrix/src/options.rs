@@ -72,6 +72,8 @@ pub struct Settings {
     /// The `accounts` block as written; [`Settings::finish`] makes the one account natrix
     /// serves of it.
     pub accounts: Vec<AccountSettings>,
+    /// `system_account`: natrix has no system account; this one is left out of `accounts`.
+    pub system_account: Option<String>,
 }
 
 /// One mistake in the configuration, at a position when it has one.
@@ -536,6 +538,11 @@ impl Mapper<'_> {
             }
             "jetstream" => self.jetstream(entry),
             "accounts" => self.accounts(entry),
+            "system_account" | "system" => {
+                if let Some(name) = self.string(entry) {
+                    self.settings.system_account = Some(name);
+                }
+            }
             "store_dir" | "storedir" => {
                 if let Some(dir) = self.string(entry) {
                     self.store_dir(entry, dir);

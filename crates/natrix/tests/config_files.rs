@@ -502,6 +502,31 @@ fn a_single_account_with_jetstream_limits_maps_like_nats_server() {
         (s.server.account.name.as_str(), s.server.account.jetstream),
         ("A", None)
     );
+    // The system account is left out (natrix serves no `$SYS` requests): its users cannot log
+    // in, and the application's account is the one served.
+    let with_system = write(
+        dir.path(),
+        "system.conf",
+        "system_account: SYS\naccounts {\n  SYS: { users: [{user: admin, password: x}] }\n  \
+         APP: { jetstream: enabled, users: [{user: a}] }\n}\n",
+    );
+    let s = settings(&["-c", with_system.to_str().unwrap()]);
+    assert_eq!(s.server.account.name, "APP");
+    let users: Vec<_> = s
+        .server
+        .auth
+        .users
+        .iter()
+        .filter_map(|u| u.user.as_deref())
+        .collect();
+    assert_eq!(users, ["a"]);
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("system account \"SYS\"")),
+        "{:?}",
+        s.warnings
+    );
     // Without accounts: the global account, JetStream without account limits.
     let s = settings(&[]);
     assert_eq!(s.server.account.name, "$G");

@@ -27,6 +27,17 @@ impl Settings {
         let refuse = |errors: &mut Vec<FieldError>, message: String| {
             errors.push(FieldError { pos: None, message });
         };
+        // natrix serves none of the system account's requests (`$SYS.REQ.>`), so it does not
+        // take that account's users in beside the application's: they cannot log in at all,
+        // which grants nothing nats-server would not.
+        if let Some(system) = &self.system_account
+            && let Some(at) = self.accounts.iter().position(|a| &a.name == system)
+        {
+            self.accounts.remove(at);
+            self.warnings.push(format!(
+                "system account {system:?} is not served by natrix: its users cannot log in"
+            ));
+        }
         match self.accounts.as_slice() {
             [] => {}
             [account] if account.users.is_empty() => self.warnings.push(format!(
