@@ -41,8 +41,11 @@ fn info_json(
     if let Some(js) = stream.js()
         && let Some(assignment) = js.cluster().and_then(|c| c.assignment(&stream.name))
     {
-        let block = super::stream_api::cluster_info(&js, &assignment, stream.leader());
-        info.cluster = serde_json::from_str(&block).ok();
+        info.cluster = Some(super::stream_api::cluster_info(
+            &js,
+            &assignment,
+            stream.leader(),
+        ));
     }
     info.response_json(kind)
 }

@@ -122,6 +122,11 @@ pub(crate) struct ConsumerHost {
     pub name: String,
     stream: Weak<StreamHost>,
     inner: Mutex<Inner>,
+    /// Held from picking deliveries until they are queued to their subscribers (taken before
+    /// `inner`): info never shows a message as delivered that its subscriber could still
+    /// receive after the info's answer, as nats-server sends under the consumer's lock (a KV
+    /// watcher takes "nothing pending, nothing received" for "caught up").
+    delivering: Mutex<()>,
     events: mpsc::UnboundedSender<Event>,
     stopped: AtomicBool,
 }
@@ -148,6 +153,7 @@ impl ConsumerHost {
                 last_send_ns: now_ns(),
                 idle_since_ns: None,
             }),
+            delivering: Mutex::new(()),
             events,
             stopped: AtomicBool::new(false),
         });
@@ -179,6 +185,7 @@ impl ConsumerHost {
     }
 
     pub fn info(&self, stream: &StreamHost, state: &ServerState) -> ConsumerInfo {
+        let _delivering = self.delivering.lock();
         let inner = self.inner.lock();
         let upto = stream.committed_seq();
         let mut info = stream.with_stream(|s| {
@@ -268,9 +275,13 @@ impl ConsumerHost {
             let notified = subscribed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let more = self.deliver(&stream, &state, &mut out);
-            self.timers(&stream, &state, &mut out);
-            send(&state, std::mem::take(&mut out));
+            let more = {
+                let _delivering = self.delivering.lock();
+                let more = self.deliver(&stream, &state, &mut out);
+                self.timers(&stream, &state, &mut out);
+                send(&state, std::mem::take(&mut out));
+                more
+            };
             // The consumer state and the retention removals are durable before an ack that
             // asked for a reply is answered: an answered ack is a consumed message.
             let (persisted, ()) =

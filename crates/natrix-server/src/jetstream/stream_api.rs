@@ -278,9 +278,9 @@ pub(crate) fn cluster_info(
     js: &JetStream,
     assignment: &natrix_cluster::StreamAssignment,
     leader: Option<u64>,
-) -> String {
+) -> serde_json::Value {
     let Some(cluster) = js.cluster() else {
-        return "{}".to_owned();
+        return serde_json::json!({});
     };
     let name_of = |id: u64| {
         cluster
@@ -351,7 +351,7 @@ pub(crate) fn cluster_info(
     if !replicas.is_empty() {
         block["replicas"] = replicas.into();
     }
-    block.to_string()
+    block
 }
 
 /// The cluster's streams a names/list request selects (all of them, or those whose subjects

@@ -269,8 +269,7 @@ fn stream_cluster(
         .filter(|_| host.replica.is_some());
     match assignment {
         Some(assignment) => {
-            let info = crate::jetstream::stream_api::cluster_info(js, &assignment, host.leader());
-            serde_json::from_str(&info).unwrap_or_default()
+            crate::jetstream::stream_api::cluster_info(js, &assignment, host.leader())
         }
         None => serde_json::json!({ "leader": server_name }),
     }

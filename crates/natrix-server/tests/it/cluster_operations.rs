@@ -240,6 +240,69 @@ async fn healthz_is_ok_on_every_node_once_its_stream_replicas_caught_up() -> any
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_is_unavailable_on_a_replica_whose_stream_lost_its_quorum() -> anyhow::Result<()> {
+    // Five nodes: the meta group keeps its quorum when two of them stop, while an R3 stream
+    // on three of them does not.
+    let mut nodes = start_cluster(5).await?;
+    create_stream(
+        &nodes[0].js,
+        stream::Config {
+            name: "LOST".into(),
+            subjects: vec!["lost".into()],
+            num_replicas: 3,
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(publish_acked(&nodes[0].js, "lost", "a".into()).await?, 1);
+    let info = api(&nodes[0].client, "$JS.API.STREAM.INFO.LOST").await?;
+    let leader = info["cluster"]["leader"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no leader: {info}"))?
+        .to_owned();
+    let followers: Vec<String> = info["cluster"]["replicas"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str().map(str::to_owned))
+        .collect();
+    let [kept, stopped_follower] = followers.as_slice() else {
+        anyhow::bail!("expected two followers: {info}");
+    };
+    assert_every_node_becomes_healthy(&nodes).await?;
+    // Stop the stream's leader and one follower: the other follower's group has no leader and
+    // can elect none, so that node is not ready; the two nodes without a replica stay ready.
+    let mut stopped = Vec::new();
+    for name in [&leader, stopped_follower] {
+        let index = node_named(&nodes, name)?;
+        stopped.push(nodes.remove(index));
+    }
+    shutdown(stopped).await;
+    // (Until the meta group has a leader again, every node answers that first.)
+    let kept_node = &nodes[node_named(&nodes, kept)?];
+    let deadline = Instant::now() + CLUSTER_WAIT;
+    let health = loop {
+        let health = kept_node.server.monitor_get("/healthz").await?;
+        if health.body.contains("is not current") || Instant::now() >= deadline {
+            break health;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(health.status, 503, "{}", health.body);
+    assert_eq!(
+        health.body,
+        r#"{"status":"unavailable","error":"JetStream stream '$G > LOST' is not current"}"#
+    );
+    let others: Vec<JsNode> = nodes
+        .into_iter()
+        .filter(|n| n.server.server.server_name() != kept.as_str())
+        .collect();
+    assert_every_node_becomes_healthy(&others).await?;
+    shutdown(others).await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn healthz_is_unavailable_while_a_node_has_no_meta_leader() -> anyhow::Result<()> {
     // A route to a port nothing listens on: the node waits for a peer that never comes. (It
