@@ -165,6 +165,25 @@ pub(crate) struct Client {
     /// The user's permissions, the only copy: the connection's publish and subscribe checks and
     /// every delivery to this client read it.
     pub access: CurrentAccess,
+    /// The credentials of the last accepted CONNECT (and the nonce they signed), kept as
+    /// nats-server keeps them so that a configuration reload can check them again. Never shown
+    /// by monitoring.
+    pub credentials: Mutex<Option<Credentials>>,
+}
+
+/// What a configuration reload needs to authenticate a connected client again.
+#[derive(Clone)]
+pub(crate) struct Credentials {
+    pub connect: natrix_wire::ConnectInfo,
+    pub nonce: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.connect.user)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The permissions a client acts under now: `no_auth_user`'s from accept (as nats-server applies
@@ -176,6 +195,9 @@ pub(crate) struct CurrentAccess {
     /// clients (the common case) cost one load instead of a lock.
     restricted: AtomicBool,
     access: RwLock<Option<ClientAccess>>,
+    /// Counts replacements, so that a connection knows when decisions it cached are stale (a
+    /// configuration reload replaces them from outside the connection).
+    generation: AtomicU64,
 }
 
 impl CurrentAccess {
@@ -185,6 +207,12 @@ impl CurrentAccess {
         let mut access = self.access.write();
         *access = permissions.map(ClientAccess::new);
         self.restricted.store(access.is_some(), Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many times the permissions were replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The permissions in force, `None` if unrestricted. Hold the guard briefly: a CONNECT
@@ -275,6 +303,7 @@ impl Client {
             last_activity_ms: AtomicU64::new(0),
             rtt_us: AtomicU64::new(0),
             access: CurrentAccess::default(),
+            credentials: Mutex::new(None),
         }
     }
 

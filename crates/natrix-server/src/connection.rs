@@ -18,7 +18,7 @@ use natrix_wire::{
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::auth::{Identity, Verdict};
-use crate::client::{Client, CloseReason, Enqueued};
+use crate::client::{Client, CloseReason, Credentials, Enqueued};
 use crate::cluster::link::Pushed;
 use crate::internal::InternalMsg;
 use crate::router::{
@@ -65,6 +65,8 @@ pub(crate) struct Connection {
     /// Publish decisions by subject under the client's current permissions (`client.access`;
     /// allow and deny lists only, responses are not cached). Cleared when they change.
     publish_verdicts: HashMap<Bytes, bool>,
+    /// The `client.access` generation `publish_verdicts` were decided under.
+    verdicts_generation: u64,
     /// A CONNECT waiting for its bcrypt check; nothing after it is read until it is decided.
     pending_auth: Option<PendingAuth>,
 }
@@ -102,7 +104,7 @@ impl Connection {
         // user, as in nats-server.
         client.access.set(
             state
-                .auth
+                .auth()
                 .no_auth_identity()
                 .and_then(|identity| identity.permissions),
         );
@@ -130,6 +132,7 @@ impl Connection {
             batch: BatchStats::default(),
             nonce,
             publish_verdicts: HashMap::new(),
+            verdicts_generation: 0,
             pending_auth: None,
         }
     }
@@ -139,7 +142,7 @@ impl Connection {
     /// so the plain path costs what it did.
     pub async fn run<R: AsyncRead + Unpin>(mut self, mut socket: R) {
         let limits = self.state.config.limits.clone();
-        let auth_required = self.state.auth.advertise_required();
+        let auth_required = self.state.auth().advertise_required();
         let mut buf = BytesMut::with_capacity(READ_BUF_MIN);
         let mut read_size = READ_BUF_MIN;
         let start = tokio::time::Instant::now();
@@ -209,7 +212,7 @@ impl Connection {
             // As nats-server: before an authenticated CONNECT, an operation that does not start
             // with `C` is an authorization violation, whatever else it is.
             if !self.connected
-                && self.state.auth.advertise_required()
+                && self.state.auth().advertise_required()
                 && self.parser.is_idle()
                 && buf.first().is_some_and(|b| !b.eq_ignore_ascii_case(&b'C'))
             {
@@ -273,7 +276,7 @@ impl Connection {
     fn execute(&mut self, op: ClientOp) -> bool {
         if !self.connected
             && !matches!(op, ClientOp::Connect(_))
-            && self.state.auth.advertise_required()
+            && self.state.auth().advertise_required()
         {
             self.client.send_err_and_close(
                 "Authorization Violation",
@@ -343,7 +346,7 @@ impl Connection {
                 return false;
             }
         };
-        match self.state.auth.authenticate(&info, self.nonce.as_deref()) {
+        match self.state.auth().authenticate(&info, self.nonce.as_deref()) {
             Verdict::Accepted(identity) => self.finish_connect(info, identity),
             Verdict::Rejected => {
                 self.authorization_violation();
@@ -395,7 +398,7 @@ impl Connection {
             hash,
             identity,
         } = pending;
-        let check = self.state.auth.check_bcrypt(password, hash);
+        let check = self.state.auth().check_bcrypt(password, hash);
         let matched = match deadline {
             Some(deadline) => tokio::select! {
                 matched = check => matched,
@@ -450,16 +453,19 @@ impl Connection {
             .store(info.protocol >= 1, Ordering::Relaxed);
         {
             let mut meta = self.client.meta.lock();
-            meta.name = info.name.unwrap_or_default();
-            meta.lang = info.lang.unwrap_or_default();
-            meta.version = info.version.unwrap_or_default();
+            meta.name = info.name.clone().unwrap_or_default();
+            meta.lang = info.lang.clone().unwrap_or_default();
+            meta.version = info.version.clone().unwrap_or_default();
             meta.user = identity.user;
         }
         // As nats-server, a second CONNECT authenticates again and its user's permissions
         // replace the first's for everything after it: publishes, new subscriptions, and
         // deliveries (subscriptions already made stay).
         self.client.access.set(identity.permissions);
-        self.publish_verdicts.clear();
+        *self.client.credentials.lock() = Some(Credentials {
+            connect: info,
+            nonce: self.nonce.clone(),
+        });
         self.ok();
         true
     }
@@ -613,6 +619,11 @@ impl Connection {
         let Some(access) = self.client.access.get() else {
             return true;
         };
+        let generation = self.client.access.generation();
+        if generation != self.verdicts_generation {
+            self.publish_verdicts.clear();
+            self.verdicts_generation = generation;
+        }
         let allowed = match self.publish_verdicts.get(subject) {
             Some(&allowed) => allowed,
             None => {

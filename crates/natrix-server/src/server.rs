@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::BytesMut;
 use natrix_wire::{ServerInfo, write_info};
+use parking_lot::RwLock;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -18,6 +19,7 @@ use crate::client::{Client, CloseReason, TlsSession};
 use crate::connection::Connection;
 use crate::jetstream::JetStream;
 use crate::monitor;
+use crate::reload::ReloadError;
 use crate::router::Router;
 use crate::state::{ServerState, Stats, generate_server_id};
 use crate::tls::{ClientTls, ClusterTls};
@@ -60,6 +62,8 @@ pub struct Server {
     shutdown_tx: watch::Sender<bool>,
     lame_duck_tx: watch::Sender<bool>,
     stopped_rx: watch::Receiver<bool>,
+    /// The configuration in force (as started, then as last reloaded); held by a reload.
+    applied: tokio::sync::Mutex<ServerConfig>,
 }
 
 impl Server {
@@ -76,6 +80,7 @@ impl Server {
     ) -> Result<Server, ServerError> {
         let auth =
             Authenticator::new(&config.auth).map_err(|err| ServerError::Config(err.to_string()))?;
+        let applied = tokio::sync::Mutex::new(config.clone());
         let tls = match &config.tls {
             Some(tls) => Some(ClientTls::load(tls).map_err(ServerError::Tls)?),
             None => None,
@@ -118,8 +123,8 @@ impl Server {
         };
         let state = Arc::new(ServerState {
             config,
-            auth,
-            tls,
+            auth: RwLock::new(Arc::new(auth)),
+            tls: RwLock::new(tls.map(Arc::new)),
             cluster_tls,
             server_id,
             server_name,
@@ -170,7 +175,7 @@ impl Server {
         let monitor_addr = start_monitoring(&state, &shutdown_rx).await?;
 
         tracing::info!("Listening for client connections on {client_addr}");
-        if state.tls.is_some() {
+        if state.tls().is_some() {
             tracing::info!("TLS required for client connections");
         }
         tracing::info!("Server is ready");
@@ -190,7 +195,38 @@ impl Server {
             shutdown_tx,
             lame_duck_tx,
             stopped_rx,
+            applied,
         })
+    }
+
+    /// Applies a new configuration (a reload, SIGHUP): new users, passwords, tokens, NKeys and
+    /// permissions (every connected client is checked again, see [`crate::reload`]) and new
+    /// client TLS certificates (for handshakes from now on). Returns what changed; a change to
+    /// anything else, or settings that do not load, refuse the whole reload and change nothing.
+    pub async fn reload(&self, new: ServerConfig) -> Result<Vec<&'static str>, ReloadError> {
+        let mut applied = self.applied.lock().await;
+        let changed = crate::reload::changes(&applied, &new)?;
+        // Everything is loaded before anything is replaced.
+        let auth = if changed.contains(&"authorization") {
+            let auth = Authenticator::new(&new.auth)
+                .map_err(|err| ReloadError::Authorization(err.to_string()))?;
+            Some(Arc::new(auth))
+        } else {
+            None
+        };
+        let tls = match &new.tls {
+            Some(config) if changed.contains(&"tls") => Some(Arc::new(ClientTls::load(config)?)),
+            _ => None,
+        };
+        if let Some(tls) = tls {
+            *self.state.tls.write() = Some(tls);
+        }
+        if let Some(auth) = auth {
+            *self.state.auth.write() = auth.clone();
+            crate::reload::reauthorize(&self.state, &auth).await;
+        }
+        *applied = new;
+        Ok(changed)
     }
 
     /// The bound client address (useful with port 0).
@@ -304,7 +340,7 @@ async fn start_monitoring(
         source,
     })?;
     if https {
-        let Some(tls) = &state.tls else {
+        let Some(tls) = state.tls() else {
             return Err(ServerError::Config(
                 "Can't start monitoring: TLS cert and key required for HTTPS".into(),
             ));
@@ -394,7 +430,7 @@ async fn run_lame_duck(
         config.lame_duck_duration
     );
     // As nats-server: only clients that take async INFO get it.
-    let mut info = state.info.clone();
+    let mut info = state.client_info();
     info.ldm = true;
     state.send_async_info(info);
     // As nats-server: leaderships move to other nodes before the clients are let go.
@@ -456,28 +492,28 @@ async fn serve_client(state: Arc<ServerState>, stream: TcpStream, addr: SocketAd
         .fetch_add(1, Ordering::Relaxed);
     tracing::debug!(cid, %addr, "client connection created");
 
-    let mut info = state.info.clone();
+    let mut info = state.client_info();
     if let Some(mesh) = state.router.mesh() {
         info.connect_urls = mesh.connect_urls();
     }
     info.client_id = cid;
     info.client_ip = addr.ip().to_string();
     // NKey users sign this connection's nonce in CONNECT.
-    let nonce = state.auth.needs_nonce().then(crate::auth::new_nonce);
+    let nonce = state.auth().needs_nonce().then(crate::auth::new_nonce);
     info.nonce = nonce.clone();
     let mut buf = BytesMut::with_capacity(512);
     write_info(&mut buf, &info);
 
     // A client over the connection limit is told so in plain text, TLS or not: nats-server
     // refuses it before any handshake.
-    let tls = state.tls.as_ref().filter(|_| !over_limit);
+    let tls = state.tls().filter(|_| !over_limit);
     let Some(tls) = tls else {
         client.send_proto(&buf);
         let (read_half, write_half) = stream.into_split();
         run_client(&state, &client, read_half, write_half, over_limit, nonce).await;
         return;
     };
-    match tls_handshake(tls, &client, stream, &buf, cid, addr).await {
+    match tls_handshake(&tls, &client, stream, &buf, cid, addr).await {
         Some(stream) => {
             if tls.handshake_first {
                 client.send_proto(&buf);

@@ -36,10 +36,11 @@ impl Stats {
 #[derive(Debug)]
 pub(crate) struct ServerState {
     pub config: ServerConfig,
-    /// `config.auth`, compiled.
-    pub auth: crate::auth::Authenticator,
-    /// `config.tls`, loaded: clients must handshake TLS.
-    pub tls: Option<crate::tls::ClientTls>,
+    /// `config.auth`, compiled; replaced by a configuration reload (read it with [`Self::auth`]).
+    pub auth: RwLock<Arc<crate::auth::Authenticator>>,
+    /// `config.tls`, loaded: clients must handshake TLS; its certificates are replaced by a
+    /// configuration reload (read it with [`Self::tls`]).
+    pub tls: RwLock<Option<Arc<crate::tls::ClientTls>>>,
     /// `config.cluster.tls`, loaded: the cluster endpoint and every channel to a peer use it.
     pub cluster_tls: Option<crate::tls::ClusterTls>,
     pub server_id: String,
@@ -64,6 +65,24 @@ pub(crate) struct ServerState {
 }
 
 impl ServerState {
+    /// The authentication settings in force.
+    pub fn auth(&self) -> Arc<crate::auth::Authenticator> {
+        self.auth.read().clone()
+    }
+
+    /// INFO for clients, without the per-client fields, as the settings in force have it (a
+    /// configuration reload may change `auth_required`).
+    pub fn client_info(&self) -> ServerInfo {
+        let mut info = self.info.clone();
+        info.auth_required = self.auth().advertise_required();
+        info
+    }
+
+    /// The client TLS settings in force, if clients must use TLS.
+    pub fn tls(&self) -> Option<Arc<crate::tls::ClientTls>> {
+        self.tls.read().clone()
+    }
+
     pub fn next_client_id(&self) -> u64 {
         self.next_cid.fetch_add(1, Ordering::Relaxed) + 1
     }

@@ -112,6 +112,7 @@ async fn serve(settings: Settings) -> Result<(), RunError> {
     let mut sighup = listen_for(SignalKind::hangup(), "SIGHUP")?;
     let mut sigusr2 = listen_for(SignalKind::user_defined2(), "SIGUSR2")?;
 
+    let log = settings.log.clone();
     let server = Server::start(settings.server).await?;
     tracing::info!("  Name:     {}", server.server_name());
     tracing::info!("  ID:       {}", server.server_id());
@@ -140,7 +141,8 @@ async fn serve(settings: Settings) -> Result<(), RunError> {
                 break;
             }
             _ = sighup.recv() => {
-                tracing::warn!("Trapped \"hangup\" signal: configuration reload is not supported by natrix yet");
+                tracing::info!("Trapped \"hangup\" signal");
+                reload(&server, &log).await;
             }
             _ = sigusr2.recv() => {
                 tracing::info!("Trapped \"user defined signal 2\" signal: entering lame duck mode");
@@ -154,6 +156,41 @@ async fn serve(settings: Settings) -> Result<(), RunError> {
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// Reads the command line and configuration file again and applies what changed (SIGHUP, as
+/// nats-server's reload); a configuration that does not load, or changes what needs a restart,
+/// is logged and leaves the node as it was.
+async fn reload(server: &Server, log: &natrix::LogConfig) {
+    let settings = Cli::parse_args(std::env::args_os())
+        .map_err(|err| err.to_string())
+        .and_then(|cli| {
+            cli.into_command(&Loader::new())
+                .map_err(|err| err.to_string())
+        });
+    let settings = match settings {
+        Ok(Command::Run(settings)) => settings,
+        Ok(_) => return,
+        Err(err) => {
+            tracing::error!("Failed to reload server configuration: {err}");
+            return;
+        }
+    };
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
+    if settings.log != *log {
+        tracing::warn!("Logging options are not reloaded: they take effect at the next start");
+    }
+    match server.reload(settings.server).await {
+        Ok(changed) => {
+            for option in changed {
+                tracing::info!("Reloaded: {option}");
+            }
+            tracing::info!("Reloaded server configuration");
+        }
+        Err(err) => tracing::error!("Failed to reload server configuration: {err}"),
+    }
 }
 
 fn listen_for(

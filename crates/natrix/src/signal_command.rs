@@ -16,7 +16,7 @@ pub enum SignalCommand {
     Term,
     /// `ldm`: SIGUSR2 (lame duck mode).
     LameDuck,
-    /// `reload`: SIGHUP (natrix logs that it cannot reload yet).
+    /// `reload`: SIGHUP (the node reloads its configuration).
     Reload,
 }
 

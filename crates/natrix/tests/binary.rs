@@ -1,8 +1,9 @@
 //! The built `natrix-server` binary behaves like nats-server at the process boundary: broken
 //! configs exit non-zero with the file:line on stderr before listening, SIGTERM shuts it down
-//! cleanly and promptly, `-v` prints the version, logs go where `-l`/`log_file` say.
+//! cleanly and promptly, SIGHUP reloads the configuration, `-v` prints the version, logs go
+//! where `-l`/`log_file` say.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -455,4 +456,63 @@ fn a_port_in_use_is_a_startup_error() {
         stderr.contains(&format!("natrix-server: cannot listen on 127.0.0.1:{port}")),
         "{stderr}"
     );
+}
+
+/// CONNECTs as `user`/`pass` and returns the server's first answer line (`PONG` or `-ERR ...`).
+fn login(port: u16, user: &str, pass: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut info = String::new();
+    reader.read_line(&mut info).unwrap();
+    let connect = format!(
+        "CONNECT {{\"verbose\":false,\"user\":\"{user}\",\"pass\":\"{pass}\"}}\r\nPING\r\n"
+    );
+    stream.write_all(connect.as_bytes()).unwrap();
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    line.trim_end().to_string()
+}
+
+#[test]
+fn sighup_reloads_users_and_refuses_a_change_that_needs_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_users = |users: &str, extra: &str| {
+        format!("listen: 127.0.0.1:-1\n{extra}authorization {{ users: [{users}] }}\n")
+    };
+    let conf = write(
+        dir.path(),
+        "reload.conf",
+        &with_users("{user: a, password: a}", ""),
+    );
+    let mut server = Running::start(&["-c", &conf]);
+    let port = server.client_port();
+    server.wait_for_line("Server is ready");
+    assert_eq!(login(port, "a", "a"), "PONG");
+    assert_eq!(login(port, "b", "b"), "-ERR 'Authorization Violation'");
+
+    write(
+        dir.path(),
+        "reload.conf",
+        &with_users("{user: a, password: a}, {user: b, password: b}", ""),
+    );
+    server.signal(libc::SIGHUP);
+    server.wait_for_line("Reloaded: authorization");
+    server.wait_for_line("Reloaded server configuration");
+    assert_eq!(login(port, "b", "b"), "PONG");
+
+    // A new max_payload needs a restart: the whole reload is refused, users included.
+    write(
+        dir.path(),
+        "reload.conf",
+        &with_users("{user: c, password: c}", "max_payload: 100\n"),
+    );
+    server.signal(libc::SIGHUP);
+    server.wait_for_line(
+        "Failed to reload server configuration: config reload not supported for max_payload",
+    );
+    assert_eq!(login(port, "b", "b"), "PONG");
+    assert_eq!(login(port, "c", "c"), "-ERR 'Authorization Violation'");
 }

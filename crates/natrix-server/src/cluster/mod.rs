@@ -498,7 +498,7 @@ pub(crate) async fn start(
 /// Tells connected clients (those that take async INFO) the new `connect_urls`, as
 /// nats-server does when routes come and go.
 pub(crate) fn announce_connect_urls(state: &ServerState, mesh: &Mesh) {
-    let mut info = state.info.clone();
+    let mut info = state.client_info();
     info.connect_urls = mesh.connect_urls();
     state.send_async_info(info);
 }

@@ -31,5 +31,6 @@ mod protocol;
 mod protocol_errors;
 mod pubsub;
 mod queue_groups;
+mod reload;
 mod request_reply;
 mod tls;
