@@ -52,8 +52,21 @@ fn filter(log: &LogConfig) -> Result<EnvFilter, LoggingError> {
     })
 }
 
+/// Changes the installed subscriber's levels (`-D`, `-V`) at run time: a configuration reload.
+pub struct LogLevels {
+    reload: Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>,
+}
+
+impl LogLevels {
+    /// Selects the levels of `log` (unless `RUST_LOG` selects them).
+    pub fn apply(&self, log: &LogConfig) -> Result<(), LoggingError> {
+        let filter = filter(log)?;
+        (self.reload)(filter).map_err(LoggingError::AlreadyInstalled)
+    }
+}
+
 /// Installs the global subscriber for the process.
-pub fn init(log: &LogConfig) -> Result<(), LoggingError> {
+pub fn init(log: &LogConfig) -> Result<LogLevels, LoggingError> {
     let filter = filter(log)?;
     let writer = match &log.log_file {
         Some(path) => {
@@ -69,7 +82,7 @@ pub fn init(log: &LogConfig) -> Result<(), LoggingError> {
         }
         None => BoxMakeWriter::new(std::io::stderr),
     };
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
         .with_ansi(false)
@@ -77,8 +90,14 @@ pub fn init(log: &LogConfig) -> Result<(), LoggingError> {
             pid: std::process::id(),
             logtime: log.logtime,
         })
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
+    builder
         .try_init()
-        .map_err(|err| LoggingError::AlreadyInstalled(err.to_string()))
+        .map_err(|err| LoggingError::AlreadyInstalled(err.to_string()))?;
+    Ok(LogLevels {
+        reload: Box::new(move |filter| handle.reload(filter).map_err(|err| err.to_string())),
+    })
 }
 
 /// nats-server's log line: `[pid] 2026/11/26 00:48:04.551939 [INF] message key=value`

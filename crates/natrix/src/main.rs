@@ -57,9 +57,10 @@ fn main() -> ExitCode {
         }
         Err(err) => return fail(err),
     };
-    if let Err(err) = logging::init(&settings.log) {
-        return fail(err);
-    }
+    let levels = match logging::init(&settings.log) {
+        Ok(levels) => levels,
+        Err(err) => return fail(err),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -67,7 +68,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => return fail(format_args!("cannot start the runtime: {err}")),
     };
-    match runtime.block_on(serve(*settings)) {
+    match runtime.block_on(serve(*settings, levels)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err}");
@@ -92,7 +93,7 @@ enum RunError {
     },
 }
 
-async fn serve(settings: Settings) -> Result<(), RunError> {
+async fn serve(settings: Settings, levels: logging::LogLevels) -> Result<(), RunError> {
     tracing::info!("Starting natrix-server");
     tracing::info!(
         "  Version:  {} (nats-server {} compatible)",
@@ -112,7 +113,7 @@ async fn serve(settings: Settings) -> Result<(), RunError> {
     let mut sighup = listen_for(SignalKind::hangup(), "SIGHUP")?;
     let mut sigusr2 = listen_for(SignalKind::user_defined2(), "SIGUSR2")?;
 
-    let log = settings.log.clone();
+    let mut log = settings.log.clone();
     let server = Server::start(settings.server).await?;
     tracing::info!("  Name:     {}", server.server_name());
     tracing::info!("  ID:       {}", server.server_id());
@@ -142,7 +143,7 @@ async fn serve(settings: Settings) -> Result<(), RunError> {
             }
             _ = sighup.recv() => {
                 tracing::info!("Trapped \"hangup\" signal");
-                reload(&server, &log).await;
+                reload(&server, &mut log, &levels).await;
             }
             _ = sigusr2.recv() => {
                 tracing::info!("Trapped \"user defined signal 2\" signal: entering lame duck mode");
@@ -161,7 +162,7 @@ async fn serve(settings: Settings) -> Result<(), RunError> {
 /// Reads the command line and configuration file again and applies what changed (SIGHUP, as
 /// nats-server's reload); a configuration that does not load, or changes what needs a restart,
 /// is logged and leaves the node as it was.
-async fn reload(server: &Server, log: &natrix::LogConfig) {
+async fn reload(server: &Server, log: &mut natrix::LogConfig, levels: &logging::LogLevels) {
     let settings = Cli::parse_args(std::env::args_os())
         .map_err(|err| err.to_string())
         .and_then(|cli| {
@@ -179,18 +180,33 @@ async fn reload(server: &Server, log: &natrix::LogConfig) {
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
-    if settings.log != *log {
-        tracing::warn!("Logging options are not reloaded: they take effect at the next start");
-    }
     match server.reload(settings.server).await {
         Ok(changed) => {
             for option in changed {
                 tracing::info!("Reloaded: {option}");
             }
-            tracing::info!("Reloaded server configuration");
         }
-        Err(err) => tracing::error!("Failed to reload server configuration: {err}"),
+        Err(err) => {
+            tracing::error!("Failed to reload server configuration: {err}");
+            return;
+        }
     }
+    // The levels (`debug`, `trace`) change at once; where and how lines are written
+    // (`log_file`, `logtime`) only at the next start.
+    let new = settings.log;
+    if (new.debug, new.trace) != (log.debug, log.trace) {
+        match levels.apply(&new) {
+            Ok(()) => {
+                tracing::info!("Reloaded: debug = {}, trace = {}", new.debug, new.trace);
+                (log.debug, log.trace) = (new.debug, new.trace);
+            }
+            Err(err) => tracing::error!("Failed to reload the log levels: {err}"),
+        }
+    }
+    if (&new.log_file, new.logtime) != (&log.log_file, log.logtime) {
+        tracing::warn!("log_file and logtime are not reloaded: they take effect at the next start");
+    }
+    tracing::info!("Reloaded server configuration");
 }
 
 fn listen_for(

@@ -477,7 +477,7 @@ fn login(port: u16, user: &str, pass: &str) -> String {
 }
 
 #[test]
-fn sighup_reloads_users_and_refuses_a_change_that_needs_a_restart() {
+fn sighup_reloads_users_and_log_levels_and_refuses_a_change_that_needs_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let with_users = |users: &str, extra: &str| {
         format!("listen: 127.0.0.1:-1\n{extra}authorization {{ users: [{users}] }}\n")
@@ -515,4 +515,18 @@ fn sighup_reloads_users_and_refuses_a_change_that_needs_a_restart() {
     );
     assert_eq!(login(port, "b", "b"), "PONG");
     assert_eq!(login(port, "c", "c"), "-ERR 'Authorization Violation'");
+
+    // Log levels change at once.
+    write(
+        dir.path(),
+        "reload.conf",
+        &with_users(
+            "{user: a, password: a}, {user: b, password: b}",
+            "debug: true\n",
+        ),
+    );
+    server.signal(libc::SIGHUP);
+    server.wait_for_line("Reloaded: debug = true");
+    assert_eq!(login(port, "a", "a"), "PONG");
+    server.wait_for_line("[DBG]");
 }
