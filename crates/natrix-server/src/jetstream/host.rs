@@ -116,9 +116,14 @@ enum Slot {
 struct Proposal {
     commands: Vec<EntryCommand>,
     slots: Vec<Slot>,
-    /// The replicas' results (encoded), or why the entry was not committed.
-    answer: oneshot::Receiver<Result<Bytes, ApiError>>,
+    /// The replicas' results (encoded), or why the entry was not committed; the settle task
+    /// awaits it in batch order (no task of its own: one hand-off less per publish).
+    answer: ProposalAnswer,
 }
+
+/// The outcome of a proposal: the replicas' encoded results, or why it was not committed.
+type ProposalAnswer =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, ApiError>> + Send>>;
 
 /// The state machine and, for memory storage, the messages.
 pub(crate) struct StreamCore {

@@ -274,41 +274,37 @@ impl StreamHost {
         if commands.is_empty() {
             return settle;
         }
-        let (tx, answer) = oneshot::channel();
-        let proposal = Proposal {
+        let refused = |commands: Vec<EntryCommand>, slots: Vec<Slot>, err: ApiError| Proposal {
             commands,
             slots,
-            answer,
+            answer: Box::pin(std::future::ready(Err::<Bytes, ApiError>(err))),
         };
         let Some(raft) = self.raft().filter(|_| self.is_leader()) else {
-            let _ = tx.send(Err(not_leader()));
-            settle.proposal = Some(proposal);
+            settle.proposal = Some(refused(commands, slots, not_leader()));
             return settle;
         };
-        let entry = natrix_raft::Command(encode_entry(&proposal.commands));
+        let entry = natrix_raft::Command(encode_entry(&commands));
         // A leader just elected takes writes once a quorum answered it (bounded wait; if it
         // loses the lease or the leadership meanwhile, openraft refuses the write below).
         natrix_raft::wait_write_lease(raft, WRITE_LEASE_WAIT).await;
         let (responder, rx) = ProgressResponder::complete_only();
-        match raft.client_write_ff(entry, Some(responder)).await {
-            Ok(()) => {
-                tokio::spawn(async move {
-                    let result = match rx.await {
+        settle.proposal = Some(match raft.client_write_ff(entry, Some(responder)).await {
+            Ok(()) => Proposal {
+                commands,
+                slots,
+                answer: Box::pin(async move {
+                    match rx.await {
                         Ok(Ok(response)) => Ok(response.data.0),
                         Ok(Err(err)) => {
                             tracing::debug!("stream proposal not committed: {err}");
                             Err(not_leader())
                         }
                         Err(_) => Err(not_leader()),
-                    };
-                    let _ = tx.send(result);
-                });
-            }
-            Err(err) => {
-                let _ = tx.send(Err(ApiError::store_failed(err.to_string())));
-            }
-        }
-        settle.proposal = Some(proposal);
+                    }
+                }),
+            },
+            Err(err) => refused(commands, slots, ApiError::store_failed(err.to_string())),
+        });
         settle
     }
 
@@ -592,10 +588,9 @@ impl StreamHost {
 /// Turns a committed proposal's results (or its failure) into the answers of its commands.
 pub(super) async fn settle_proposal(stream: &str, proposal: Proposal, answers: &mut Vec<Answer>) {
     let results = match proposal.answer.await {
-        Ok(Ok(bytes)) => decode_results(&bytes, &proposal.commands)
+        Ok(bytes) => decode_results(&bytes, &proposal.commands)
             .map_err(|e| ApiError::store_failed(e.to_string())),
-        Ok(Err(err)) => Err(err),
-        Err(_) => Err(not_leader()),
+        Err(err) => Err(err),
     };
     let mut results = match results {
         Ok(results) => results.into_iter().map(Some).collect::<Vec<_>>(),
