@@ -28,6 +28,11 @@ pub enum StoreError {
     SpawnCommitter(std::io::Error),
     #[error("starting the write-ahead log syncer thread: {0}")]
     SpawnWalSyncer(std::io::Error),
+    #[error("starting the checksum verification thread: {0}")]
+    SpawnVerifier(std::io::Error),
+    /// The background checksum verification ended without a result (its thread panicked).
+    #[error("the checksum verification of the store at {0} did not finish")]
+    VerificationLost(PathBuf),
     /// The write of a commit group failed; none of the group's commits is acknowledged.
     #[error("writing a group of {requests} commits: {source}")]
     Write {

@@ -30,6 +30,10 @@ pub struct StoreOptions {
     pub max_total_wal_bytes: u64,
     /// The block cache shared by all column families.
     pub block_cache_bytes: usize,
+    /// Check every block's checksum on a thread of its own instead of inside `Store::open`,
+    /// so that the caller can read (rebuild its indexes) meanwhile; it must then await
+    /// `Store::verified` before it serves anything it read.
+    pub verify_in_background: bool,
 }
 
 impl Default for StoreOptions {
@@ -41,6 +45,7 @@ impl Default for StoreOptions {
             small_write_buffer_bytes: 4 << 20,
             max_total_wal_bytes: 256 << 20,
             block_cache_bytes: 64 << 20,
+            verify_in_background: false,
         }
     }
 }

@@ -35,6 +35,10 @@ pub struct Store {
     /// This node's id once read or created; the lock also keeps two first calls from creating
     /// two different ids.
     node_id: parking_lot::Mutex<Option<u64>>,
+    /// The checksum verification still running in the background
+    /// ([`StoreOptions::verify_in_background`]), until [`Store::verified`] takes its result.
+    verification:
+        parking_lot::Mutex<Option<oneshot::Receiver<Result<verify::Verified, StoreError>>>>,
 }
 
 /// The sending side of the committer's queue; bounded by semaphore permits (a slot is held from
@@ -113,14 +117,19 @@ impl Store {
                 return Err(StoreError::MissingColumnFamily { path, cf });
             }
         }
-        let verified = verify::verify_store(&db, &path)?;
-        tracing::info!(
-            keys = verified.keys,
-            took_ms = verified.took.as_millis() as u64,
-            path = %path.display(),
-            "store: every block checksum verified"
-        );
         let db = Arc::new(db);
+        let verification = if options.verify_in_background {
+            let (tx, rx) = oneshot::channel();
+            let (db, path) = (Arc::clone(&db), path.clone());
+            std::thread::Builder::new()
+                .name("natrix-store-verify".to_owned())
+                .spawn(move || drop(tx.send(verify::verify_store(&db, &path))))
+                .map_err(StoreError::SpawnVerifier)?;
+            Some(rx)
+        } else {
+            log_verified(&verify::verify_store(&db, &path)?, &path);
+            None
+        };
         let wal_sync = WalSyncer::start(&db).map_err(StoreError::SpawnWalSyncer)?;
         let next_stream_id = read_next_stream_id(&db)?;
 
@@ -151,7 +160,24 @@ impl Store {
             committer: Some(handle),
             wal_sync,
             node_id: parking_lot::Mutex::new(None),
+            verification: parking_lot::Mutex::new(verification),
         })
+    }
+
+    /// Waits for the checksum verification started by [`StoreOptions::verify_in_background`]:
+    /// `Ok` once every block read back intact (at once if it ran inside `open`, or was already
+    /// awaited), [`StoreError::Damaged`] if one did not. Nothing read from the store may be
+    /// served before this returned `Ok`.
+    pub async fn verified(&self) -> Result<(), StoreError> {
+        let running = self.verification.lock().take();
+        let Some(running) = running else {
+            return Ok(());
+        };
+        let verified = running
+            .await
+            .map_err(|_| StoreError::VerificationLost(self.path.clone()))??;
+        log_verified(&verified, &self.path);
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -806,4 +832,13 @@ fn cf_options(name: &str, options: &StoreOptions, cache: &Cache) -> Options {
     }
     opts.set_block_based_table_factory(&table);
     opts
+}
+
+fn log_verified(verified: &verify::Verified, path: &Path) {
+    tracing::info!(
+        keys = verified.keys,
+        took_ms = verified.took.as_millis() as u64,
+        path = %path.display(),
+        "store: every block checksum verified"
+    );
 }

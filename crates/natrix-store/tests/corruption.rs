@@ -112,6 +112,51 @@ fn a_table_file_damaged_in_the_middle_is_refused_at_open() {
 }
 
 #[test]
+fn a_table_file_damaged_in_the_middle_is_reported_by_background_verification() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fill(dir.path(), small_memtables(), true);
+    let tables = files_ending(dir.path(), ".sst");
+    let largest = tables
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a table file");
+    overwrite_middle(largest);
+    let options = StoreOptions {
+        verify_in_background: true,
+        ..StoreOptions::default()
+    };
+    // The open itself succeeds (verification runs meanwhile); the verdict says damaged.
+    let store = Store::open(dir.path(), options).expect("open with background verification");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    match runtime.block_on(store.verified()) {
+        Err(err @ StoreError::Damaged { .. }) => {
+            assert!(
+                err.to_string().contains("is damaged"),
+                "unclear error: {err}"
+            );
+        }
+        other => panic!("background verification of a damaged table file: {other:?}"),
+    }
+    drop(store);
+    // An intact store passes it.
+    let intact = tempfile::tempdir().expect("tempdir");
+    fill(intact.path(), small_memtables(), true);
+    let store = Store::open(
+        intact.path(),
+        StoreOptions {
+            verify_in_background: true,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("open");
+    runtime
+        .block_on(store.verified())
+        .expect("an intact store verifies");
+}
+
+#[test]
 fn a_truncated_table_file_is_refused_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     fill(dir.path(), small_memtables(), true);

@@ -105,6 +105,10 @@ impl JetStream {
                 Some(interval) => SyncPolicy::Interval(interval),
                 None => SyncPolicy::Always,
             },
+            // A single node checks every block's checksum while it rebuilds its streams (both
+            // read the whole store; on two cores they overlap) and serves nothing before both
+            // are done. A cluster node verifies first: its Raft groups start before recovery.
+            verify_in_background: state.config.cluster.is_none(),
             ..StoreOptions::default()
         };
         let db_dir = store_dir.join("rocksdb");
@@ -143,7 +147,16 @@ impl JetStream {
             disk_low: AtomicBool::new(false),
             cluster,
         });
-        js.recover(state)?;
+        let recovered = js.recover(state);
+        // A damaged block is reported as such even when recovery tripped over it first.
+        js.store
+            .verified()
+            .await
+            .map_err(|source| JetStreamError::Open {
+                path: db_dir.clone(),
+                source,
+            })?;
+        recovered?;
         api::serve(state, &js)?;
         tokio::spawn(watch_disk(Arc::downgrade(&js)));
         Ok(js)
