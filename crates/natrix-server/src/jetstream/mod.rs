@@ -299,15 +299,19 @@ impl JetStream {
         if storage == StorageType::File && self.disk_low.load(Ordering::Relaxed) {
             return Err(ApiError::storage_resources_exceeded());
         }
+        let account = self.account_limits()?;
+        let server_max = u64::try_from(self.max_store(storage)).ok();
+        // Summing every stream's bytes is work on the publish path: only when a limit is set.
+        if account.max_store(storage) < 0 && server_max.is_none() {
+            return Ok(());
+        }
         let usage = self.usage();
         let used = match storage {
             StorageType::Memory => usage.memory,
             StorageType::File => usage.storage,
         };
-        self.account_limits()?.check_usage(storage, used, more)?;
-        if let Ok(max) = u64::try_from(self.max_store(storage))
-            && used.saturating_add(more) > max
-        {
+        account.check_usage(storage, used, more)?;
+        if server_max.is_some_and(|max| used.saturating_add(more) > max) {
             return Err(ApiError::insufficient_resources());
         }
         Ok(())
