@@ -86,6 +86,16 @@ fn overwrite_middle(file: &Path) {
     f.sync_all().expect("sync");
 }
 
+/// Overwrites the middle of the largest table file of the store in `dir`.
+fn damage_the_largest_table(dir: &Path) {
+    let tables = files_ending(dir, ".sst");
+    let largest = tables
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a table file");
+    overwrite_middle(largest);
+}
+
 fn assert_refused_as_damaged(dir: &Path, what: &str) {
     match Store::open(dir, StoreOptions::default()) {
         Ok(_) => panic!("a store with {what} opened"),
@@ -102,12 +112,7 @@ fn assert_refused_as_damaged(dir: &Path, what: &str) {
 fn a_table_file_damaged_in_the_middle_is_refused_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     fill(dir.path(), small_memtables(), true);
-    let tables = files_ending(dir.path(), ".sst");
-    let largest = tables
-        .iter()
-        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .expect("a table file");
-    overwrite_middle(largest);
+    damage_the_largest_table(dir.path());
     assert_refused_as_damaged(dir.path(), "a damaged table file");
 }
 
@@ -115,12 +120,7 @@ fn a_table_file_damaged_in_the_middle_is_refused_at_open() {
 fn a_table_file_damaged_in_the_middle_is_reported_by_background_verification() {
     let dir = tempfile::tempdir().expect("tempdir");
     fill(dir.path(), small_memtables(), true);
-    let tables = files_ending(dir.path(), ".sst");
-    let largest = tables
-        .iter()
-        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .expect("a table file");
-    overwrite_middle(largest);
+    damage_the_largest_table(dir.path());
     let options = StoreOptions {
         verify_in_background: true,
         ..StoreOptions::default()
