@@ -7,11 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use natrix_proto::raft as pb;
+use openraft::raft::{AppendEntriesRequest, StreamAppendError, StreamAppendResult};
 use prost::Message;
 
 use crate::types::{
     Command, Entry, EntryPayload, LeaderId, LogId, Membership, RaftNode, SnapshotMeta,
-    StoredMembership, Vote,
+    StoredMembership, TypeConfig, Vote,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -235,6 +236,66 @@ pub fn entry_from_pb(entry: pb::Entry) -> Result<Entry, CodecError> {
         }
     };
     Ok(Entry { log_id, payload })
+}
+
+/// An append-entries request as it arrives from a leader. Its entries must follow its
+/// `prev_log_id` without a gap (openraft asserts that, and would stop the group).
+pub fn append_request_from_pb(
+    req: pb::AppendEntriesRequest,
+) -> Result<AppendEntriesRequest<TypeConfig>, CodecError> {
+    let prev_log_id = opt_log_id_from_pb(req.prev_log_id.as_ref());
+    let entries = req
+        .entries
+        .into_iter()
+        .map(entry_from_pb)
+        .collect::<Result<Vec<_>, _>>()?;
+    let first = prev_log_id.map_or(Some(0), |prev| prev.index.checked_add(1));
+    let consecutive = entries
+        .iter()
+        .enumerate()
+        .all(|(i, entry)| first.and_then(|f| f.checked_add(i as u64)) == Some(entry.log_id.index));
+    if !consecutive {
+        return Err(CodecError::Invalid {
+            what: "an append-entries request",
+            reason: "its entries do not follow its previous log id one by one".to_owned(),
+        });
+    }
+    Ok(AppendEntriesRequest {
+        vote: required_vote(req.vote.as_ref(), "an append-entries request")?,
+        prev_log_id,
+        entries,
+        leader_commit: opt_log_id_from_pb(req.leader_commit.as_ref()),
+    })
+}
+
+/// A follower's answer to one request of an append stream.
+pub fn stream_result_to_pb(result: &StreamAppendResult<TypeConfig>) -> pb::AppendStreamResponse {
+    use pb::append_stream_response::Result as R;
+    let result = match result {
+        Ok(matched) => R::Matched(pb::Matched {
+            log_id: opt_log_id_to_pb(matched.as_ref()),
+        }),
+        Err(StreamAppendError::Conflict(log_id)) => R::Conflict(log_id_to_pb(log_id)),
+        Err(StreamAppendError::HigherVote(vote)) => R::HigherVote(vote_to_pb(vote)),
+    };
+    pb::AppendStreamResponse {
+        result: Some(result),
+    }
+}
+
+pub fn stream_result_from_pb(
+    response: &pb::AppendStreamResponse,
+) -> Result<StreamAppendResult<TypeConfig>, CodecError> {
+    use pb::append_stream_response::Result as R;
+    match &response.result {
+        Some(R::Matched(m)) => Ok(Ok(opt_log_id_from_pb(m.log_id.as_ref()))),
+        Some(R::Conflict(log_id)) => Ok(Err(StreamAppendError::Conflict(log_id_from_pb(log_id)))),
+        Some(R::HigherVote(vote)) => Ok(Err(StreamAppendError::HigherVote(vote_from_pb(vote)))),
+        None => Err(CodecError::Missing {
+            what: "an append-stream response",
+            field: "result",
+        }),
+    }
 }
 
 /// An entry as stored in `raft_log`.

@@ -8,21 +8,26 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::{self, BoxFuture};
+use futures::stream::{self, BoxStream, Stream, StreamExt};
 use natrix_proto::raft as pb;
 use natrix_proto::raft::raft_client::RaftClient;
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{OptionalSend, RaftNetworkFactory, RaftNetworkV2};
 use parking_lot::Mutex;
 use prost::Message;
+use tokio::sync::mpsc;
+use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
-use tonic::{Code, Status};
+use tonic::{Code, Status, Streaming};
 
 use crate::codec::{self, CodecError};
+use crate::service::GROUP_METADATA;
 use crate::types::{GroupId, LogId, NodeId, RaftNode, Snapshot, TypeConfig, Vote};
 
 /// Limits of the Raft transport, shared by the client and the server side.
@@ -284,42 +289,165 @@ impl PeerClient {
         })
     }
 
-    /// One `AppendEntries` call carrying `entries` (already encoded) after `prev_log_id`.
-    async fn send_append(
+    /// The requests of the leader's replication stream, encoded as openraft hands them over;
+    /// `parts` learns how many messages each became (or that it could not be encoded, which
+    /// ends the requests). Dropping `parts` when the requests end tells the answers so.
+    fn outbound<S>(
         &self,
-        vote: &Vote,
-        prev_log_id: Option<&LogId>,
-        entries: Vec<pb::Entry>,
-        leader_commit: Option<&LogId>,
-        option: &RPCOption,
-    ) -> Result<AppendEntriesResponse<TypeConfig>, RpcError> {
-        let request = pb::AppendEntriesRequest {
-            group_id: self.group_id,
-            vote: Some(codec::vote_to_pb(vote)),
-            prev_log_id: codec::opt_log_id_to_pb(prev_log_id),
-            entries,
-            leader_commit: codec::opt_log_id_to_pb(leader_commit),
-        };
-        let response = self
-            .client()?
-            .append_entries(self.request(request, option))
-            .await
-            .map_err(|s| RpcError::from(self.status_error(s)))?
-            .into_inner();
-        self.channels.contacted(self.group_id, self.target);
-        use pb::append_entries_response::Result as R;
-        match response.result {
-            Some(R::Success(_)) => Ok(AppendEntriesResponse::Success),
-            Some(R::PartialSuccess(p)) => Ok(AppendEntriesResponse::PartialSuccess(
-                codec::opt_log_id_from_pb(p.matching.as_ref()),
-            )),
-            Some(R::Conflict(_)) => Ok(AppendEntriesResponse::Conflict),
-            Some(R::HigherVote(v)) => {
-                Ok(AppendEntriesResponse::HigherVote(codec::vote_from_pb(&v)))
+        input: S,
+        parts: mpsc::UnboundedSender<Parts>,
+    ) -> impl Stream<Item = pb::AppendEntriesRequest> + Send + 'static
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        let group_id = self.group_id;
+        let limit = self.message_limit();
+        stream::unfold((input, parts), move |(mut input, parts)| async move {
+            let rpc = input.next().await?;
+            match encode_append(group_id, &rpc, limit) {
+                Ok(messages) => {
+                    // The answers side is gone only when openraft dropped the stream.
+                    parts.send(Parts::Messages(messages.len())).ok()?;
+                    Some((stream::iter(messages), (input, parts)))
+                }
+                Err(e) => {
+                    let _ = parts.send(Parts::Unencodable(e));
+                    None
+                }
             }
-            None => Err(self.incomplete("result").into()),
+        })
+        .flatten()
+    }
+
+    /// What the answers of an append stream need to know of this peer.
+    fn answers(
+        &self,
+        inbound: Streaming<pb::AppendStreamResponse>,
+        parts: mpsc::UnboundedReceiver<Parts>,
+        wait: Duration,
+    ) -> Answers {
+        Answers {
+            peer: PeerClient {
+                group_id: self.group_id,
+                target: self.target,
+                addr: self.addr.clone(),
+                channels: self.channels.clone(),
+            },
+            inbound,
+            parts,
+            wait,
         }
     }
+}
+
+/// How many messages one openraft request became on the wire, in request order.
+enum Parts {
+    Messages(usize),
+    /// The request could not be encoded (it was not sent; the stream ends).
+    Unencodable(CodecError),
+}
+
+/// The receiving half of an append stream: one answer per openraft request, merged from the
+/// answers to the messages it was split into.
+struct Answers {
+    peer: PeerClient,
+    inbound: Streaming<pb::AppendStreamResponse>,
+    parts: mpsc::UnboundedReceiver<Parts>,
+    /// How long each answer may take once its request is sent.
+    wait: Duration,
+}
+
+impl Answers {
+    fn into_stream(self) -> BoxStream<'static, Result<StreamAppendResult<TypeConfig>, RpcError>> {
+        Box::pin(stream::unfold(Some(self), |answers| async move {
+            let mut answers = answers?;
+            let answer = answers.next().await?;
+            // An error or a refusal ends the stream (the follower ends its side too).
+            let more = matches!(answer, Ok(Ok(_)));
+            Some((answer, more.then_some(answers)))
+        }))
+    }
+
+    /// The answer to the next request sent; `None` once the requests ended and every answer
+    /// came.
+    async fn next(&mut self) -> Option<Result<StreamAppendResult<TypeConfig>, RpcError>> {
+        let count = match self.parts.recv().await? {
+            Parts::Messages(count) => count,
+            Parts::Unencodable(e) => {
+                return Some(Err(RpcError::Network(self.peer.encode_error(e))));
+            }
+        };
+        let mut matched = None;
+        for _ in 0..count {
+            let message = match tokio::time::timeout(self.wait, self.inbound.message()).await {
+                Ok(Ok(Some(message))) => message,
+                Ok(Ok(None)) => return Some(Err(self.peer.incomplete("answer").into())),
+                Ok(Err(status)) => return Some(Err(self.peer.status_error(status).into())),
+                Err(_) => {
+                    let status = Status::deadline_exceeded(format!(
+                        "no append answer within {:?}",
+                        self.wait
+                    ));
+                    return Some(Err(self.peer.status_error(status).into()));
+                }
+            };
+            self.peer
+                .channels
+                .contacted(self.peer.group_id, self.peer.target);
+            match codec::stream_result_from_pb(&message) {
+                Ok(Ok(log_id)) => matched = Some(log_id),
+                Ok(Err(refusal)) => return Some(Ok(Err(refusal))),
+                Err(e) => return Some(Err(RpcError::Network(self.peer.decode_error(e)))),
+            }
+        }
+        matched.map(|log_id| Ok(Ok(log_id)))
+    }
+}
+
+/// One openraft append request as the messages of an append stream: entries that do not fit
+/// in one message go as several, each continuing where the previous one ended (the follower
+/// answers each as a whole append would).
+fn encode_append(
+    group_id: GroupId,
+    rpc: &AppendEntriesRequest<TypeConfig>,
+    limit: usize,
+) -> Result<Vec<pb::AppendEntriesRequest>, CodecError> {
+    let log_ids: Vec<LogId> = rpc.entries.iter().map(|e| e.log_id).collect();
+    let entries = rpc
+        .entries
+        .iter()
+        .map(codec::entry_to_pb)
+        .collect::<Result<Vec<_>, _>>()?;
+    let runs = split_by_size(entries, limit);
+    let last_run = runs.len() - 1;
+    let vote = codec::vote_to_pb(&rpc.vote);
+    let mut prev = rpc.prev_log_id;
+    let mut sent = 0usize;
+    let mut messages = Vec::with_capacity(runs.len());
+    for (i, run) in runs.into_iter().enumerate() {
+        let n = run.len();
+        let run_last = if n == 0 {
+            prev
+        } else {
+            Some(log_ids[sent + n - 1])
+        };
+        // An earlier run commits no further than its own last entry.
+        let commit = if i == last_run {
+            rpc.leader_commit
+        } else {
+            rpc.leader_commit.min(run_last)
+        };
+        messages.push(pb::AppendEntriesRequest {
+            group_id,
+            vote: Some(vote),
+            prev_log_id: codec::opt_log_id_to_pb(prev.as_ref()),
+            entries: run,
+            leader_commit: codec::opt_log_id_to_pb(commit.as_ref()),
+        });
+        sent += n;
+        prev = run_last;
+    }
+    Ok(messages)
 }
 
 /// A transport failure, before it becomes the error type of the RPC that met it.
@@ -371,48 +499,60 @@ fn split_by_size(entries: Vec<pb::Entry>, limit: usize) -> Vec<Vec<pb::Entry>> {
 impl RaftNetworkV2<TypeConfig> for PeerClient {
     type SnapshotData = bytes::Bytes;
 
-    /// Entries that do not fit in one message go as several requests, each continuing where
-    /// the previous one ended; the follower answers each as a whole append would.
+    /// One request as a stream of one (openraft itself always streams).
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RpcError> {
-        let log_ids: Vec<LogId> = rpc.entries.iter().map(|e| e.log_id).collect();
-        let entries = rpc
-            .entries
-            .iter()
-            .map(codec::entry_to_pb)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| RpcError::Network(self.encode_error(e)))?;
-        let runs = split_by_size(entries, self.message_limit());
-        let mut prev = rpc.prev_log_id;
-        let mut sent = 0usize;
-        let last_run = runs.len() - 1;
-        let mut response = AppendEntriesResponse::Success;
-        for (i, run) in runs.into_iter().enumerate() {
-            let n = run.len();
-            let run_last = if n == 0 {
-                prev
-            } else {
-                Some(log_ids[sent + n - 1])
-            };
-            // An earlier run commits no further than its own last entry.
-            let commit = if i == last_run {
-                rpc.leader_commit
-            } else {
-                rpc.leader_commit.min(run_last)
-            };
-            response = self
-                .send_append(&rpc.vote, prev.as_ref(), run, commit.as_ref(), &option)
-                .await?;
-            if !response.is_success() {
-                return Ok(response);
-            }
-            sent += n;
-            prev = run_last;
+        let answer = self
+            .stream_append(stream::once(future::ready(rpc)), option)
+            .await?
+            .next()
+            .await;
+        match answer {
+            Some(answer) => answer.map(AppendEntriesResponse::from),
+            None => Err(self.incomplete("answer").into()),
         }
-        Ok(response)
+    }
+
+    /// Opens the group's append stream to this peer: one gRPC call that carries openraft's
+    /// requests as they come (pipelined, without waiting for answers) and yields the answers
+    /// in order. Each answer may take `option`'s deadline once its request is sent; the call
+    /// itself has no deadline.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RpcError>>, RpcError>,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        Box::pin(async move {
+            let wait = option.hard_ttl().min(self.channels.options.rpc_timeout);
+            let mut client = self.client()?;
+            // Bounded by the connection's flow control: no more requests are taken than the
+            // HTTP/2 window lets through until the follower reads them.
+            let (parts_tx, parts_rx) = mpsc::unbounded_channel();
+            let mut request = tonic::Request::new(self.outbound(input, parts_tx));
+            request
+                .metadata_mut()
+                .insert(GROUP_METADATA, MetadataValue::from(self.group_id));
+            let inbound = match tokio::time::timeout(wait, client.append_stream(request)).await {
+                Ok(Ok(response)) => response.into_inner(),
+                Ok(Err(status)) => return Err(self.status_error(status).into()),
+                Err(_) => {
+                    let status = Status::deadline_exceeded(format!(
+                        "append stream not opened within {wait:?}"
+                    ));
+                    return Err(self.status_error(status).into());
+                }
+            };
+            Ok(self.answers(inbound, parts_rx, wait).into_stream())
+        })
     }
 
     async fn vote(

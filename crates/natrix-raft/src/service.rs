@@ -2,20 +2,20 @@
 //! each request to the running openraft instance of the group it names ([`RaftRegistry`]).
 //! A request for a group this node does not run gets `NOT_FOUND`; a stopped group
 //! `UNAVAILABLE` (the sender backs off and retries either way). It serves openraft's RPCs:
-//! `AppendEntries`, `Vote`, `InstallSnapshot` (a stream of chunks) and `TransferLeader` (see
-//! [`crate::RaftHost::transfer_leadership`]).
+//! `AppendStream` (a leader's pipelined replication stream), `Vote`, `InstallSnapshot` (a
+//! stream of chunks) and `TransferLeader` (see [`crate::RaftHost::transfer_leadership`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use futures::TryStreamExt;
+use futures::stream::{self, BoxStream};
+use futures::{StreamExt, TryStreamExt, future};
 use natrix_proto::raft as pb;
 use natrix_proto::raft::raft_server::RaftServer;
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest,
-};
-use parking_lot::RwLock;
+use openraft::raft::{TransferLeaderRequest, VoteRequest};
+use parking_lot::{Mutex, RwLock};
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec::{self, CodecError};
@@ -85,6 +85,19 @@ impl RaftService {
     }
 }
 
+/// The metadata naming the group of an `AppendStream` call.
+pub(crate) const GROUP_METADATA: &str = "natrix-raft-group";
+
+fn stream_group(metadata: &MetadataMap) -> Result<GroupId, Status> {
+    metadata
+        .get(GROUP_METADATA)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .ok_or_else(|| {
+            Status::invalid_argument(format!("an append stream without a valid {GROUP_METADATA}"))
+        })
+}
+
 fn bad_request(group_id: GroupId, e: &CodecError) -> Status {
     Status::invalid_argument(format!("raft group {group_id}: {e}"))
 }
@@ -95,44 +108,46 @@ fn raft_failed(group_id: GroupId, e: &impl std::fmt::Display) -> Status {
 
 #[tonic::async_trait]
 impl pb::raft_server::Raft for RaftService {
-    async fn append_entries(
+    type AppendStreamStream = BoxStream<'static, Result<pb::AppendStreamResponse, Status>>;
+
+    /// A leader's replication stream for one group: requests go to openraft's pipelined
+    /// `stream_append` as they arrive, and its answers go back in order. A request that does not
+    /// decode, or names another group, ends the stream with `INVALID_ARGUMENT`.
+    async fn append_stream(
         &self,
-        request: Request<pb::AppendEntriesRequest>,
-    ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
-        let req = request.into_inner();
-        let group_id = req.group_id;
+        request: Request<Streaming<pb::AppendEntriesRequest>>,
+    ) -> Result<Response<Self::AppendStreamStream>, Status> {
+        let group_id = stream_group(request.metadata())?;
         let raft = self.group(group_id)?;
-        let entries = req
-            .entries
-            .into_iter()
-            .map(codec::entry_from_pb)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad_request(group_id, &e))?;
-        let rpc = AppendEntriesRequest {
-            vote: codec::required_vote(req.vote.as_ref(), "an append-entries request")
-                .map_err(|e| bad_request(group_id, &e))?,
-            prev_log_id: codec::opt_log_id_from_pb(req.prev_log_id.as_ref()),
-            entries,
-            leader_commit: codec::opt_log_id_from_pb(req.leader_commit.as_ref()),
-        };
-        let response = raft
-            .append_entries(rpc)
-            .await
-            .map_err(|e| raft_failed(group_id, &e))?;
-        use pb::append_entries_response::Result as R;
-        let result = match response {
-            AppendEntriesResponse::Success => R::Success(pb::Blank {}),
-            AppendEntriesResponse::PartialSuccess(matching) => {
-                R::PartialSuccess(pb::PartialSuccess {
-                    matching: codec::opt_log_id_to_pb(matching.as_ref()),
-                })
-            }
-            AppendEntriesResponse::Conflict => R::Conflict(pb::Blank {}),
-            AppendEntriesResponse::HigherVote(vote) => R::HigherVote(codec::vote_to_pb(&vote)),
-        };
-        Ok(Response::new(pb::AppendEntriesResponse {
-            result: Some(result),
-        }))
+        let failure: Arc<Mutex<Option<Status>>> = Arc::default();
+        let input_failure = Arc::clone(&failure);
+        let input = request.into_inner().scan((), move |(), message| {
+            let decoded = match message {
+                Ok(req) if req.group_id != group_id => Err(Status::invalid_argument(format!(
+                    "raft group {group_id}: a request for group {} in its append stream",
+                    req.group_id
+                ))),
+                Ok(req) => {
+                    codec::append_request_from_pb(req).map_err(|e| bad_request(group_id, &e))
+                }
+                Err(status) => Err(status),
+            };
+            future::ready(match decoded {
+                Ok(rpc) => Some(rpc),
+                Err(status) => {
+                    *input_failure.lock() = Some(status);
+                    None
+                }
+            })
+        });
+        let answers = raft.stream_append(input).map(move |result| match result {
+            Ok(result) => Ok(codec::stream_result_to_pb(&result)),
+            Err(fatal) => Err(raft_failed(group_id, &fatal)),
+        });
+        // After the last answer: why the requests stopped, if they did not just end.
+        let failed = stream::once(async move { failure.lock().take() })
+            .filter_map(|status| future::ready(status.map(Err)));
+        Ok(Response::new(Box::pin(answers.chain(failed))))
     }
 
     async fn vote(

@@ -225,6 +225,118 @@ async fn a_request_for_a_group_the_node_does_not_run_is_refused_with_not_found()
     Ok(())
 }
 
+/// A leader's append stream as a raw gRPC client sends it: requests pipelined (all sent before
+/// any answer is read), answered one by one in order once stored; a conflict ends the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_stream_answers_pipelined_requests_in_order_and_refuses_bad_ones() -> Result<()> {
+    let mut cluster = TestCluster::start(1).await?;
+    let addr = cluster.node(1).addr;
+    // Group 5 runs here uninitialized: it follows whichever leader writes to it.
+    cluster.node(1).start_group(5, test_config(None)).await?;
+    let mut client = RaftClient::connect(format!("http://{addr}")).await?;
+    let vote = pb::Vote {
+        term: 1,
+        node_id: 2,
+        committed: true,
+    };
+    let log_id = |index| pb::LogId {
+        term: 1,
+        node_id: 2,
+        index,
+    };
+    let request = |group_id, index: u64| pb::AppendEntriesRequest {
+        group_id,
+        vote: Some(vote),
+        // openraft's first log index is 0.
+        prev_log_id: index.checked_sub(1).map(log_id),
+        entries: vec![pb::Entry {
+            log_id: Some(log_id(index)),
+            payload: Some(pb::entry::Payload::Normal(format!("entry {index}").into())),
+        }],
+        leader_commit: None,
+    };
+    let open = |group: Option<&str>, requests: Vec<pb::AppendEntriesRequest>| {
+        let mut call = tonic::Request::new(futures::stream::iter(requests));
+        if let Some(group) = group {
+            call.metadata_mut()
+                .insert("natrix-raft-group", group.parse().expect("ascii"));
+        }
+        call
+    };
+
+    // Three requests in flight at once, then one whose previous entry the follower lacks.
+    let requests = vec![request(5, 0), request(5, 1), request(5, 2), request(5, 10)];
+    let mut answers = client
+        .append_stream(open(Some("5"), requests))
+        .await?
+        .into_inner();
+    for index in 0..=2 {
+        let answer = answers.message().await?.context("an answer per request")?;
+        assert_eq!(
+            answer.result,
+            Some(pb::append_stream_response::Result::Matched(pb::Matched {
+                log_id: Some(log_id(index))
+            })),
+            "answer {index}"
+        );
+    }
+    let answer = answers.message().await?.context("the conflict's answer")?;
+    assert_eq!(
+        answer.result,
+        Some(pb::append_stream_response::Result::Conflict(log_id(9)))
+    );
+    assert!(
+        answers.message().await?.is_none(),
+        "a conflict ends the stream"
+    );
+
+    // Without the group's metadata, for a group not running here, for another group.
+    let status = client
+        .append_stream(open(None, vec![request(5, 4)]))
+        .await
+        .expect_err("no group named");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let status = client
+        .append_stream(open(Some("99"), vec![request(99, 1)]))
+        .await
+        .expect_err("no group 99 here");
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    let mut answers = client
+        .append_stream(open(Some("5"), vec![request(6, 4)]))
+        .await?
+        .into_inner();
+    let status = answers.message().await.expect_err("a request for group 6");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("group 6"), "{}", status.message());
+
+    // Entries that do not follow the previous log id are refused before openraft sees them,
+    // and the group goes on.
+    let mut gap = request(5, 4);
+    gap.prev_log_id = Some(log_id(2));
+    let mut answers = client
+        .append_stream(open(Some("5"), vec![gap, request(5, 3)]))
+        .await?
+        .into_inner();
+    let status = answers.message().await.expect_err("a gap");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let mut answers = client
+        .append_stream(open(Some("5"), vec![request(5, 3)]))
+        .await?
+        .into_inner();
+    let answer = answers
+        .message()
+        .await?
+        .context("the group still answers")?;
+    assert_eq!(
+        answer.result,
+        Some(pb::append_stream_response::Result::Matched(pb::Matched {
+            log_id: Some(log_id(3))
+        }))
+    );
+    cluster.stop_all().await;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_change_adds_a_learner_then_voter_and_removes_a_voter() -> Result<()> {
     let mut cluster = TestCluster::start(3).await?;
