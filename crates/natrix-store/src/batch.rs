@@ -59,9 +59,10 @@ pub(crate) struct Cfs<'a> {
     pub raft_meta: &'a ColumnFamily,
 }
 
-/// Per stream, a sequence below which every message is known to be deleted. Only the committer
-/// writes, so it can track this without reading: it lets narrow `RemoveBelow`s become point
-/// deletes. Entries are a cache (bounded by the number of streams); a missing one means 0.
+/// Per stream, a sequence below which every message is known to be deleted. Every write of the
+/// store builds its batch under the lock that guards this (the committer's groups and
+/// `Store::write_with_raft_applied`), so it can be tracked without reading: it lets narrow
+/// `RemoveBelow`s become point deletes. Entries are a cache (bounded by the number of streams); a missing one means 0.
 #[derive(Debug, Default)]
 pub(crate) struct Floors {
     committed: HashMap<u64, u64>,

@@ -25,8 +25,6 @@ pub(crate) enum Request {
     Stream {
         batch: StreamBatch,
         raft_applied: Option<RaftApplied>,
-        /// Answered once fsynced (per the sync policy); `false`: once written.
-        synced: bool,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     Consumers {
@@ -82,6 +80,12 @@ pub struct CommitStats {
 }
 
 impl Counters {
+    /// A batch written outside the committer ([`crate::Store::write_with_raft_applied`]).
+    pub fn note_direct_write(&self) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.groups.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> CommitStats {
         CommitStats {
             commits: self.commits.load(Ordering::Relaxed),
@@ -103,7 +107,8 @@ pub(crate) struct Committer {
     /// get `StoreError::Closed` instead of waiting forever.
     pub permits: Arc<Semaphore>,
     pub next_stream_id: u64,
-    pub floors: Floors,
+    /// Shared with [`crate::Store::write_with_raft_applied`], which writes on its caller's thread.
+    pub floors: Arc<Mutex<Floors>>,
     /// Set by the writer (failed write) or the syncer (failed fsync); refuses later writes.
     pub poisoned: Arc<Mutex<Option<String>>>,
 }
@@ -258,8 +263,9 @@ impl Committer {
         };
         let mut wb = WriteBatch::default();
         let mut pending = Vec::with_capacity(group.len());
-        // Requests answered as soon as the group is written (no fsync awaited).
-        let mut written_only = Vec::new();
+        // Held until the group's floors are committed or rolled back.
+        let floors = Arc::clone(&self.floors);
+        let mut floors = floors.lock();
         let first_stream_id = self.next_stream_id;
         for q in group.iter_mut() {
             let request = std::mem::replace(&mut q.request, Request::Shutdown);
@@ -276,22 +282,17 @@ impl Committer {
                 Request::Stream {
                     batch,
                     raft_applied,
-                    synced,
                     reply,
                 } => {
                     batch::add_stream_batch(
                         &mut wb,
                         &cfs,
-                        &mut self.floors,
+                        &mut floors,
                         scratch,
                         &batch,
                         raft_applied.as_ref(),
                     );
-                    if synced {
-                        pending.push(Pending::Unit(reply));
-                    } else {
-                        written_only.push(reply);
-                    }
+                    pending.push(Pending::Unit(reply));
                 }
                 Request::Consumers {
                     stream_id,
@@ -323,7 +324,7 @@ impl Committer {
                     pending.push(Pending::Unit(reply));
                 }
                 Request::DeleteStream { stream_id, reply } => {
-                    batch::add_stream_deletion(&mut wb, &cfs, &mut self.floors, stream_id);
+                    batch::add_stream_deletion(&mut wb, &cfs, &mut floors, stream_id);
                     pending.push(Pending::Unit(reply));
                 }
                 Request::Shutdown => {}
@@ -342,19 +343,9 @@ impl Committer {
             opts.set_sync(always && syncer.is_none());
             db.write_opt(wb, &opts)
         };
-        for reply in written_only {
-            let answer = match &result {
-                Ok(()) => Ok(()),
-                Err(source) => Err(StoreError::Write {
-                    requests: 1,
-                    source: source.clone(),
-                }),
-            };
-            let _ = reply.send(answer);
-        }
         match result {
             Ok(()) => {
-                self.floors.commit();
+                floors.commit();
                 if writes > 0 {
                     self.counters.groups.fetch_add(1, Ordering::Relaxed);
                 }
@@ -387,7 +378,7 @@ impl Committer {
                 }
             }
             Err(source) => {
-                self.floors.rollback();
+                floors.rollback();
                 self.next_stream_id = first_stream_id;
                 self.counters.failed_groups.fetch_add(1, Ordering::Relaxed);
                 let err = StoreError::Write {
@@ -489,7 +480,7 @@ fn answer(counters: &Counters, written: Written, failure: Option<&dyn Fn() -> St
     }
 }
 
-fn cfs(db: &DB) -> Option<Cfs<'_>> {
+pub(crate) fn cfs(db: &DB) -> Option<Cfs<'_>> {
     Some(Cfs {
         msgs: db.cf_handle(keys::CF_MSGS)?,
         consumers: db.cf_handle(keys::CF_CONSUMERS)?,

@@ -346,9 +346,7 @@ async fn a_state_machine_write_is_answered_without_an_fsync_and_a_purge_syncs_it
         state: Bytes::from_static(b"applied up to 2"),
     };
     let before = store.stats().syncs;
-    store
-        .write_with_raft_applied(append(7, 1..=2), applied.clone())
-        .await?;
+    store.write_with_raft_applied(append(7, 1..=2), applied.clone())?;
     // Written and visible at once, with no fsync of its own.
     assert_eq!(store.stats().syncs, before);
     assert_eq!(store.applied(7)?, Some(2));

@@ -417,7 +417,7 @@ impl StreamHost {
             };
             // Not fsynced again: the Raft log holds these entries durably on a quorum; the batch
             // is synced with the next log write (see `Store::write_with_raft_applied`).
-            js.store().write_with_raft_applied(batch, applied).await?;
+            js.store().write_with_raft_applied(batch, applied)?;
         }
         self.committed.send_if_modified(|seq| {
             let moved = last_seq > *seq;
