@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::codec::{self, CodecError};
 use crate::network::NetworkOptions;
 use crate::types::{GroupId, Raft, Snapshot};
+use openraft::async_runtime::WatchReceiver;
 
 /// The groups running on this node, by group id.
 #[derive(Clone, Default)]
@@ -121,25 +122,33 @@ impl pb::raft_server::Raft for RaftService {
         let raft = self.group(group_id)?;
         let failure: Arc<Mutex<Option<Status>>> = Arc::default();
         let input_failure = Arc::clone(&failure);
-        let input = request.into_inner().scan((), move |(), message| {
-            let decoded = match message {
-                Ok(req) if req.group_id != group_id => Err(Status::invalid_argument(format!(
-                    "raft group {group_id}: a request for group {} in its append stream",
-                    req.group_id
-                ))),
-                Ok(req) => {
-                    codec::append_request_from_pb(req).map_err(|e| bad_request(group_id, &e))
-                }
-                Err(status) => Err(status),
-            };
-            future::ready(match decoded {
-                Ok(rpc) => Some(rpc),
-                Err(status) => {
-                    *input_failure.lock() = Some(status);
-                    None
-                }
-            })
-        });
+        // The requests end when the group stops here (its metrics channel closes): an idle
+        // leader sends nothing for a long time, and the stream must not outlive the group
+        // (it would hold the node's gRPC server open through its shutdown).
+        let mut metrics = raft.metrics();
+        let stopped = async move { while metrics.changed().await.is_ok() {} };
+        let input = request
+            .into_inner()
+            .take_until(stopped)
+            .scan((), move |(), message| {
+                let decoded = match message {
+                    Ok(req) if req.group_id != group_id => Err(Status::invalid_argument(format!(
+                        "raft group {group_id}: a request for group {} in its append stream",
+                        req.group_id
+                    ))),
+                    Ok(req) => {
+                        codec::append_request_from_pb(req).map_err(|e| bad_request(group_id, &e))
+                    }
+                    Err(status) => Err(status),
+                };
+                future::ready(match decoded {
+                    Ok(rpc) => Some(rpc),
+                    Err(status) => {
+                        *input_failure.lock() = Some(status);
+                        None
+                    }
+                })
+            });
         let answers = raft.stream_append(input).map(move |result| match result {
             Ok(result) => Ok(codec::stream_result_to_pb(&result)),
             Err(fatal) => Err(raft_failed(group_id, &fatal)),

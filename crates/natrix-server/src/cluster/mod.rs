@@ -413,11 +413,19 @@ pub(crate) struct ClusterHandle {
 }
 
 impl ClusterHandle {
-    /// Closes every session, stops dialling and the gRPC server (bounded).
+    /// Closes every session, stops dialling and the gRPC server: gracefully for up to 5 s, then
+    /// by dropping whatever calls are still open (a peer's stream must not keep this node's
+    /// state, and its store, alive after it stopped).
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         self.mesh.close_all();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.server_task).await;
+        let mut server_task = self.server_task;
+        let grace = std::time::Duration::from_secs(5);
+        if tokio::time::timeout(grace, &mut server_task).await.is_err() {
+            tracing::warn!("cluster endpoint: calls still open after {grace:?}; dropping them");
+            server_task.abort();
+            let _ = server_task.await;
+        }
     }
 }
 
