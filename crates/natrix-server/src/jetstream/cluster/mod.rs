@@ -180,6 +180,12 @@ impl JsCluster {
         self.meta_state.read().stream(stream).cloned()
     }
 
+    /// Whether the meta state assigns `stream`; on the path of every forwarded message, so it
+    /// reads under the lock instead of copying the assignment (its config is a JSON tree).
+    fn is_assigned(&self, stream: &str) -> bool {
+        self.meta_state.read().stream(stream).is_some()
+    }
+
     /// Server name of a node, from the meta state.
     pub fn peer_name(&self, node_id: u64) -> Option<String> {
         self.meta_state.read().peer(node_id).map(|p| p.name.clone())
@@ -402,8 +408,13 @@ impl JsCluster {
         {
             return Some(leader);
         }
-        let assignment = self.assignment(stream)?;
-        assignment.peers.into_iter().find(|p| *p != self.node_id)
+        let meta = self.meta_state.read();
+        let assignment = meta.stream(stream)?;
+        assignment
+            .peers
+            .iter()
+            .copied()
+            .find(|p| *p != self.node_id)
     }
 
     /// Hands a message to `node`'s JetStream over the route session. False if not connected.
@@ -440,7 +451,7 @@ impl JsCluster {
         {
             return false;
         }
-        if self.assignment(stream).is_none() {
+        if !self.is_assigned(stream) {
             return false;
         }
         if msg.hops >= MAX_HOPS {
