@@ -238,30 +238,48 @@ pub fn entry_from_pb(entry: pb::Entry) -> Result<Entry, CodecError> {
     Ok(Entry { log_id, payload })
 }
 
-/// An append-entries request as it arrives from a leader. Its entries must follow its
-/// `prev_log_id` without a gap (openraft asserts that, and would stop the group).
+/// An append-entries request as it arrives from a leader. It must be one a Raft leader can
+/// send: entries that follow its `prev_log_id` index by index, with terms that never decrease
+/// and never exceed the leader's own. openraft takes that for granted (a debug assertion would
+/// stop the group; a release build would store a log with holes), so it is checked here.
 pub fn append_request_from_pb(
     req: pb::AppendEntriesRequest,
 ) -> Result<AppendEntriesRequest<TypeConfig>, CodecError> {
+    let vote = required_vote(req.vote.as_ref(), "an append-entries request")?;
     let prev_log_id = opt_log_id_from_pb(req.prev_log_id.as_ref());
     let entries = req
         .entries
         .into_iter()
         .map(entry_from_pb)
         .collect::<Result<Vec<_>, _>>()?;
-    let first = prev_log_id.map_or(Some(0), |prev| prev.index.checked_add(1));
-    let consecutive = entries
-        .iter()
-        .enumerate()
-        .all(|(i, entry)| first.and_then(|f| f.checked_add(i as u64)) == Some(entry.log_id.index));
-    if !consecutive {
-        return Err(CodecError::Invalid {
-            what: "an append-entries request",
-            reason: "its entries do not follow its previous log id one by one".to_owned(),
-        });
+    let invalid = |reason: &str| CodecError::Invalid {
+        what: "an append-entries request",
+        reason: reason.to_owned(),
+    };
+    let mut expected_index = prev_log_id.map_or(Some(0), |prev| prev.index.checked_add(1));
+    let mut term = prev_log_id.map_or(0, |prev| prev.leader_id.term);
+    if term > vote.leader_id.term {
+        return Err(invalid(
+            "its previous log id is of a later term than its leader's",
+        ));
+    }
+    for entry in &entries {
+        if expected_index != Some(entry.log_id.index) {
+            return Err(invalid(
+                "its entries do not follow its previous log id one by one",
+            ));
+        }
+        let entry_term = entry.log_id.leader_id.term;
+        if entry_term < term || entry_term > vote.leader_id.term {
+            return Err(invalid(
+                "its entries' terms decrease or exceed its leader's term",
+            ));
+        }
+        term = entry_term;
+        expected_index = entry.log_id.index.checked_add(1);
     }
     Ok(AppendEntriesRequest {
-        vote: required_vote(req.vote.as_ref(), "an append-entries request")?,
+        vote,
         prev_log_id,
         entries,
         leader_commit: opt_log_id_from_pb(req.leader_commit.as_ref()),
@@ -371,6 +389,64 @@ mod tests {
             },
             index,
         )
+    }
+
+    /// An append request with `prev` before entries of the given (term, index), from a leader
+    /// of term 5.
+    fn append(prev: Option<(u64, u64)>, entries: &[(u64, u64)]) -> pb::AppendEntriesRequest {
+        pb::AppendEntriesRequest {
+            group_id: 1,
+            vote: Some(pb::Vote {
+                term: 5,
+                node_id: 1,
+                committed: true,
+            }),
+            prev_log_id: prev.map(|(term, index)| log_id_to_pb(&id(term, 1, index))),
+            entries: entries
+                .iter()
+                .map(|&(term, index)| pb::Entry {
+                    log_id: Some(log_id_to_pb(&id(term, 1, index))),
+                    payload: Some(pb::entry::Payload::Blank(pb::Blank {})),
+                })
+                .collect(),
+            leader_commit: None,
+        }
+    }
+
+    #[test]
+    fn only_append_requests_a_leader_can_send_are_accepted() {
+        let ok = [
+            append(None, &[]),
+            append(None, &[(1, 0), (1, 1), (5, 2)]),
+            append(Some((2, 7)), &[(2, 8), (3, 9)]),
+            append(Some((5, 7)), &[]),
+        ];
+        for req in ok {
+            assert!(append_request_from_pb(req.clone()).is_ok(), "{req:?}");
+        }
+        let refused = [
+            // A gap, a repeated index, a start that does not follow prev.
+            append(None, &[(1, 0), (1, 2)]),
+            append(Some((1, 3)), &[(1, 4), (1, 4)]),
+            append(Some((1, 3)), &[(1, 3)]),
+            append(None, &[(1, 1)]),
+            // Terms going back, or beyond the leader's.
+            append(Some((3, 3)), &[(2, 4)]),
+            append(None, &[(2, 0), (1, 1)]),
+            append(None, &[(6, 0)]),
+            append(Some((6, 3)), &[]),
+            // An index that would overflow.
+            append(Some((1, u64::MAX)), &[(1, 0)]),
+        ];
+        for req in refused {
+            assert!(
+                matches!(
+                    append_request_from_pb(req.clone()),
+                    Err(CodecError::Invalid { .. })
+                ),
+                "{req:?}"
+            );
+        }
     }
 
     #[test]
