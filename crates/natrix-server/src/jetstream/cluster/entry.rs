@@ -4,10 +4,10 @@
 
 use bytes::Bytes;
 use natrix_proto::jetstream::{
-    self as pb, StreamCommand, StreamEntry, StreamResult, StreamResults, stream_command::Kind,
-    stream_result,
+    self as pb, PubAckResult, StreamCommand, StreamEntry, StreamResult, StreamResults,
+    stream_command::Kind, stream_result,
 };
-use natrix_stream::{ApiError, Command, PurgeRequest, Reply, StreamConfig};
+use natrix_stream::{ApiError, Command, PubAck, PurgeRequest, Reply, StreamConfig};
 use prost::Message;
 
 /// One command of an entry, as the state machine applies it.
@@ -186,6 +186,12 @@ pub(crate) fn encode_results(results: &[EntryResult]) -> Bytes {
         .iter()
         .map(|r| StreamResult {
             kind: Some(match r {
+                Ok(Some(Reply::PubAck(ack))) if ack.domain.is_none() => {
+                    stream_result::Kind::PubAck(PubAckResult {
+                        seq: ack.seq,
+                        duplicate: ack.duplicate,
+                    })
+                }
                 Ok(Some(reply)) => stream_result::Kind::OkJson(Bytes::from(reply_json(reply))),
                 Ok(None) => stream_result::Kind::OkJson(Bytes::from_static(b"{}")),
                 Err(err) => stream_result::Kind::ErrorJson(Bytes::from(
@@ -211,10 +217,12 @@ fn reply_json(reply: &Reply) -> String {
     }
 }
 
-/// Decodes the results of an entry whose commands are `commands` (the proposer knows them).
+/// Decodes the results of an entry whose commands are `commands`, of stream `stream` (the
+/// proposer knows both).
 pub(crate) fn decode_results(
     bytes: &[u8],
     commands: &[EntryCommand],
+    stream: &str,
 ) -> Result<Vec<EntryResult>, EntryError> {
     let results = StreamResults::decode(bytes)?;
     if results.results.len() != commands.len() {
@@ -239,6 +247,17 @@ pub(crate) fn decode_results(
                     Ok(Err(serde_json::from_slice::<ApiError>(&json)
                         .map_err(|e| invalid(e.to_string()))?))
                 }
+                stream_result::Kind::PubAck(ack) => match command.parts() {
+                    Some((Command::Publish { .. }, _)) => Ok(Ok(Some(Reply::PubAck(PubAck {
+                        stream: stream.to_owned(),
+                        seq: ack.seq,
+                        duplicate: ack.duplicate,
+                        domain: None,
+                    })))),
+                    _ => Err(invalid(
+                        "a publish's acknowledgement for another command".into(),
+                    )),
+                },
                 stream_result::Kind::OkJson(json) => match command.parts() {
                     Some((command, _)) => decode_reply(&json, command)
                         .map(|reply| Ok(Some(reply)))
@@ -283,7 +302,6 @@ fn decode_reply(json: &[u8], command: &Command) -> Result<Reply, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use natrix_stream::PubAck;
 
     fn publish(n: i64) -> EntryCommand {
         EntryCommand::Publish {
@@ -357,13 +375,17 @@ mod tests {
             Ok(Some(Reply::Sealed)),
             Ok(None),
         ];
-        let decoded = decode_results(&encode_results(&results), &commands).expect("decodes");
+        let decoded = decode_results(&encode_results(&results), &commands, "S").expect("decodes");
         assert_eq!(decoded, results);
+        // A publish's acknowledgement answers only a publish.
+        let swapped = [commands[1].clone(), commands[0].clone()];
+        let two = &results[..2];
+        assert!(decode_results(&encode_results(two), &swapped, "S").is_err());
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(decode_entry(&[0xff, 0xff, 0xff]).is_err());
-        assert!(decode_results(&[0x0a, 0x00], &[publish(1), publish(2)]).is_err());
+        assert!(decode_results(&[0x0a, 0x00], &[publish(1), publish(2)], "S").is_err());
     }
 }

@@ -588,7 +588,7 @@ impl StreamHost {
 /// Turns a committed proposal's results (or its failure) into the answers of its commands.
 pub(super) async fn settle_proposal(stream: &str, proposal: Proposal, answers: &mut Vec<Answer>) {
     let results = match proposal.answer.await {
-        Ok(bytes) => decode_results(&bytes, &proposal.commands)
+        Ok(bytes) => decode_results(&bytes, &proposal.commands, stream)
             .map_err(|e| ApiError::store_failed(e.to_string())),
         Err(err) => Err(err),
     };
