@@ -169,6 +169,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 }
 
 /// One group's connection to one peer.
+#[derive(Clone)]
 pub struct PeerClient {
     group_id: GroupId,
     target: NodeId,
@@ -319,7 +320,7 @@ impl PeerClient {
         .flatten()
     }
 
-    /// What the answers of an append stream need to know of this peer.
+    /// The receiving half of this peer's append stream.
     fn answers(
         &self,
         inbound: Streaming<pb::AppendStreamResponse>,
@@ -327,12 +328,7 @@ impl PeerClient {
         wait: Duration,
     ) -> Answers {
         Answers {
-            peer: PeerClient {
-                group_id: self.group_id,
-                target: self.target,
-                addr: self.addr.clone(),
-                channels: self.channels.clone(),
-            },
+            peer: self.clone(),
             inbound,
             parts,
             wait,

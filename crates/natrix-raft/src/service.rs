@@ -13,6 +13,7 @@ use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt, future};
 use natrix_proto::raft as pb;
 use natrix_proto::raft::raft_server::RaftServer;
+use openraft::async_runtime::WatchReceiver;
 use openraft::raft::{TransferLeaderRequest, VoteRequest};
 use parking_lot::{Mutex, RwLock};
 use tonic::metadata::MetadataMap;
@@ -21,7 +22,6 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::codec::{self, CodecError};
 use crate::network::NetworkOptions;
 use crate::types::{GroupId, Raft, Snapshot};
-use openraft::async_runtime::WatchReceiver;
 
 /// The groups running on this node, by group id.
 #[derive(Clone, Default)]

@@ -62,7 +62,8 @@ pub(crate) struct Cfs<'a> {
 /// Per stream, a sequence below which every message is known to be deleted. Every write of the
 /// store builds its batch under the lock that guards this (the committer's groups and
 /// `Store::write_with_raft_applied`), so it can be tracked without reading: it lets narrow
-/// `RemoveBelow`s become point deletes. Entries are a cache (bounded by the number of streams); a missing one means 0.
+/// `RemoveBelow`s become point deletes. Entries are a cache (bounded by the number of
+/// streams); a missing one means 0.
 #[derive(Debug, Default)]
 pub(crate) struct Floors {
     committed: HashMap<u64, u64>,

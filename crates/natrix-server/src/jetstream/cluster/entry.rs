@@ -186,13 +186,7 @@ pub(crate) fn encode_results(results: &[EntryResult]) -> Bytes {
         .iter()
         .map(|r| StreamResult {
             kind: Some(match r {
-                Ok(Some(Reply::PubAck(ack))) if ack.domain.is_none() => {
-                    stream_result::Kind::PubAck(PubAckResult {
-                        seq: ack.seq,
-                        duplicate: ack.duplicate,
-                    })
-                }
-                Ok(Some(reply)) => stream_result::Kind::OkJson(Bytes::from(reply_json(reply))),
+                Ok(Some(reply)) => reply_kind(reply),
                 Ok(None) => stream_result::Kind::OkJson(Bytes::from_static(b"{}")),
                 Err(err) => stream_result::Kind::ErrorJson(Bytes::from(
                     serde_json::to_vec(err).unwrap_or_default(),
@@ -203,18 +197,25 @@ pub(crate) fn encode_results(results: &[EntryResult]) -> Bytes {
     Bytes::from(StreamResults { results }.encode_to_vec())
 }
 
-/// A reply as JSON: the PubAck for a publish, the new config for an update, the count for a
-/// purge; `{}` otherwise.
-fn reply_json(reply: &Reply) -> String {
-    match reply {
-        Reply::PubAck(ack) => serde_json::to_string(ack).unwrap_or_default(),
+/// A reply as its result: a publish's acknowledgement in binary (most results), others as
+/// JSON: the new config for an update, the count for a purge; `{}` otherwise.
+fn reply_kind(reply: &Reply) -> stream_result::Kind {
+    let json = match reply {
+        Reply::PubAck(ack) => {
+            return stream_result::Kind::PubAck(PubAckResult {
+                seq: ack.seq,
+                duplicate: ack.duplicate,
+                domain: ack.domain.clone(),
+            });
+        }
         Reply::ConfigUpdated(config) => config.to_json(),
         Reply::Purged { purged } => format!("{{\"purged\":{purged}}}"),
         Reply::Expired { removed } | Reply::RemovedAcked { removed } => {
             format!("{{\"removed\":{removed}}}")
         }
         Reply::Deleted | Reply::Sealed => "{}".to_string(),
-    }
+    };
+    stream_result::Kind::OkJson(Bytes::from(json))
 }
 
 /// Decodes the results of an entry whose commands are `commands`, of stream `stream` (the
@@ -252,7 +253,7 @@ pub(crate) fn decode_results(
                         stream: stream.to_owned(),
                         seq: ack.seq,
                         duplicate: ack.duplicate,
-                        domain: None,
+                        domain: ack.domain,
                     })))),
                     _ => Err(invalid(
                         "a publish's acknowledgement for another command".into(),
@@ -280,7 +281,7 @@ fn decode_reply(json: &[u8], command: &Command) -> Result<Reply, String> {
     let count = || serde_json::from_slice::<Count>(json).map_err(|e| e.to_string());
     Ok(match command {
         Command::Publish { .. } => {
-            Reply::PubAck(serde_json::from_slice(json).map_err(|e| e.to_string())?)
+            return Err("a publish answered without an acknowledgement".into());
         }
         Command::DeleteMsg { .. } => Reply::Deleted,
         Command::Purge(_) => Reply::Purged {
@@ -377,6 +378,15 @@ mod tests {
         ];
         let decoded = decode_results(&encode_results(&results), &commands, "S").expect("decodes");
         assert_eq!(decoded, results);
+        // A domain travels with the acknowledgement.
+        let with_domain = vec![Ok(Some(Reply::PubAck(PubAck {
+            stream: "S".into(),
+            seq: 8,
+            duplicate: false,
+            domain: Some("hub".into()),
+        })))];
+        let decoded = decode_results(&encode_results(&with_domain), &commands[..1], "S");
+        assert_eq!(decoded.expect("decodes"), with_domain);
         // A publish's acknowledgement answers only a publish.
         let swapped = [commands[1].clone(), commands[0].clone()];
         let two = &results[..2];
