@@ -528,6 +528,14 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
     {
         Box::pin(async move {
+            // openraft sleeps out its replication backoff while it produces a request, so the
+            // first one is taken before connecting: a connect that fails takes no request, and a
+            // peer that is down would otherwise be retried in a tight loop.
+            let mut input = input;
+            let Some(first) = input.next().await else {
+                return Ok(stream::empty().boxed());
+            };
+            let input = stream::once(future::ready(first)).chain(input);
             let wait = option.hard_ttl().min(self.channels.options.rpc_timeout);
             let mut client = self.client()?;
             // Bounded by the connection's flow control: no more requests are taken than the

@@ -52,7 +52,8 @@ pub enum ServerError {
     ClusterTls(crate::tls::TlsError),
 }
 
-/// A running node. Dropping it does not stop it; call [`Server::shutdown`].
+/// A running node. Dropping it closes its client and monitoring listeners and its clients but
+/// leaves JetStream and the cluster endpoint running; call [`Server::shutdown`] to stop it.
 pub struct Server {
     state: Arc<ServerState>,
     client_addr: SocketAddr,
@@ -376,8 +377,9 @@ async fn accept_loop(
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
-            _ = lame_duck.changed() => {
-                entering_lame_duck = true;
+            // A dropped handle (the sender gone) is no request for lame duck mode.
+            changed = lame_duck.changed() => {
+                entering_lame_duck = changed.is_ok();
                 break;
             }
             accepted = listener.accept() => match accepted {

@@ -202,6 +202,37 @@ async fn two_groups_on_the_same_nodes_share_one_endpoint_and_stay_independent() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_retries_a_follower_it_cannot_reach_at_a_bounded_pace() -> Result<()> {
+    let mut cluster = TestCluster::start(3).await?;
+    cluster.start_group(1, test_config(None)).await?;
+    let leader = cluster.leader(1, WAIT).await?;
+    let follower = (1..=3).find(|id| *id != leader).context("a follower")?;
+    let addr = cluster.node(follower).addr;
+    cluster.node(follower).stop().await?;
+    // In the follower's place, a listener that drops every connection it takes: each attempt
+    // of the leader to reach the follower is one accepted connection.
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let watched = Duration::from_secs(2);
+    let mut attempts = 0u32;
+    let deadline = tokio::time::Instant::now() + watched;
+    while let Ok(accepted) = tokio::time::timeout_at(deadline, listener.accept()).await {
+        drop(accepted?);
+        attempts += 1;
+    }
+    // Heartbeats every 50 ms and append streams paced by openraft's 200 ms backoff make about
+    // 50; without the backoff the leader reconnects as fast as it can, thousands of times.
+    assert!(
+        (1..=150).contains(&attempts),
+        "{attempts} attempts to reach node {follower} in {watched:?}"
+    );
+    // The two others still form a quorum.
+    let last = cluster.write(1, "still", 5).await?;
+    cluster.wait_applied(1, last, WAIT).await?;
+    cluster.stop_all().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_for_a_group_the_node_does_not_run_is_refused_with_not_found() -> Result<()> {
     let mut cluster = TestCluster::start(1).await?;
     let addr = cluster.node(1).addr;
