@@ -180,6 +180,7 @@ impl RaftHost {
         let state_machine = StateMachineStore::open(log.clone(), machine)
             .await
             .map_err(|source| RaftHostError::Storage { group_id, source })?;
+        let running = state_machine.running_flag();
         let raft = Raft::new(
             self.node_id,
             config,
@@ -189,6 +190,7 @@ impl RaftHost {
         )
         .await
         .map_err(|source| RaftHostError::Start { group_id, source })?;
+        running.store(true, std::sync::atomic::Ordering::Release);
         if self.registry.insert(group_id, raft.clone()).is_some() {
             // Lost a race with a concurrent start of the same group: keep the first one.
             tracing::warn!(

@@ -12,9 +12,18 @@
 //!   reports what it stored ([`StateMachine::durable_applied`]); openraft then applies only the
 //!   entries after that, and the stored snapshot is not installed.
 //!
+//! A durable machine may store partial snapshots: [`StateMachine::snapshot`] leaves out what it
+//! keeps on disk itself (a file stream's messages), so taking one every few thousand entries
+//! costs little whatever the state's size. Once the group runs, a snapshot openraft asks for is
+//! one to send to a follower that needs it: the adapter then asks the machine for its whole
+//! state where it is now ([`StateMachine::transfer_snapshot`]), described by the adapter's own
+//! last applied log id and membership, which are at or after the stored snapshot's.
+//!
 //! Log purging is safe for a durable machine: openraft purges the log only up to the last log id
 //! of a stored snapshot, a snapshot is taken from applied state (its last log id is an applied
-//! position that was persisted before the snapshot was even built), and a received snapshot's
+//! position that was persisted before the snapshot was even built, and storing the snapshot is
+//! an fsynced write to the same RocksDB write-ahead log, which makes every earlier write of the
+//! machine durable too, unsynced ones included), and a received snapshot's
 //! applied state is persisted by [`StateMachine::install`] before openraft purges anything. So
 //! the persisted applied position is always at or after the purge point, and every entry after
 //! it is still in the log. (Should a machine ever report a position older than the stored
@@ -23,6 +32,7 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -54,9 +64,19 @@ pub trait StateMachine: Send + Sync + 'static {
     /// persisted.
     fn apply(&mut self, index: u64, command: &[u8]) -> Bytes;
 
-    /// The whole state as portable bytes (no `usize`, no native byte order), taken at the
-    /// current point of the log: called between two `apply` calls.
+    /// The state as portable bytes (no `usize`, no native byte order), taken at the current
+    /// point of the log: called between two `apply` calls. This is what the group stores as its
+    /// snapshot (openraft then purges the log it covers). A durable machine may leave out what
+    /// it keeps on disk itself, and give the whole state in [`StateMachine::transfer_snapshot`].
     fn snapshot(&self) -> Bytes;
+
+    /// The whole state, at the current point of the log, for a follower that needs a snapshot
+    /// (called between two `apply` calls); `None` (the default) when [`StateMachine::snapshot`]
+    /// is whole already and the stored snapshot is sent as it is. An error (the state could not
+    /// be read) is a storage error: it stops the group rather than send an incomplete state.
+    fn transfer_snapshot(&self) -> Result<Option<Bytes>, StateMachineError> {
+        Ok(None)
+    }
 
     /// Replaces the whole state with one produced by `snapshot` (on any node or architecture),
     /// which covers the log up to `applied`. A durable machine stores `applied.bytes()`
@@ -95,6 +115,7 @@ pub trait StateMachine: Send + Sync + 'static {
 trait ErasedMachine: Send + Sync + 'static {
     fn apply(&mut self, index: u64, command: &[u8]) -> Bytes;
     fn snapshot(&self) -> Bytes;
+    fn transfer_snapshot(&self) -> Result<Option<Bytes>, StateMachineError>;
     fn install<'a>(
         &'a mut self,
         snapshot: Bytes,
@@ -113,6 +134,10 @@ impl<S: StateMachine> ErasedMachine for S {
 
     fn snapshot(&self) -> Bytes {
         StateMachine::snapshot(self)
+    }
+
+    fn transfer_snapshot(&self) -> Result<Option<Bytes>, StateMachineError> {
+        StateMachine::transfer_snapshot(self)
     }
 
     fn install<'a>(
@@ -188,6 +213,10 @@ pub struct StateMachineStore {
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
     snapshots: SnapshotStore,
+    /// Set once openraft has started the group ([`StateMachineStore::running_flag`]): until
+    /// then it reads the stored snapshot for its metadata; afterwards a snapshot it asks for is
+    /// one to send to a follower.
+    running: Arc<AtomicBool>,
 }
 
 impl StateMachineStore {
@@ -239,7 +268,15 @@ impl StateMachineStore {
                 log,
                 current: Arc::new(Mutex::new(current)),
             },
+            running: Arc::default(),
         })
+    }
+
+    /// The flag to set once `openraft::Raft::new` has returned with this store: from then on,
+    /// a snapshot openraft asks for is sent to a follower, so a machine whose stored snapshots
+    /// leave out what it keeps on disk gives its whole state instead.
+    pub fn running_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.running)
     }
 }
 
@@ -336,15 +373,17 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), io::Error> {
         let applied = AppliedState::new(meta.last_log_id, meta.last_membership.clone());
         self.machine
-            .install(snapshot.clone(), &applied)
+            .install(snapshot, &applied)
             .await
             .map_err(|e| sm_error(&format!("installing snapshot {meta}"), e))?;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
+        // Stored as the machine would have built it (a durable machine leaves out what it now
+        // keeps on disk itself).
         self.snapshots
             .replace(StoredSnapshot {
                 meta: meta.clone(),
-                data: snapshot,
+                data: self.machine.snapshot(),
             })
             .await?;
         tracing::info!(
@@ -356,12 +395,31 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        Ok(self
+        let stored = self
             .snapshots
             .current
             .lock()
             .await
             .as_ref()
-            .map(StoredSnapshot::to_snapshot))
+            .map(StoredSnapshot::to_snapshot);
+        if !self.running.load(Ordering::Acquire) || self.last_applied.is_none() {
+            return Ok(stored);
+        }
+        // A snapshot to send: the machine's whole state where it is now, which is at or after
+        // the stored snapshot (the follower then gets the entries after it).
+        let whole = self
+            .machine
+            .transfer_snapshot()
+            .map_err(|e| sm_error("reading the state to send as a snapshot", e))?;
+        Ok(match whole {
+            Some(data) => Some(Snapshot {
+                meta: SnapshotMeta {
+                    last_log_id: self.last_applied,
+                    last_membership: self.last_membership.clone(),
+                },
+                snapshot: data,
+            }),
+            None => stored,
+        })
     }
 }

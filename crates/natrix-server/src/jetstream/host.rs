@@ -151,6 +151,8 @@ pub(crate) struct StreamHost {
     pub id: u64,
     pub created_ns: i64,
     storage: StorageType,
+    /// The JetStream domain PubAcks name (`jetstream { domain }`), as nats-server's do.
+    domain: Option<String>,
     js: Weak<JetStream>,
     core: Mutex<StreamCore>,
     inbound: mpsc::UnboundedSender<Inbound>,
@@ -179,6 +181,11 @@ pub(crate) struct Replica {
 }
 
 impl StreamHost {
+    /// A PubAck as the publisher gets it, naming this node's JetStream domain if it has one.
+    fn pub_ack_json(&self, ack: &PubAck) -> String {
+        pub_ack_json(ack, self.domain.as_deref())
+    }
+
     /// Creates a new stream: stores its record (file storage) and starts serving it.
     pub async fn create(
         state: &Arc<ServerState>,
@@ -323,6 +330,7 @@ impl StreamHost {
             id,
             created_ns,
             storage: config.storage,
+            domain: js.config.domain.clone(),
             js: Arc::downgrade(js),
             core: Mutex::new(StreamCore {
                 stream,
@@ -798,7 +806,7 @@ impl StreamHost {
                         Ok(applied) => {
                             changed |= !applied.ops.is_empty();
                             let (json, stored) = match &applied.reply {
-                                Reply::PubAck(ack) => (ack.to_json(), !ack.duplicate),
+                                Reply::PubAck(ack) => (self.pub_ack_json(ack), !ack.duplicate),
                                 _ => (String::new(), false),
                             };
                             if stored {
@@ -921,9 +929,13 @@ async fn settle(
     mut rx: mpsc::UnboundedReceiver<Settle>,
 ) {
     while let Some(mut batch) = rx.recv().await {
-        let name = host.upgrade().map(|h| h.name.clone()).unwrap_or_default();
+        let (name, domain) = host
+            .upgrade()
+            .map(|h| (h.name.clone(), h.domain.clone()))
+            .unwrap_or_default();
         if let Some(proposal) = batch.proposal.take() {
-            replicated::settle_proposal(&name, proposal, &mut batch.answers).await;
+            replicated::settle_proposal(&name, domain.as_deref(), proposal, &mut batch.answers)
+                .await;
         }
         let outcome = match batch.ticket.take() {
             Some(ticket) => ticket.await,
@@ -991,5 +1003,17 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// A PubAck's JSON, naming the JetStream `domain` if there is one (as nats-server's do).
+fn pub_ack_json(ack: &PubAck, domain: Option<&str>) -> String {
+    match domain {
+        Some(domain) if ack.domain.is_none() => PubAck {
+            domain: Some(domain.to_owned()),
+            ..ack.clone()
+        }
+        .to_json(),
+        _ => ack.to_json(),
     }
 }

@@ -152,6 +152,30 @@ async fn an_r1_stream_takes_publishes_from_every_node() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_replicated_pub_ack_names_the_jetstream_domain() -> anyhow::Result<()> {
+    let tune: Tune = |js| js.domain = Some("hub".into());
+    let nodes = start_cluster_with(3, tune).await?;
+    create_stream(
+        &nodes[0].js,
+        stream::Config {
+            name: "DOM".into(),
+            subjects: vec!["dom".into()],
+            num_replicas: 3,
+            ..Default::default()
+        },
+    )
+    .await?;
+    // The bytes nats-server 2.15.1 answers with `jetstream { domain: hub }`, from every node.
+    for (i, node) in nodes.iter().enumerate() {
+        let ack = node.client.request("dom", "hi".into()).await?;
+        let want = format!(r#"{{"stream":"DOM","domain":"hub","seq":{}}}"#, i + 1);
+        assert_eq!(std::str::from_utf8(&ack.payload)?, want);
+    }
+    crate::js_cluster::shutdown(nodes).await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn acknowledged_messages_survive_the_loss_of_the_stream_leader() -> anyhow::Result<()> {
     let mut nodes = start_cluster(3).await?;
     create_stream(
@@ -400,7 +424,7 @@ async fn a_follower_that_missed_many_entries_catches_up_from_a_snapshot() -> any
     // It serves the whole stream as its leader: the third node stops, so the leader's
     // stepdown can only hand the group to it.
     let third = 3 - leader - follower;
-    let _third = stop_node(nodes.remove(third)).await?;
+    let third_stopped = stop_node(nodes.remove(third)).await?;
     let (leader, follower) = (
         leader - usize::from(leader > third),
         follower - usize::from(follower > third),
@@ -417,6 +441,14 @@ async fn a_follower_that_missed_many_entries_catches_up_from_a_snapshot() -> any
     }
     assert_eq!(read_all(&nodes[follower].js, "SNAP", 210).await?, expected);
     publish_acked(&nodes[follower].js, "snap", "s211".to_string()).await?;
+    // The third node took its snapshots without the messages (they are in its store): back up,
+    // it holds every message it had, and it gets the one it missed.
+    let seed = nodes[follower]
+        .server
+        .cluster_addr()
+        .ok_or_else(|| anyhow::anyhow!("no cluster address"))?;
+    nodes.push(start_again(third_stopped, &seed, tune).await?);
+    wait_for_copies(&nodes, 211).await?;
     crate::js_cluster::shutdown(nodes).await;
     Ok(())
 }

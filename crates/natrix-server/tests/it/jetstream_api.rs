@@ -1,5 +1,6 @@
-//! The JetStream API as raw requests: account info, stream requests and their error replies, and
-//! a node without JetStream, where nobody answers and requesters get no-responders. Texts and
+//! The JetStream API as raw requests: account info, stream requests and their error replies, a
+//! PubAck naming the domain, and a node without JetStream, where nobody answers and requesters
+//! get no-responders. Texts and
 //! codes were checked against nats-server 2.15.1.
 
 use std::time::Duration;
@@ -414,5 +415,35 @@ async fn direct_get_without_allow_direct_or_stream_gets_no_responders() -> anyho
             "{subject}"
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_pub_ack_names_the_jetstream_domain() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start_with(natrix_server::ServerConfig {
+        jetstream: Some(natrix_server::JetStreamConfig {
+            store_dir: Some(dir.path().to_path_buf()),
+            domain: Some("hub".into()),
+            ..natrix_server::JetStreamConfig::default()
+        }),
+        ..natrix_testkit::test_config()
+    })
+    .await?;
+    let client = async_nats::connect(server.url()).await?;
+    let created = crate::support::api_request(
+        &client,
+        "$JS.API.STREAM.CREATE.D",
+        r#"{"name":"D","subjects":["d"]}"#,
+    )
+    .await?;
+    assert!(created["error"].is_null(), "{created}");
+    // The bytes nats-server 2.15.1 answers with `jetstream { domain: hub }`.
+    let ack = client.request("d", "hi".into()).await?;
+    assert_eq!(
+        std::str::from_utf8(&ack.payload)?,
+        r#"{"stream":"D","domain":"hub","seq":1}"#
+    );
+    server.shutdown().await;
     Ok(())
 }

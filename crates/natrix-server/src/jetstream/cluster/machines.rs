@@ -58,8 +58,16 @@ impl StateMachine for StreamMachine {
         self.host.apply_entry(index, command)
     }
 
+    /// A file stream's messages stay in the store (written with each applied batch, and made
+    /// durable by the fsync that stores the snapshot): the stored snapshot leaves them out.
     fn snapshot(&self) -> Bytes {
-        self.host.snapshot_bytes()
+        self.host.stored_snapshot()
+    }
+
+    fn transfer_snapshot(&self) -> Result<Option<Bytes>, StateMachineError> {
+        self.host
+            .transfer_snapshot()
+            .map_err(|e| StateMachineError::from(format!("stream '{}': {e}", self.host.name)))
     }
 
     async fn install(

@@ -427,8 +427,35 @@ impl StreamHost {
         Ok(())
     }
 
-    /// State machine: the whole stream at the current log position (portable bytes).
-    pub(crate) fn snapshot_bytes(&self) -> Bytes {
+    /// State machine: the stream at the current log position (portable bytes), to store as the
+    /// group's snapshot. A file stream's messages are left out (`partial`): they stay in this
+    /// node's store, written with each applied batch.
+    pub(crate) fn stored_snapshot(&self) -> Bytes {
+        self.snapshot_with(None)
+    }
+
+    /// State machine: the whole stream at the current log position, every message included
+    /// (read from the store for a file stream), for a replica that needs a snapshot; `None` for
+    /// a memory stream, whose stored snapshot is whole already.
+    pub(crate) fn transfer_snapshot(&self) -> Result<Option<Bytes>, String> {
+        if self.core.lock().memory.is_some() {
+            return Ok(None);
+        }
+        let js = self.js.upgrade().ok_or("JetStream stopped")?;
+        let store = js.store();
+        let msgs = store
+            .scan_msgs(self.id, 0)
+            .and_then(|scan| {
+                scan.map(|m| m.map(|m| encode_msg(&m)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| format!("reading the messages: {e}"))?;
+        Ok(Some(self.snapshot_with(Some(msgs))))
+    }
+
+    /// The snapshot of the stream as it is: a memory stream's messages, else `file_msgs` (read
+    /// from the store), else none (`partial`).
+    fn snapshot_with(&self, file_msgs: Option<Vec<Bytes>>) -> Bytes {
         let (config, position, raft_index, memory_msgs, consumers) = {
             let core = self.core.lock();
             (
@@ -437,7 +464,7 @@ impl StreamHost {
                 core.raft_index,
                 core.memory
                     .as_ref()
-                    .map(|m| m.values().cloned().collect::<Vec<_>>()),
+                    .map(|m| m.values().map(encode_msg).collect::<Vec<_>>()),
                 core.consumer_records
                     .iter()
                     .map(|(name, record)| ConsumerSnapshot {
@@ -447,34 +474,9 @@ impl StreamHost {
                     .collect(),
             )
         };
-        let encode = |m: &StoredMsg| {
-            let mut out = BytesMut::with_capacity(m.encoded_len());
-            m.encode(&mut out);
-            out.freeze()
-        };
-        let msgs = match memory_msgs {
-            Some(msgs) => msgs.iter().map(encode).collect(),
-            None => match self.js.upgrade() {
-                Some(js) => match js.store().scan_msgs(self.id, 0) {
-                    Ok(scan) => scan
-                        .filter_map(|m| match m {
-                            Ok(m) => Some(encode(&m)),
-                            Err(err) => {
-                                tracing::error!(
-                                    "JetStream stream '{}': snapshot read: {err}",
-                                    self.name
-                                );
-                                None
-                            }
-                        })
-                        .collect(),
-                    Err(err) => {
-                        tracing::error!("JetStream stream '{}': snapshot: {err}", self.name);
-                        Vec::new()
-                    }
-                },
-                None => Vec::new(),
-            },
+        let (msgs, partial) = match memory_msgs.or(file_msgs) {
+            Some(msgs) => (msgs, false),
+            None => (Vec::new(), true),
         };
         Bytes::from(
             StreamSnapshot {
@@ -484,6 +486,7 @@ impl StreamHost {
                 msgs,
                 raft_index,
                 consumers,
+                partial,
             }
             .encode_to_vec(),
         )
@@ -497,6 +500,11 @@ impl StreamHost {
         applied: Vec<u8>,
     ) -> Result<(), String> {
         let snapshot = StreamSnapshot::decode(snapshot).map_err(|e| format!("snapshot: {e}"))?;
+        if snapshot.partial {
+            // Only a node's own stored snapshot is partial, and a node with a stored snapshot
+            // restarts from its store; installing one would drop every message.
+            return Err("a snapshot without the stream's messages cannot be installed".into());
+        }
         let config = StreamConfig::from_json(&snapshot.config_json)
             .map_err(|e| format!("snapshot config: {e}"))?;
         let position = StreamPosition::decode(snapshot.position.clone())
@@ -586,7 +594,12 @@ impl StreamHost {
 }
 
 /// Turns a committed proposal's results (or its failure) into the answers of its commands.
-pub(super) async fn settle_proposal(stream: &str, proposal: Proposal, answers: &mut Vec<Answer>) {
+pub(super) async fn settle_proposal(
+    stream: &str,
+    domain: Option<&str>,
+    proposal: Proposal,
+    answers: &mut Vec<Answer>,
+) {
     let results = match proposal.answer.await {
         Ok(bytes) => decode_results(&bytes, &proposal.commands, stream)
             .map_err(|e| ApiError::store_failed(e.to_string())),
@@ -605,7 +618,7 @@ pub(super) async fn settle_proposal(stream: &str, proposal: Proposal, answers: &
             Slot::Publish(Some(reply)) => answers.push(match result {
                 Ok(Some(Reply::PubAck(ack))) => Answer::PubAck {
                     reply,
-                    json: ack.to_json(),
+                    json: super::pub_ack_json(&ack, domain),
                 },
                 Ok(_) => Answer::PubError {
                     reply,
@@ -653,4 +666,11 @@ fn apply_consumer_write(core: &mut StreamCore, write: ConsumerWrite) {
             }
         }
     }
+}
+
+/// A stored message in its portable encoding (natrix-stream's StoredMsg v1).
+fn encode_msg(m: &StoredMsg) -> Bytes {
+    let mut out = BytesMut::with_capacity(m.encoded_len());
+    m.encode(&mut out);
+    out.freeze()
 }
