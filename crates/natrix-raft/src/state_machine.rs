@@ -74,8 +74,12 @@ pub trait StateMachine: Send + Sync + 'static {
     /// (called between two `apply` calls); `None` (the default) when [`StateMachine::snapshot`]
     /// is whole already and the stored snapshot is sent as it is. An error (the state could not
     /// be read) is a storage error: it stops the group rather than send an incomplete state.
-    fn transfer_snapshot(&self) -> Result<Option<Bytes>, StateMachineError> {
-        Ok(None)
+    /// Nothing is applied until it resolves, so reading the state off the runtime's threads
+    /// (`spawn_blocking`) still reads it at one point of the log.
+    fn transfer_snapshot(
+        &self,
+    ) -> impl Future<Output = Result<Option<Bytes>, StateMachineError>> + Send {
+        async { Ok(None) }
     }
 
     /// Replaces the whole state with one produced by `snapshot` (on any node or architecture),
@@ -115,7 +119,7 @@ pub trait StateMachine: Send + Sync + 'static {
 trait ErasedMachine: Send + Sync + 'static {
     fn apply(&mut self, index: u64, command: &[u8]) -> Bytes;
     fn snapshot(&self) -> Bytes;
-    fn transfer_snapshot(&self) -> Result<Option<Bytes>, StateMachineError>;
+    fn transfer_snapshot(&self) -> BoxFuture<'_, Result<Option<Bytes>, StateMachineError>>;
     fn install<'a>(
         &'a mut self,
         snapshot: Bytes,
@@ -136,8 +140,8 @@ impl<S: StateMachine> ErasedMachine for S {
         StateMachine::snapshot(self)
     }
 
-    fn transfer_snapshot(&self) -> Result<Option<Bytes>, StateMachineError> {
-        StateMachine::transfer_snapshot(self)
+    fn transfer_snapshot(&self) -> BoxFuture<'_, Result<Option<Bytes>, StateMachineError>> {
+        Box::pin(StateMachine::transfer_snapshot(self))
     }
 
     fn install<'a>(
@@ -410,6 +414,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let whole = self
             .machine
             .transfer_snapshot()
+            .await
             .map_err(|e| sm_error("reading the state to send as a snapshot", e))?;
         Ok(match whole {
             Some(data) => Some(Snapshot {

@@ -64,9 +64,10 @@ impl StateMachine for StreamMachine {
         self.host.stored_snapshot()
     }
 
-    fn transfer_snapshot(&self) -> Result<Option<Bytes>, StateMachineError> {
+    async fn transfer_snapshot(&self) -> Result<Option<Bytes>, StateMachineError> {
         self.host
             .transfer_snapshot()
+            .await
             .map_err(|e| StateMachineError::from(format!("stream '{}': {e}", self.host.name)))
     }
 

@@ -436,20 +436,24 @@ impl StreamHost {
 
     /// State machine: the whole stream at the current log position, every message included
     /// (read from the store for a file stream), for a replica that needs a snapshot; `None` for
-    /// a memory stream, whose stored snapshot is whole already.
-    pub(crate) fn transfer_snapshot(&self) -> Result<Option<Bytes>, String> {
+    /// a memory stream, whose stored snapshot is whole already. The messages are read on a
+    /// blocking thread (a large stream takes a while); nothing is applied meanwhile.
+    pub(crate) async fn transfer_snapshot(&self) -> Result<Option<Bytes>, String> {
         if self.core.lock().memory.is_some() {
             return Ok(None);
         }
         let js = self.js.upgrade().ok_or("JetStream stopped")?;
-        let store = js.store();
-        let msgs = store
-            .scan_msgs(self.id, 0)
-            .and_then(|scan| {
+        let store = Arc::clone(js.store());
+        let id = self.id;
+        let msgs = tokio::task::spawn_blocking(move || {
+            store.scan_msgs(id, 0).and_then(|scan| {
                 scan.map(|m| m.map(|m| encode_msg(&m)))
                     .collect::<Result<Vec<_>, _>>()
             })
-            .map_err(|e| format!("reading the messages: {e}"))?;
+        })
+        .await
+        .map_err(|e| format!("reading the messages: {e}"))?
+        .map_err(|e| format!("reading the messages: {e}"))?;
         Ok(Some(self.snapshot_with(Some(msgs))))
     }
 
