@@ -51,8 +51,14 @@ impl PubAck {
     /// `{"stream":"S","domain":"D","seq":1}`, `{"stream":"S","seq":1,"duplicate": true}`
     /// (the space is nats-server's).
     pub fn to_json(&self) -> String {
+        self.to_json_in(None)
+    }
+
+    /// The JSON as a node of JetStream domain `domain` sends it: named in the ack, as
+    /// nats-server does (the ack's own domain, if it has one, comes first).
+    pub fn to_json_in(&self, domain: Option<&str>) -> String {
         let mut out = format!("{{\"stream\":{}", quote(&self.stream));
-        if let Some(domain) = &self.domain {
+        if let Some(domain) = self.domain.as_deref().or(domain) {
             out.push_str(&format!(",\"domain\":{}", quote(domain)));
         }
         out.push_str(&format!(",\"seq\":{}", self.seq));
@@ -163,6 +169,11 @@ mod tests {
         ack.duplicate = true;
         assert_eq!(ack.to_json(), r#"{"stream":"S","seq":1,"duplicate": true}"#);
         ack.duplicate = false;
+        // A node of domain "hub" names it.
+        assert_eq!(
+            ack.to_json_in(Some("hub")),
+            r#"{"stream":"S","domain":"hub","seq":1}"#
+        );
         ack.domain = Some("hub".into());
         assert_eq!(ack.to_json(), r#"{"stream":"S","domain":"hub","seq":1}"#);
         assert_eq!(

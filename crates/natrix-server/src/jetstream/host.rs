@@ -181,11 +181,6 @@ pub(crate) struct Replica {
 }
 
 impl StreamHost {
-    /// A PubAck as the publisher gets it, naming this node's JetStream domain if it has one.
-    fn pub_ack_json(&self, ack: &PubAck) -> String {
-        pub_ack_json(ack, self.domain.as_deref())
-    }
-
     /// Creates a new stream: stores its record (file storage) and starts serving it.
     pub async fn create(
         state: &Arc<ServerState>,
@@ -806,7 +801,9 @@ impl StreamHost {
                         Ok(applied) => {
                             changed |= !applied.ops.is_empty();
                             let (json, stored) = match &applied.reply {
-                                Reply::PubAck(ack) => (self.pub_ack_json(ack), !ack.duplicate),
+                                Reply::PubAck(ack) => {
+                                    (ack.to_json_in(self.domain.as_deref()), !ack.duplicate)
+                                }
                                 _ => (String::new(), false),
                             };
                             if stored {
@@ -1003,17 +1000,5 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// A PubAck's JSON, naming the JetStream `domain` if there is one (as nats-server's do).
-fn pub_ack_json(ack: &PubAck, domain: Option<&str>) -> String {
-    match domain {
-        Some(domain) if ack.domain.is_none() => PubAck {
-            domain: Some(domain.to_owned()),
-            ..ack.clone()
-        }
-        .to_json(),
-        _ => ack.to_json(),
     }
 }

@@ -622,7 +622,7 @@ pub(super) async fn settle_proposal(
             Slot::Publish(Some(reply)) => answers.push(match result {
                 Ok(Some(Reply::PubAck(ack))) => Answer::PubAck {
                     reply,
-                    json: super::pub_ack_json(&ack, domain),
+                    json: ack.to_json_in(domain),
                 },
                 Ok(_) => Answer::PubError {
                     reply,
