@@ -130,6 +130,11 @@ pub(crate) struct ClientFlags {
     /// CONNECT said `protocol` >= 1: the client takes asynchronous INFO (lame duck notice);
     /// nats-server sends none to protocol 0 clients.
     pub async_info: AtomicBool,
+    /// The server answered the client's first PING after CONNECT. As nats-server, no async INFO
+    /// goes out before: clients (nats.go, nats.py) read the line after their CONNECT+PING as
+    /// the PONG and fail or hang on anything else. A change missed until then is sent right
+    /// after that first PONG instead (see [`Client::info_generation`]).
+    pub first_pong_sent: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -138,6 +143,9 @@ pub(crate) struct Client {
     pub addr: SocketAddr,
     pub started: SystemTime,
     pub started_instant: Instant,
+    /// The server's INFO generation ([`crate::state::ServerState::info_generation`]) that the
+    /// INFO this client got at accept reflects.
+    pub info_generation: AtomicU64,
     pub max_pending: u64,
     /// Queued bytes above which publishers to this client are stalled (see `Enqueued::Stalled`).
     pub stall_at: u64,
@@ -287,7 +295,9 @@ impl Client {
                 headers: AtomicBool::new(false),
                 echo: AtomicBool::new(true),
                 async_info: AtomicBool::new(false),
+                first_pong_sent: AtomicBool::new(false),
             },
+            info_generation: AtomicU64::new(0),
             out: Mutex::new(Outbound {
                 buf: BytesMut::with_capacity(4096),
                 ..Outbound::default()

@@ -295,6 +295,9 @@ impl Connection {
             ClientOp::Ping => {
                 tracing::trace!(target: TRACE, cid = self.client.id, "<<- [PING]");
                 self.client.send_proto(PONG);
+                if self.connected {
+                    self.state.first_pong_sent(&self.client);
+                }
             }
             ClientOp::Pong => {
                 tracing::trace!(target: TRACE, cid = self.client.id, "<<- [PONG]");

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::BytesMut;
@@ -142,6 +142,7 @@ impl Server {
             started: SystemTime::now(),
             started_instant: Instant::now(),
             listener_closed: AtomicBool::new(false),
+            info_generation: AtomicU64::new(0),
             closed: Default::default(),
             jetstream: Default::default(),
         });
@@ -494,12 +495,13 @@ async fn serve_client(state: Arc<ServerState>, stream: TcpStream, addr: SocketAd
         .fetch_add(1, Ordering::Relaxed);
     tracing::debug!(cid, %addr, "client connection created");
 
-    let mut info = state.client_info();
-    if let Some(mesh) = state.router.mesh() {
-        info.connect_urls = mesh.connect_urls();
-    }
-    info.client_id = cid;
-    info.client_ip = addr.ip().to_string();
+    // The generation is read before the INFO is built: a change after this read is sent again
+    // after the client's first PONG.
+    client.info_generation.store(
+        state.info_generation.load(Ordering::SeqCst),
+        Ordering::Relaxed,
+    );
+    let mut info = state.client_info_for(&client);
     // NKey users sign this connection's nonce in CONNECT.
     let nonce = state.auth().needs_nonce().then(crate::auth::new_nonce);
     info.nonce = nonce.clone();

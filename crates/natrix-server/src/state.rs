@@ -62,6 +62,9 @@ pub(crate) struct ServerState {
     /// Set once the client listener closed (lame duck mode, shutdown): `/healthz` then fails as
     /// nats-server's does, so that load balancers and readiness probes stop sending clients.
     pub listener_closed: AtomicBool,
+    /// Counts the async INFOs sent (cluster changes, lame duck): a client accepted before one
+    /// but not yet past its first PONG gets a fresh INFO after that PONG.
+    pub info_generation: AtomicU64,
 }
 
 impl ServerState {
@@ -78,6 +81,17 @@ impl ServerState {
         info
     }
 
+    /// The INFO a client gets now, with its own fields and the cluster's `connect_urls`.
+    pub fn client_info_for(&self, client: &Client) -> ServerInfo {
+        let mut info = self.client_info();
+        if let Some(mesh) = self.router.mesh() {
+            info.connect_urls = mesh.connect_urls();
+        }
+        info.client_id = client.id;
+        info.client_ip = client.addr.ip().to_string();
+        info
+    }
+
     /// The client TLS settings in force, if clients must use TLS.
     pub fn tls(&self) -> Option<Arc<crate::tls::ClientTls>> {
         self.tls.read().clone()
@@ -87,14 +101,20 @@ impl ServerState {
         self.next_cid.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Sends `info` as an async INFO to every client that takes one (CONNECT `protocol: 1`),
-    /// each with its own client_id and client_ip, as nats-server does (nats.go replaces its whole
-    /// server info with it).
+    /// Sends `info` as an async INFO to every client that takes one (CONNECT `protocol: 1`) and
+    /// got its first PONG, each with its own client_id and client_ip, as nats-server does
+    /// (nats.go replaces its whole server info with it). Clients not that far yet get the news
+    /// after their first PONG ([`Self::first_pong_sent`]).
     pub fn send_async_info(&self, mut info: ServerInfo) {
+        // Counted before the clients are looked at, and each client's flag set before it reads
+        // the count (both SeqCst): a client either is sent the INFO here or sees the new count.
+        self.info_generation.fetch_add(1, Ordering::SeqCst);
         let clients: Vec<Arc<Client>> = self.clients.read().values().cloned().collect();
         let mut buf = bytes::BytesMut::with_capacity(512);
         for client in clients {
-            if !client.flags.async_info.load(Ordering::Relaxed) {
+            if !client.flags.async_info.load(Ordering::Relaxed)
+                || !client.flags.first_pong_sent.load(Ordering::SeqCst)
+            {
                 continue;
             }
             info.client_id = client.id;
@@ -103,6 +123,22 @@ impl ServerState {
             natrix_wire::write_info(&mut buf, &info);
             client.send_proto(&buf);
         }
+    }
+
+    /// The client (past CONNECT) was just sent its first PONG: from now on it takes async INFO,
+    /// and it gets one at once if the cluster changed since its INFO at accept, as nats-server's
+    /// `processPing` does.
+    pub fn first_pong_sent(&self, client: &Client) {
+        if client.flags.first_pong_sent.swap(true, Ordering::SeqCst)
+            || !client.flags.async_info.load(Ordering::Relaxed)
+            || self.info_generation.load(Ordering::SeqCst)
+                == client.info_generation.load(Ordering::Relaxed)
+        {
+            return;
+        }
+        let mut buf = bytes::BytesMut::with_capacity(512);
+        natrix_wire::write_info(&mut buf, &self.client_info_for(client));
+        client.send_proto(&buf);
     }
 
     /// Logs and counts a receiver cut off for exceeding `max_pending`.

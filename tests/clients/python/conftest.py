@@ -98,9 +98,24 @@ class Server:
                 self.proc.wait()
         self.proc = None
 
-    def output(self) -> str:
+    def output(self, limit: int = 2000) -> str:
+        """The last `limit` characters the server printed."""
         self.log.flush()
-        return Path(self.log.name).read_text(errors="replace")[-2000:]
+        return Path(self.log.name).read_text(errors="replace")[-limit:]
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the test item, so fixtures can tell whether the test failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+def failed(request) -> bool:
+    """Whether the test using this fixture failed (read in the fixture's teardown)."""
+    report = getattr(request.node, "report_call", None)
+    return report is None or report.failed
 
 
 @pytest.fixture(params=list(SERVERS))

@@ -4,19 +4,21 @@ through another. Each test starts three servers of its kind (natrix or the refer
 nats-server) with nats-server's command-line cluster flags, each with its own store."""
 
 import asyncio
+import os
 
 import nats
 import pytest
 from nats.js import api
 
-from conftest import Server, free_port, run
+from conftest import Server, failed, free_port, run
 
 NODES = 3
 
 
 @pytest.fixture
-def cluster(kind, tmp_path):
-    """Three clustered JetStream servers of this test's kind; stopped after the test."""
+def cluster(request, kind, tmp_path):
+    """Three clustered JetStream servers of this test's kind; stopped after the test, and what
+    each printed shown (pytest's captured teardown output) when the test failed."""
     cluster_ports = [free_port() for _ in range(NODES)]
     routes = ",".join(f"nats://127.0.0.1:{p}" for p in cluster_ports)
     servers = []
@@ -34,6 +36,11 @@ def cluster(kind, tmp_path):
     finally:
         for server in servers:
             server.stop()
+        for i, server in enumerate(servers):
+            if failed(request):
+                print(f"--- n{i + 1} ({server.kind}) printed, last part ---")
+                print(server.output(limit=20000))
+            os.unlink(server.log.name)
 
 
 async def connect(server):
