@@ -34,9 +34,14 @@ pub enum LoggingError {
     AlreadyInstalled(String),
 }
 
-/// The `EnvFilter` directives for a configuration (without `RUST_LOG`).
+/// The `EnvFilter` directives for a configuration (without `RUST_LOG`). openraft narrates every
+/// vote and election at INFO; a node's log shows its warnings only, and its INFO with `-D`.
 pub fn filter_directives(log: &LogConfig) -> String {
-    let base = if log.debug { "debug" } else { "info" };
+    let base = if log.debug {
+        "debug,openraft=info"
+    } else {
+        "info,openraft=warn"
+    };
     let trace = if log.trace { "trace" } else { "off" };
     format!("{base},{PROTOCOL_TRACE_TARGET}={trace}")
 }
@@ -160,12 +165,24 @@ mod tests {
     #[test]
     fn levels_follow_nats_server_flags() {
         let mut log = LogConfig::default();
-        assert_eq!(filter_directives(&log), "info,natrix_server::trace=off");
+        assert_eq!(
+            filter_directives(&log),
+            "info,openraft=warn,natrix_server::trace=off"
+        );
         log.debug = true;
-        assert_eq!(filter_directives(&log), "debug,natrix_server::trace=off");
+        assert_eq!(
+            filter_directives(&log),
+            "debug,openraft=info,natrix_server::trace=off"
+        );
         log.trace = true;
-        assert_eq!(filter_directives(&log), "debug,natrix_server::trace=trace");
+        assert_eq!(
+            filter_directives(&log),
+            "debug,openraft=info,natrix_server::trace=trace"
+        );
         log.debug = false;
-        assert_eq!(filter_directives(&log), "info,natrix_server::trace=trace");
+        assert_eq!(
+            filter_directives(&log),
+            "info,openraft=warn,natrix_server::trace=trace"
+        );
     }
 }
