@@ -205,7 +205,7 @@ impl RaftHost {
     }
 
     /// Hands the leadership of group `group_id`, which this node leads, to another voter:
-    /// `target`, or else the voter whose replicated log reaches furthest (the lowest id among
+    /// `target`, or else the voter whose replicated log reaches furthest (a random one among
     /// equals). Returns the new leader once this node's metrics show it, normally the target
     /// (another voter only if it won the election instead).
     ///
@@ -224,6 +224,19 @@ impl RaftHost {
         &self,
         group_id: GroupId,
         target: Option<NodeId>,
+    ) -> Result<NodeId, TransferLeadershipError> {
+        self.transfer_leadership_among(group_id, target, |_| true)
+            .await
+    }
+
+    /// [`Self::transfer_leadership`], choosing (when `target` is `None`) only among the voters
+    /// `eligible` accepts, e.g. those the caller knows to be up; `NoOtherVoter` if it accepts
+    /// none.
+    pub async fn transfer_leadership_among(
+        &self,
+        group_id: GroupId,
+        target: Option<NodeId>,
+        eligible: impl Fn(NodeId) -> bool,
     ) -> Result<NodeId, TransferLeadershipError> {
         let raft = self
             .group(group_id)
@@ -255,9 +268,11 @@ impl RaftHost {
                         .since_contact(group_id, *id)
                         .is_some_and(|d| d < RECENT_CONTACT)
                 };
-                let reachable: Vec<NodeId> = voters.iter().copied().filter(heard).collect();
+                let eligible: Vec<NodeId> =
+                    voters.iter().copied().filter(|id| eligible(*id)).collect();
+                let reachable: Vec<NodeId> = eligible.iter().copied().filter(heard).collect();
                 let candidates = if reachable.is_empty() {
-                    voters.iter().copied().collect()
+                    eligible
                 } else {
                     reachable
                 };

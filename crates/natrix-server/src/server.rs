@@ -305,7 +305,7 @@ impl Server {
     /// first step of a graceful shutdown, so that the node's streams keep taking writes.
     pub async fn hand_off_leadership(&self, timeout: Duration) {
         if let Some(js) = self.state.jetstream.get() {
-            js.hand_off_leadership(timeout).await;
+            js.hand_off_leadership(&self.state, timeout).await;
         }
     }
 
@@ -438,7 +438,7 @@ async fn run_lame_duck(
     state.send_async_info(info);
     // As nats-server: leaderships move to other nodes before the clients are let go.
     if let Some(js) = state.jetstream.get() {
-        js.hand_off_leadership(LEADERSHIP_HANDOFF).await;
+        js.hand_off_leadership(state, LEADERSHIP_HANDOFF).await;
     }
     if !wait_unless_shutdown(config.lame_duck_grace_period, connections, shutdown).await {
         return;

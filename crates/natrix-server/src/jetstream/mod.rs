@@ -211,11 +211,19 @@ impl JetStream {
     /// Hands every Raft leadership this node holds (the meta group's and each replicated
     /// stream's) to another voter, concurrently and within `timeout`, so that a node going away
     /// (shutdown, lame duck) stalls no writes for an election timeout. As nats-server does when
-    /// it enters lame duck mode. Groups without another voter keep their leader.
-    pub async fn hand_off_leadership(&self, timeout: std::time::Duration) {
+    /// it enters lame duck mode. Groups without another voter connected now keep their leader.
+    pub async fn hand_off_leadership(&self, state: &ServerState, timeout: std::time::Duration) {
         let Some(cluster) = &self.cluster else {
             return;
         };
+        // Only a voter connected now can take over: one that just stopped (the whole cluster
+        // stopping, say) may still look current, and waiting for it would only delay the
+        // shutdown by the transfer's timeout.
+        let connected: std::collections::HashSet<u64> = state
+            .router
+            .mesh()
+            .map(|mesh| mesh.links().iter().map(|l| l.peer.node_id).collect())
+            .unwrap_or_default();
         let mut groups: Vec<(String, u64)> = self
             .streams()
             .into_iter()
@@ -228,8 +236,14 @@ impl JetStream {
         if groups.is_empty() {
             return;
         }
+        let connected = &connected;
         let transfers = groups.iter().map(|(what, group_id)| async move {
-            match cluster.raft.transfer_leadership(*group_id, None).await {
+            let eligible = |id| connected.contains(&id);
+            match cluster
+                .raft
+                .transfer_leadership_among(*group_id, None, eligible)
+                .await
+            {
                 Ok(to) => tracing::info!(
                     "JetStream: leadership of {what} handed to {}",
                     cluster.node_name(to)
