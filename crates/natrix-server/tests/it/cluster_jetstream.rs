@@ -175,6 +175,55 @@ async fn a_replicated_pub_ack_names_the_jetstream_domain() -> anyhow::Result<()>
     Ok(())
 }
 
+/// A node cut off from the rest (here: the only one left) has no meta leader: a stream create
+/// is answered at once with nats-server's 10008, and the stream is not made.
+#[tokio::test]
+async fn a_node_without_a_meta_leader_answers_stream_create_with_unavailable() -> anyhow::Result<()>
+{
+    let mut nodes = start_cluster(3).await?;
+    let leader = crate::js_cluster::wait_for_meta_leader(&nodes, None).await?;
+    // Keep a follower of the meta group: a leader that lost its quorum may still think it leads.
+    let survivor = nodes
+        .iter()
+        .position(|n| n.server.server.server_name() != leader)
+        .ok_or_else(|| anyhow::anyhow!("no meta follower"))?;
+    let node = nodes.remove(survivor);
+    crate::js_cluster::shutdown(nodes).await;
+    let request = serde_json::json!({"name": "LONE", "subjects": ["lone"], "num_replicas": 3});
+    let deadline = Instant::now() + CLUSTER_WAIT;
+    let answer = loop {
+        // Once the old leader's term has run out here, the answer is at once.
+        let started = Instant::now();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            node.client.request(
+                "$JS.API.STREAM.CREATE.LONE",
+                serde_json::to_vec(&request)?.into(),
+            ),
+        )
+        .await??;
+        let answer: serde_json::Value = serde_json::from_slice(&answer.payload)?;
+        if answer["error"]["err_code"] == 10008 && started.elapsed() < Duration::from_secs(1) {
+            break answer;
+        }
+        assert!(
+            answer["error"].is_object(),
+            "created without a quorum: {answer}"
+        );
+        if Instant::now() >= deadline {
+            anyhow::bail!("never answered 10008 at once: {answer}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        answer["error"]["description"], "JetStream system temporarily unavailable",
+        "{answer}"
+    );
+    assert_eq!(answer["error"]["code"], 503, "{answer}");
+    crate::js_cluster::shutdown(vec![node]).await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn acknowledged_messages_survive_the_loss_of_the_stream_leader() -> anyhow::Result<()> {
     let mut nodes = start_cluster(3).await?;

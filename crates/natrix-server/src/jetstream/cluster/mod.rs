@@ -286,6 +286,12 @@ impl JsCluster {
         js: &Arc<JetStream>,
         config: &StreamConfig,
     ) -> Result<StreamAssignment, ApiError> {
+        // Before the meta group has a leader (forming, or lost its quorum) no node knows the
+        // peers to place on: the client is told to come back (10008), as nats-server does,
+        // not that the cluster lacks JetStream peers.
+        if self.meta_leader().is_none() {
+            return Err(not_available());
+        }
         let (peers, load) = {
             let meta = self.meta_state.read();
             let peers: Vec<PeerInfo> = meta.peers.values().cloned().collect();
