@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import nats.aio.client
+import nats.aio.transport
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -153,3 +155,29 @@ def run(coro, timeout: float = 15):
 def js_server(start_server, tmp_path) -> Server:
     """A server of this test's kind with JetStream enabled, storing in a fresh directory."""
     return start_server("-js", "-sd", str(tmp_path / "jetstream"))
+
+
+# nats-py reads one line after its CONNECT+PING and, if that line is not the PONG (an INFO, say),
+# returns from `connect` still "connecting": it then never sends what is published and every
+# request times out, which shows up seconds later as a puzzling timeout. Here such a connection
+# fails at once and names the lines the server sent (the handshake is the only reader of lines).
+_handshake_lines: list = []
+_readline = nats.aio.transport.TcpTransport.readline
+_connect_init = nats.aio.client.Client._process_connect_init
+
+
+async def _recording_readline(self):
+    line = await _readline(self)
+    _handshake_lines.append(line)
+    return line
+
+
+async def _checked_connect_init(self):
+    _handshake_lines.clear()
+    await _connect_init(self)
+    if not self.is_connected:
+        raise RuntimeError(f"no PONG after CONNECT+PING; the server sent {_handshake_lines!r}")
+
+
+nats.aio.transport.TcpTransport.readline = _recording_readline
+nats.aio.client.Client._process_connect_init = _checked_connect_init
