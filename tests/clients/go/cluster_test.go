@@ -1,6 +1,7 @@
 package natsgo
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -191,7 +192,21 @@ func TestClusterR3StreamUsedThroughThreeNodes(t *testing.T) {
 			_, err := contexts[0].AddStream(cfg)
 			return err
 		})
-		for i := 0; i < 50; i++ {
+		// The other nodes take the new stream's subjects a moment after the create returns (on
+		// either server): until then a publish there has no responders, so nothing was stored
+		// and it can be sent again. Any other failure is not retried (it could be stored).
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, err := contexts[1].Publish("orders.new", []byte("0"))
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, nats.ErrNoStreamResponse) || time.Now().After(deadline) {
+				t.Fatalf("first Publish through another node: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		for i := 1; i < 50; i++ {
 			ack := publish(t, contexts[1], "orders.new", fmt.Sprint(i))
 			if ack.Stream != "ORDERS" || ack.Sequence != uint64(i+1) {
 				t.Fatalf("PubAck %d = %+v", i, ack)

@@ -9,6 +9,7 @@ import os
 import nats
 import pytest
 from nats.js import api
+from nats.js.errors import NoStreamResponseError
 
 from conftest import Server, failed, free_port, run
 
@@ -61,6 +62,22 @@ async def retry(what, attempt, timeout=20):
             await asyncio.sleep(0.25)
 
 
+async def first_write(attempt, timeout=10):
+    """The first write to a new stream through a node: nodes other than the stream leader's take
+    its subjects a moment after the create returns (on either server), and until then a publish
+    there has no responders, so nothing was stored and it can be sent again. Any other failure
+    is not retried (that write could be stored)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await attempt()
+        except NoStreamResponseError:
+            if loop.time() >= deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
 def test_a_message_published_on_one_node_reaches_a_subscriber_on_another(cluster):
     async def main():
         sub_nc = await nats.connect(cluster[1].url, allow_reconnect=False)
@@ -97,7 +114,9 @@ def test_an_r3_stream_created_on_one_node_is_consumed_through_another(cluster):
         nc2, js2 = await connect(cluster[1])
         config = api.StreamConfig(name="ORDERS", subjects=["orders.>"], num_replicas=3)
         await retry("creating an R3 stream", lambda: js1.add_stream(config))
-        for i in range(50):
+        ack = await first_write(lambda: js2.publish("orders.new", b"0"))
+        assert ack.stream == "ORDERS" and ack.seq == 1
+        for i in range(1, 50):
             ack = await js2.publish("orders.new", b"%d" % i)
             assert ack.stream == "ORDERS" and ack.seq == i + 1
         info = await js2.stream_info("ORDERS")
@@ -136,7 +155,7 @@ def test_r3_key_value_and_object_store_work_through_any_node(cluster):
             "creating an R3 bucket",
             lambda: js1.create_key_value(api.KeyValueConfig(bucket="cfg", replicas=3, history=5)),
         )
-        await kv.put("a", b"1")
+        await first_write(lambda: kv.put("a", b"1"))
         await kv.put("a", b"2")
         await kv.put("b", b"x")
         kv2 = await js2.key_value("cfg")
@@ -152,7 +171,7 @@ def test_r3_key_value_and_object_store_work_through_any_node(cluster):
 
         obs = await js1.create_object_store("files", config=api.ObjectStoreConfig(replicas=3))
         blob = bytes(range(256)) * 2000
-        await obs.put("blob", blob)
+        await first_write(lambda: obs.put("blob", blob))
         obs2 = await js2.object_store("files")
         assert (await obs2.get("blob")).data == blob
         await nc1.close()
