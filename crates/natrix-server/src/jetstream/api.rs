@@ -1,5 +1,9 @@
-//! The `$JS.API.>` front: one internal subscription copies each request onto a bounded queue; one
-//! task answers them in arrival order (as nats-server's API queue does). Requests for unknown API
+//! The `$JS.API.>` front: one internal subscription copies each request onto a bounded queue. One
+//! task takes them off in arrival order: requests that change streams or consumers go on to the
+//! ordered lane, which answers them one at a time in that order; everything else (reads,
+//! stepdowns, peer and server removal) is answered in a task of its own, so a read waiting for a
+//! quorum that is gone, or a removal waiting for replicas to move, holds up no other request
+//! (nats-server likewise answers API requests on several workers). Requests for unknown API
 //! subjects get no answer, like nats-server.
 
 use std::sync::Arc;
@@ -7,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use natrix_stream::ApiError;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use super::cluster::operations;
 use super::{JetStream, JetStreamError, consumer_api, direct, stream_api};
@@ -17,6 +21,12 @@ use crate::state::ServerState;
 /// API requests waiting for the API task, at most; more are dropped with a warning (nats-server
 /// drops requests beyond its API queue limit the same way).
 const API_QUEUE: usize = 10_000;
+
+/// Requests of the concurrent lane being answered at once, at most; the next waits for a slot.
+const CONCURRENT_API: usize = 64;
+
+/// Changes waiting for the ordered lane, at most; the API task waits while it is full.
+const ORDERED_QUEUE: usize = 1_024;
 
 /// One API request, copied out of the publisher's buffers.
 pub(crate) struct ApiRequest {
@@ -109,15 +119,54 @@ pub(crate) fn serve(state: &Arc<ServerState>, js: &Arc<JetStream>) -> Result<(),
             subject: acks.to_owned(),
             reason: e.to_string(),
         })?;
-    tokio::spawn(run(Arc::downgrade(state), Arc::downgrade(js), rx));
+    let (ordered_tx, ordered_rx) = mpsc::channel::<ApiRequest>(ORDERED_QUEUE);
+    tokio::spawn(run_ordered(
+        Arc::downgrade(state),
+        Arc::downgrade(js),
+        ordered_rx,
+    ));
+    tokio::spawn(run(
+        Arc::downgrade(state),
+        Arc::downgrade(js),
+        rx,
+        ordered_tx,
+    ));
     Ok(())
 }
 
+/// How an API request waits for its turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// Creations, updates and deletions of streams and consumers, purges and message deletions:
+    /// answered one at a time in arrival order, so changes apply in the order they were asked.
+    Ordered,
+    /// Everything else: answered at once, beside the ordered lane and each other.
+    Concurrent,
+}
+
+/// The lane of an API subject (after `$JS.API.`).
+fn lane(subject: &str) -> Lane {
+    let tokens: Vec<&str> = subject.split('.').collect();
+    match tokens.as_slice() {
+        ["STREAM", "CREATE" | "UPDATE" | "DELETE" | "PURGE", _]
+        | ["STREAM", "MSG", "DELETE", _]
+        | ["CONSUMER", "CREATE", ..]
+        | ["CONSUMER", "DURABLE", "CREATE", ..]
+        | ["CONSUMER", "DELETE", _, _] => Lane::Ordered,
+        _ => Lane::Concurrent,
+    }
+}
+
+/// Takes requests off the queue in arrival order: answers the ones JetStream cannot serve here,
+/// hands the ones for a stream or the meta group to their leader's node, and passes the rest to
+/// their lane.
 async fn run(
     state: std::sync::Weak<ServerState>,
     js: std::sync::Weak<JetStream>,
     mut rx: mpsc::Receiver<ApiRequest>,
+    ordered: mpsc::Sender<ApiRequest>,
 ) {
+    let slots = Arc::new(Semaphore::new(CONCURRENT_API));
     while let Some(request) = rx.recv().await {
         let (Some(state), Some(js)) = (state.upgrade(), js.upgrade()) else {
             return;
@@ -157,9 +206,42 @@ async fn run(
                 continue;
             }
         }
-        let response = dispatch(&state, &js, &request).await;
-        reply(&state, &js, &request, response);
+        match lane(&request.subject) {
+            Lane::Ordered => {
+                if ordered.send(request).await.is_err() {
+                    return;
+                }
+            }
+            Lane::Concurrent => {
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    answer(&state, &js, &request).await;
+                    drop(slot);
+                });
+            }
+        }
     }
+}
+
+/// The ordered lane: answers each request before it takes the next.
+async fn run_ordered(
+    state: std::sync::Weak<ServerState>,
+    js: std::sync::Weak<JetStream>,
+    mut rx: mpsc::Receiver<ApiRequest>,
+) {
+    while let Some(request) = rx.recv().await {
+        let (Some(state), Some(js)) = (state.upgrade(), js.upgrade()) else {
+            return;
+        };
+        answer(&state, &js, &request).await;
+    }
+}
+
+async fn answer(state: &Arc<ServerState>, js: &Arc<JetStream>, request: &ApiRequest) {
+    let response = dispatch(state, js, request).await;
+    reply(state, js, request, response);
 }
 
 /// Sends an API response to the request's reply subject and counts it.
@@ -335,4 +417,46 @@ fn ack_stream(subject: &[u8]) -> Option<&str> {
 /// `{"type":...,"error":{...}}` for `kind` (e.g. `stream_create`).
 pub(crate) fn error_response(kind: &str, err: &ApiError) -> ApiResponse {
     ApiResponse::Json(err.response_json(kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Lane, lane};
+
+    #[test]
+    fn changes_to_streams_and_consumers_are_ordered_and_the_rest_runs_beside_them() {
+        for subject in [
+            "STREAM.CREATE.S",
+            "STREAM.UPDATE.S",
+            "STREAM.DELETE.S",
+            "STREAM.PURGE.S",
+            "STREAM.MSG.DELETE.S",
+            "CONSUMER.CREATE.S",
+            "CONSUMER.CREATE.S.C",
+            "CONSUMER.CREATE.S.C.filter.>",
+            "CONSUMER.DURABLE.CREATE.S.C",
+            "CONSUMER.DELETE.S.C",
+        ] {
+            assert_eq!(lane(subject), Lane::Ordered, "{subject}");
+        }
+        for subject in [
+            "INFO",
+            "STREAM.INFO.S",
+            "STREAM.NAMES",
+            "STREAM.LIST",
+            "STREAM.MSG.GET.S",
+            "STREAM.LEADER.STEPDOWN.S",
+            "STREAM.PEER.REMOVE.S",
+            "CONSUMER.INFO.S.C",
+            "CONSUMER.NAMES.S",
+            "CONSUMER.LIST.S",
+            "CONSUMER.LEADER.STEPDOWN.S.C",
+            "META.LEADER.STEPDOWN",
+            "SERVER.REMOVE",
+            "DIRECT.GET.S",
+            "NO.SUCH.THING",
+        ] {
+            assert_eq!(lane(subject), Lane::Concurrent, "{subject}");
+        }
+    }
 }

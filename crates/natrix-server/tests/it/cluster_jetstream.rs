@@ -224,6 +224,61 @@ async fn a_node_without_a_meta_leader_answers_stream_create_with_unavailable() -
     Ok(())
 }
 
+/// A stream info that waits for a quorum which is gone (its leader cannot confirm that it still
+/// leads) does not hold up the node's other API requests: the account info asked after it is
+/// answered first.
+#[tokio::test]
+async fn an_api_request_waiting_for_a_lost_quorum_does_not_hold_up_the_others() -> anyhow::Result<()>
+{
+    use futures::StreamExt;
+
+    let mut nodes = start_cluster(3).await?;
+    create_stream(
+        &nodes[0].js,
+        stream::Config {
+            name: "STUCK".into(),
+            subjects: vec!["stuck".into()],
+            num_replicas: 3,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let leader = leader_index(&nodes, "STUCK").await?;
+    let node = nodes.remove(leader);
+    crate::js_cluster::shutdown(nodes).await;
+    // Past the leader's read lease: a stream info now has to reach a quorum to be answered.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let inbox = node.client.new_inbox();
+    let mut answers = node.client.subscribe(format!("{inbox}.*")).await?;
+    node.client
+        .publish_with_reply(
+            "$JS.API.STREAM.INFO.STUCK",
+            format!("{inbox}.stream_info"),
+            "".into(),
+        )
+        .await?;
+    node.client
+        .publish_with_reply("$JS.API.INFO", format!("{inbox}.account_info"), "".into())
+        .await?;
+    let mut order = Vec::new();
+    while order.len() < 2 {
+        let answer = tokio::time::timeout(Duration::from_secs(10), answers.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("subscription ended"))?;
+        order.push(answer.subject.to_string());
+    }
+    assert_eq!(
+        order,
+        [
+            format!("{inbox}.account_info"),
+            format!("{inbox}.stream_info")
+        ]
+    );
+    crate::js_cluster::shutdown(vec![node]).await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn acknowledged_messages_survive_the_loss_of_the_stream_leader() -> anyhow::Result<()> {
     let mut nodes = start_cluster(3).await?;
