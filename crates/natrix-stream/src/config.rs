@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::api_error::ApiError;
+use crate::republish::RePublish;
 use crate::subjects::subjects_overlap;
 
 /// nats-server's default `duplicate_window`: two minutes.
@@ -147,7 +148,7 @@ pub struct StreamConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject_transform: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub republish: Option<serde_json::Value>,
+    pub republish: Option<RePublish>,
     pub allow_direct: bool,
     pub mirror_direct: bool,
     #[serde(skip_serializing_if = "is_false")]
@@ -296,6 +297,9 @@ impl StreamConfig {
             c.subjects = vec![c.name.clone()];
         }
         check_subjects(&c.subjects, c.no_ack)?;
+        if let Some(republish) = &mut c.republish {
+            republish.validate(&c.subjects)?;
+        }
         Ok(c)
     }
 

@@ -310,3 +310,33 @@ fn numbers_in_opaque_members_survive_the_json_round_trip_exactly() {
     assert_eq!(again, c);
     assert_eq!(cfg(&again.to_json()), c);
 }
+
+#[test]
+fn republish_is_reported_with_its_default_source_as_nats_server_does() {
+    let c = cfg(r#"{"name":"S","subjects":["foo.>"],"republish":{"dest":"rp.>"}}"#)
+        .validate_for_create()
+        .expect("valid");
+    assert!(
+        c.to_json()
+            .contains(r#""republish":{"src":"\u003e","dest":"rp.\u003e"}"#),
+        "{}",
+        c.to_json()
+    );
+    let c = cfg(
+        r#"{"name":"S","subjects":["foo.>"],"republish":{"src":"foo.*","dest":"rp.x","headers_only":true}}"#,
+    )
+    .validate_for_create()
+    .expect("valid");
+    assert!(
+        c.to_json()
+            .contains(r#""republish":{"src":"foo.*","dest":"rp.x","headers_only":true}"#),
+        "{}",
+        c.to_json()
+    );
+    assert_eq!(
+        invalid(&cfg(
+            r#"{"name":"S","subjects":["foo.>"],"republish":{"dest":"foo.x"}}"#
+        )),
+        "stream configuration for republish destination forms a cycle"
+    );
+}

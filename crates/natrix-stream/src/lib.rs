@@ -15,6 +15,7 @@ mod info;
 mod message;
 mod ops;
 mod pull;
+mod republish;
 mod request;
 mod stream;
 mod subjects;
@@ -44,6 +45,7 @@ pub use pull::{
     AckSubject, NextWaiting, PullRequest, StatusReply, WaitingQueue, WaitingRequest,
     ack_reply_subject, parse_ack_subject,
 };
+pub use republish::{RePublish, Republished};
 pub use request::decode_request_body;
 pub use stream::{
     Applied, Command, PurgeRequest, RecoverError, RecoveredMsg, Reply, Stream, StreamPosition,

@@ -13,6 +13,7 @@ use crate::headers::{PublishHeaders, Rollup};
 use crate::index::{MsgIndex, MsgMeta};
 use crate::info::{PubAck, StreamState, ZERO_TIME, rfc3339_nanos};
 use crate::message::{MessageDecodeError, StoredMsgRef, take_bytes, take_u8, take_u32, take_u64};
+use crate::republish::{Republished, Republisher};
 use crate::subjects::{is_match_all, subject_matches};
 use crate::{StoreOp, StoredMsg};
 
@@ -80,6 +81,9 @@ pub enum Reply {
 pub struct Applied {
     pub reply: Reply,
     pub ops: Vec<StoreOp>,
+    /// The stored message's copy for the stream's `republish` subject, to publish once the
+    /// message is durable (see [`Republished`]).
+    pub republish: Option<Republished>,
 }
 
 /// Where a stream's sequence space stands, beyond what its stored messages show (an emptied
@@ -239,6 +243,8 @@ pub struct Stream {
     last_ts: Option<i64>,
     last_msg_id: Option<String>,
     dedup: DedupWindow,
+    /// `config.republish`, compiled.
+    republisher: Option<Republisher>,
 }
 
 impl Stream {
@@ -247,6 +253,7 @@ impl Stream {
     pub fn new(config: StreamConfig) -> Stream {
         let last_seq = config.first_seq.saturating_sub(1);
         Stream {
+            republisher: republisher(&config),
             config,
             index: MsgIndex::default(),
             last_seq,
@@ -452,6 +459,7 @@ impl Stream {
                 Ok(Applied {
                     reply: Reply::Sealed,
                     ops: Vec::new(),
+                    republish: None,
                 })
             }
             Command::RemoveAcked { seqs } => {
@@ -463,6 +471,7 @@ impl Stream {
                 Ok(Applied {
                     reply: Reply::RemovedAcked { removed: n },
                     ops: self.removal_ops(Vec::new(), removed),
+                    republish: None,
                 })
             }
         }
@@ -518,6 +527,7 @@ impl Stream {
                     domain: None,
                 }),
                 ops: Vec::new(),
+                republish: None,
             });
         }
         let rollup = if hdr.rollup.is_some() {
@@ -532,6 +542,10 @@ impl Stream {
         self.check_discard_new(&subject, size)?;
 
         // Accepted: from here on the publish takes a sequence.
+        let last_subject_seq = match self.republisher {
+            Some(_) => self.last_seq_for_subject(&subject).unwrap_or(0),
+            None => 0,
+        };
         self.dedup.expire(timestamp_ns, window);
         let seq = self.last_seq + 1;
         self.index.push(seq, &subject, size, timestamp_ns);
@@ -568,13 +582,17 @@ impl Stream {
         }
         self.enforce_subject_limit(&subject, &mut removed);
         self.enforce_limits(&mut removed);
-        let append = StoreOp::Append(StoredMsg {
+        let msg = StoredMsg {
             seq,
             timestamp_ns,
             subject,
             headers,
             payload,
-        });
+        };
+        let republish = self
+            .republisher
+            .as_ref()
+            .and_then(|r| r.message(&self.config.name, &msg, last_subject_seq));
         Ok(Applied {
             reply: Reply::PubAck(PubAck {
                 stream: self.config.name.clone(),
@@ -582,7 +600,8 @@ impl Stream {
                 duplicate: false,
                 domain: None,
             }),
-            ops: self.removal_ops(vec![append], removed),
+            ops: self.removal_ops(vec![StoreOp::Append(msg)], removed),
+            republish,
         })
     }
 
@@ -700,6 +719,7 @@ impl Stream {
         Ok(Applied {
             reply: Reply::Deleted,
             ops: self.removal_ops(Vec::new(), removed),
+            republish: None,
         })
     }
 
@@ -728,6 +748,7 @@ impl Stream {
         Ok(Applied {
             reply: Reply::Purged { purged },
             ops,
+            republish: None,
         })
     }
 
@@ -747,11 +768,13 @@ impl Stream {
         Applied {
             reply: Reply::Expired { removed: n },
             ops: self.removal_ops(Vec::new(), removed),
+            republish: None,
         }
     }
 
     fn update_config(&mut self, requested: &StreamConfig) -> Result<Applied, ApiError> {
         let new = StreamConfig::check_update(&self.config, requested)?;
+        self.republisher = republisher(&new);
         self.config = new;
         let mut removed = Removals::default();
         if StreamConfig::limit(self.config.max_msgs_per_subject).is_some() {
@@ -764,8 +787,15 @@ impl Stream {
         Ok(Applied {
             reply: Reply::ConfigUpdated(Box::new(self.config.clone())),
             ops: self.removal_ops(Vec::new(), removed),
+            republish: None,
         })
     }
+}
+
+/// The compiled `republish` of a validated config (a config is validated before a stream runs
+/// with it, so a transform that does not compile cannot occur; it would republish nothing).
+fn republisher(config: &StreamConfig) -> Option<Republisher> {
+    config.republish.as_ref()?.compile().ok().flatten()
 }
 
 #[derive(Debug, Default)]

@@ -506,3 +506,54 @@ fn a_truncated_or_unknown_stream_position_is_an_error_not_a_guess() {
         Err(MessageDecodeError::UnknownVersion(9))
     );
 }
+
+#[test]
+fn republish_copies_stored_messages_with_the_subjects_previous_sequence() {
+    let mut s = stream(|c| {
+        c.republish = Some(crate::RePublish {
+            src: "s.*".into(),
+            dest: "rp.$1".into(),
+            headers_only: false,
+        });
+    });
+    let first = publish(&mut s, "s.a", &[], 1).expect("stored");
+    let copy = first.republish.expect("republished");
+    assert_eq!(copy.subject, "rp.a");
+    assert!(
+        std::str::from_utf8(&copy.headers).is_ok_and(|h| h.contains("Nats-Last-Sequence: 0\r\n"))
+    );
+    publish(&mut s, "s.b", &[], 2).expect("stored");
+    let third = publish(&mut s, "s.a", &[], 3).expect("stored");
+    let copy = third.republish.expect("republished");
+    assert!(std::str::from_utf8(&copy.headers).is_ok_and(
+        |h| h.contains("Nats-Sequence: 3\r\n") && h.contains("Nats-Last-Sequence: 1\r\n")
+    ));
+    // Outside `src`: stored, not republished; a duplicate is neither.
+    let deep = publish(&mut s, "s.a.b", &[("Nats-Msg-Id", "m1")], 4).expect("stored");
+    assert_eq!(deep.republish, None);
+    assert_eq!(seq_of(Ok(deep)), 4);
+    let dup = publish(&mut s, "s.a", &[("Nats-Msg-Id", "m1")], 5).expect("duplicate");
+    assert_eq!(dup.republish, None);
+    // An update changes the transform; removing it stops republishing.
+    let mut config = s.config().clone();
+    config.republish = Some(crate::RePublish {
+        src: String::new(),
+        dest: "all.>".into(),
+        headers_only: true,
+    });
+    s.apply(Command::UpdateConfig(Box::new(config.clone())))
+        .expect("updated");
+    let copy = publish(&mut s, "s.a.b", &[], 6)
+        .expect("stored")
+        .republish
+        .expect("republished");
+    assert_eq!(copy.subject, "all.s.a.b");
+    assert!(copy.payload.is_empty());
+    config.republish = None;
+    s.apply(Command::UpdateConfig(Box::new(config)))
+        .expect("updated");
+    assert_eq!(
+        publish(&mut s, "s.a", &[], 7).expect("stored").republish,
+        None
+    );
+}

@@ -14,8 +14,8 @@ use std::sync::{Arc, Weak};
 use bytes::Bytes;
 use natrix_store::{CommitTicket, ConsumerUpdate, StoreError, StreamBatch};
 use natrix_stream::{
-    ApiError, Applied, Command, PubAck, RecoveredMsg, Reply, RetentionPolicy, StorageType, StoreOp,
-    StoredMsg, Stream, StreamConfig, StreamPosition,
+    ApiError, Applied, Command, PubAck, RecoveredMsg, Reply, Republished, RetentionPolicy,
+    StorageType, StoreOp, StoredMsg, Stream, StreamConfig, StreamPosition,
 };
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -91,6 +91,9 @@ enum Answer {
         done: oneshot::Sender<Result<(), ApiError>>,
         result: Result<(), ApiError>,
     },
+    /// A stored message's copy for the stream's `republish` subject (dropped if the batch
+    /// fails).
+    Republish(Republished),
 }
 
 /// One applied batch on its way to disk.
@@ -143,6 +146,8 @@ pub(crate) struct StreamCore {
     consumer_records: BTreeMap<String, Bytes>,
     /// Replicated stream: consumer record changes applied and not yet persisted.
     pending_consumers: Vec<ConsumerUpdate>,
+    /// Replicated stream, on the leader: copies of applied messages to republish once persisted.
+    pending_republish: Vec<Republished>,
 }
 
 pub(crate) struct StreamHost {
@@ -154,6 +159,8 @@ pub(crate) struct StreamHost {
     /// The JetStream domain PubAcks name (`jetstream { domain }`), as nats-server's do.
     domain: Option<String>,
     js: Weak<JetStream>,
+    /// The node, for republished messages sent from the state machine.
+    server: Weak<ServerState>,
     core: Mutex<StreamCore>,
     inbound: mpsc::UnboundedSender<Inbound>,
     queued_bytes: Arc<AtomicU64>,
@@ -327,6 +334,7 @@ impl StreamHost {
             storage: config.storage,
             domain: js.config.domain.clone(),
             js: Arc::downgrade(js),
+            server: Arc::downgrade(state),
             core: Mutex::new(StreamCore {
                 stream,
                 memory: (config.storage == StorageType::Memory).then(BTreeMap::new),
@@ -336,6 +344,7 @@ impl StreamHost {
                 pending_config: None,
                 consumer_records: BTreeMap::new(),
                 pending_consumers: Vec::new(),
+                pending_republish: Vec::new(),
             }),
             inbound,
             queued_bytes: Arc::new(AtomicU64::new(0)),
@@ -810,6 +819,7 @@ impl StreamHost {
                                 batch_bytes += size;
                             }
                             ops.extend(applied.ops);
+                            answers.extend(applied.republish.map(Answer::Republish));
                             // Interest retention keeps a message only for the consumers that
                             // exist when it arrives; with none, nats-server drops it at once.
                             if stored
@@ -832,7 +842,7 @@ impl StreamHost {
                     now += 1;
                 }
                 Inbound::Command { cmd, done } => {
-                    let result = core.stream.apply(cmd).map(|Applied { reply, ops: o }| {
+                    let result = core.stream.apply(cmd).map(|Applied { reply, ops: o, .. }| {
                         ops.extend(o);
                         reply
                     });
@@ -965,13 +975,18 @@ async fn settle(
                 Answer::Consumer { done, result } => {
                     let _ = done.send(result);
                 }
+                Answer::Republish(copy) => {
+                    state.publish_internal(&copy.subject, None, Some(&copy.headers), &copy.payload);
+                }
             }
         }
     }
 }
 
-/// Turns a batch's answers into failures: nothing of it may be reported as stored.
-fn fail(answers: &mut [Answer], err: &StoreError, stream: &str) {
+/// Turns a batch's answers into failures: nothing of it may be reported as stored (or
+/// republished).
+fn fail(answers: &mut Vec<Answer>, err: &StoreError, stream: &str) {
+    answers.retain(|answer| !matches!(answer, Answer::Republish(_)));
     let api = store_failed(err);
     for answer in answers.iter_mut() {
         match answer {
@@ -983,7 +998,7 @@ fn fail(answers: &mut [Answer], err: &StoreError, stream: &str) {
             }
             Answer::Command { result, .. } => *result = Err(api.clone()),
             Answer::Consumer { result, .. } => *result = Err(api.clone()),
-            Answer::PubError { .. } => {}
+            Answer::PubError { .. } | Answer::Republish(_) => {}
         }
     }
 }

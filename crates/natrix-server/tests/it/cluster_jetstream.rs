@@ -279,6 +279,71 @@ async fn an_api_request_waiting_for_a_lost_quorum_does_not_hold_up_the_others() 
     Ok(())
 }
 
+/// An R3 stream's republished copies come from its leader only: a subscriber on any node gets
+/// each stored message once, in order, with the replicated sequence.
+#[tokio::test]
+async fn an_r3_stream_republishes_each_stored_message_once() -> anyhow::Result<()> {
+    use futures::StreamExt;
+
+    let nodes = start_cluster(3).await?;
+    create_stream(
+        &nodes[0].js,
+        stream::Config {
+            name: "EVENTS".into(),
+            subjects: vec!["events.>".into()],
+            num_replicas: 3,
+            republish: Some(stream::Republish {
+                source: ">".into(),
+                destination: "feed.>".into(),
+                headers_only: false,
+            }),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let leader = leader_index(&nodes, "EVENTS").await?;
+    let watcher = &nodes[(leader + 1) % nodes.len()];
+    let mut feed = watcher.client.subscribe("feed.>").await?;
+    watcher.client.flush().await?;
+    // The subscription's interest reaches the leader over its route: wait until a core message
+    // published there arrives.
+    let deadline = Instant::now() + CLUSTER_WAIT;
+    loop {
+        nodes[leader]
+            .client
+            .publish("feed.probe", "".into())
+            .await?;
+        nodes[leader].client.flush().await?;
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), feed.next()).await {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no interest across the route");
+    }
+    let publisher = &nodes[(leader + 2) % nodes.len()];
+    for i in 1..=20u64 {
+        publish_acked(&publisher.js, &format!("events.{i}"), format!("e{i}")).await?;
+    }
+    // (A probe that came late is not a copy.)
+    let mut copies = feed.filter(|m| std::future::ready(m.subject.as_str() != "feed.probe"));
+    for i in 1..=20u64 {
+        let copy = tokio::time::timeout(Duration::from_secs(10), copies.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("subscription ended"))?;
+        assert_eq!(copy.subject.as_str(), format!("feed.events.{i}"));
+        let sequence = copy
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Sequence"))
+            .map(|v| v.as_str().to_owned());
+        assert_eq!(sequence, Some(i.to_string()));
+    }
+    // No second copy from a follower.
+    let extra = tokio::time::timeout(Duration::from_millis(500), copies.next()).await;
+    assert!(extra.is_err(), "an extra copy: {extra:?}");
+    crate::js_cluster::shutdown(nodes).await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn acknowledged_messages_survive_the_loss_of_the_stream_leader() -> anyhow::Result<()> {
     let mut nodes = start_cluster(3).await?;

@@ -393,6 +393,129 @@ async fn concurrent_publishers_get_distinct_gapless_sequences() -> anyhow::Resul
     Ok(())
 }
 
+/// Republish (nats-server's `republish`): each stored message whose subject matches `src` is
+/// published again on the transformed subject, with the stream's headers after its own; the
+/// destination may not feed the stream; an update changes it; it survives a restart.
+#[tokio::test]
+async fn stored_messages_are_republished_with_where_they_are_stored() -> anyhow::Result<()> {
+    use async_nats::jetstream::stream::Republish;
+
+    let node = Node::start().await?;
+    let republish = |src: &str, dest: &str, headers_only: bool| Republish {
+        source: src.to_owned(),
+        destination: dest.to_owned(),
+        headers_only,
+    };
+    let cycle = node
+        .js
+        .create_stream(Config {
+            republish: Some(republish("", "orders.copy", false)),
+            ..config("RP", &["orders.>"])
+        })
+        .await
+        .expect_err("a destination inside the stream's subjects");
+    assert!(
+        cycle
+            .to_string()
+            .contains("stream configuration for republish destination forms a cycle"),
+        "{cycle}"
+    );
+    let mut stream = node
+        .js
+        .create_stream(Config {
+            republish: Some(republish("orders.*", "copies.$1", false)),
+            ..config("RP", &["orders.>"])
+        })
+        .await?;
+    let shown = stream.info().await?.config.republish.clone();
+    assert_eq!(shown, Some(republish("orders.*", "copies.$1", false)));
+
+    let mut copies = node.client.subscribe("copies.>").await?;
+    node.client.flush().await?;
+    acked(&node, "orders.new", msg("one")).await?;
+    acked(
+        &node,
+        "orders.new",
+        Publish::build()
+            .header("X-Mine", "kept")
+            .payload(Bytes::from_static(b"two")),
+    )
+    .await?;
+    acked(&node, "orders.new.deep", msg("not copied")).await?;
+    acked(&node, "orders.old", msg("three")).await?;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let copy = within("a republished message", copies.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("subscription ended"))?;
+        let headers = copy
+            .headers
+            .ok_or_else(|| anyhow::anyhow!("no headers on {}", copy.subject))?;
+        let header = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
+        assert_eq!(header("Nats-Stream").as_deref(), Some("RP"));
+        assert!(header("Nats-Time-Stamp").is_some());
+        seen.push((
+            copy.subject.to_string(),
+            String::from_utf8(copy.payload.to_vec())?,
+            header("Nats-Subject"),
+            header("Nats-Sequence"),
+            header("Nats-Last-Sequence"),
+            header("X-Mine"),
+        ));
+    }
+    let some = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        seen,
+        [
+            (
+                "copies.new".into(),
+                "one".into(),
+                some("orders.new"),
+                some("1"),
+                some("0"),
+                None
+            ),
+            (
+                "copies.new".into(),
+                "two".into(),
+                some("orders.new"),
+                some("2"),
+                some("1"),
+                some("kept")
+            ),
+            (
+                "copies.old".into(),
+                "three".into(),
+                some("orders.old"),
+                some("4"),
+                some("0"),
+                None
+            ),
+        ]
+    );
+
+    // Headers only, after an update, and still after a restart.
+    node.js
+        .update_stream(Config {
+            republish: Some(republish("", "sizes.>", true)),
+            ..config("RP", &["orders.>"])
+        })
+        .await?;
+    let node = node.restart().await?;
+    let mut sizes = node.client.subscribe("sizes.>").await?;
+    node.client.flush().await?;
+    acked(&node, "orders.big", msg("12345")).await?;
+    let copy = within("a headers-only copy", sizes.next())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("subscription ended"))?;
+    assert_eq!(copy.subject.as_str(), "sizes.orders.big");
+    assert!(copy.payload.is_empty());
+    let headers = copy.headers.ok_or_else(|| anyhow::anyhow!("no headers"))?;
+    assert_eq!(headers.get("Nats-Msg-Size").map(|v| v.as_str()), Some("5"));
+    assert_eq!(headers.get("Nats-Sequence").map(|v| v.as_str()), Some("5"));
+    Ok(())
+}
+
 // --- limits ------------------------------------------------------------------------------------
 
 #[tokio::test]

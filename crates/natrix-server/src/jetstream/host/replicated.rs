@@ -346,6 +346,13 @@ impl StreamHost {
             let result = match core.stream.apply(command) {
                 Ok(applied) => {
                     ops.extend(applied.ops);
+                    // Only the leader republishes (as in nats-server), once the entry is
+                    // persisted.
+                    if let Some(copy) = applied.republish
+                        && self.is_leader()
+                    {
+                        core.pending_republish.push(copy);
+                    }
                     match &applied.reply {
                         Reply::PubAck(ack) if drop_at_once && !ack.duplicate => {
                             let seqs = vec![ack.seq];
@@ -380,12 +387,13 @@ impl StreamHost {
         let Some(replica) = &self.replica else {
             return Ok(());
         };
-        let (batch, config, last_seq) = {
+        let (batch, config, last_seq, republish) = {
             let mut core = self.core.lock();
             let last_seq = core.stream.last_seq();
+            let republish = std::mem::take(&mut core.pending_republish);
             if core.memory.is_some() {
                 core.pending_consumers.clear();
-                (None, None, last_seq)
+                (None, None, last_seq, republish)
             } else {
                 core.applied += 1;
                 let batch = StreamBatch {
@@ -395,7 +403,7 @@ impl StreamHost {
                     position: Some(core.stream.position().encode()),
                     consumer_updates: std::mem::take(&mut core.pending_consumers),
                 };
-                (Some(batch), core.pending_config.take(), last_seq)
+                (Some(batch), core.pending_config.take(), last_seq, republish)
             }
         };
         if let Some(batch) = batch {
@@ -424,6 +432,13 @@ impl StreamHost {
             *seq = (*seq).max(last_seq);
             moved
         });
+        if !republish.is_empty()
+            && let Some(server) = self.server.upgrade()
+        {
+            for copy in republish {
+                server.publish_internal(&copy.subject, None, Some(&copy.headers), &copy.payload);
+            }
+        }
         Ok(())
     }
 
