@@ -82,6 +82,14 @@ impl ApiError {
     pub fn stream_invalid_config(text: impl Into<String>) -> ApiError {
         ApiError::new(500, 10052, text)
     }
+    /// 10155 (400): the stream's `subject_transform` source is not a subject.
+    pub fn stream_transform_invalid_source(text: impl std::fmt::Display) -> ApiError {
+        ApiError::new(400, 10155, format!("stream transform source: {text}"))
+    }
+    /// 10156 (400): the stream's `subject_transform` destination is not valid.
+    pub fn stream_transform_invalid_destination(text: impl std::fmt::Display) -> ApiError {
+        ApiError::new(400, 10156, format!("stream transform: {text}"))
+    }
     /// 10128 (400).
     pub fn stream_name_contains_path_separators() -> ApiError {
         ApiError::new(400, 10128, "Stream name can not contain path separators")

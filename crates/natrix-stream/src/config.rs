@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::api_error::ApiError;
 use crate::republish::RePublish;
+use crate::subject_transform::SubjectTransformConfig;
 use crate::subjects::subjects_overlap;
 
 /// nats-server's default `duplicate_window`: two minutes.
@@ -146,7 +147,7 @@ pub struct StreamConfig {
     #[serde(skip_serializing_if = "is_zero_u64")]
     pub first_seq: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject_transform: Option<serde_json::Value>,
+    pub subject_transform: Option<SubjectTransformConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub republish: Option<RePublish>,
     pub allow_direct: bool,
@@ -297,6 +298,9 @@ impl StreamConfig {
             c.subjects = vec![c.name.clone()];
         }
         check_subjects(&c.subjects, c.no_ack)?;
+        if let Some(transform) = &c.subject_transform {
+            transform.compile()?;
+        }
         if let Some(republish) = &mut c.republish {
             republish.validate(&c.subjects)?;
         }

@@ -340,3 +340,25 @@ fn republish_is_reported_with_its_default_source_as_nats_server_does() {
         "stream configuration for republish destination forms a cycle"
     );
 }
+
+#[test]
+fn subject_transform_is_shown_with_both_fields_and_checked_with_nats_servers_codes() {
+    let c = cfg(r#"{"name":"S","subjects":["foo.>"],"subject_transform":{"dest":"bar.>"}}"#)
+        .validate_for_create()
+        .expect("valid");
+    assert!(
+        c.to_json()
+            .contains(r#""subject_transform":{"src":"","dest":"bar.\u003e"}"#),
+        "{}",
+        c.to_json()
+    );
+    let err = cfg(
+        r#"{"name":"S","subjects":["foo.>"],"subject_transform":{"src":"foo.*","dest":"bar.*"}}"#,
+    )
+    .validate_for_create()
+    .expect_err("a wildcard destination");
+    assert_eq!(
+        (err.err_code, err.description.as_str()),
+        (10156, "stream transform: invalid subject")
+    );
+}

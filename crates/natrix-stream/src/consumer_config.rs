@@ -341,8 +341,14 @@ impl ConsumerConfig {
         } else {
             vec![&self.filter_subject]
         };
+        // A stream that transforms subjects stores messages outside its own subjects: nats-server
+        // then takes any valid filter.
+        let within: &[String] = match stream.subject_transform {
+            Some(_) => &[],
+            None => &stream.subjects,
+        };
         for (i, f) in filters.iter().enumerate() {
-            if !valid_filtered_subject(f.as_bytes(), &stream.subjects) {
+            if !valid_filtered_subject(f.as_bytes(), within) {
                 return Err(ApiError::consumer_filter_not_matching());
             }
             if filters[i + 1..]

@@ -18,6 +18,7 @@ mod pull;
 mod republish;
 mod request;
 mod stream;
+mod subject_transform;
 mod subjects;
 
 pub use account::AccountLimits;
@@ -51,4 +52,5 @@ pub use stream::{
     Applied, Command, PurgeRequest, RecoverError, RecoveredMsg, Reply, Stream, StreamPosition,
     stored_size_for,
 };
+pub use subject_transform::SubjectTransformConfig;
 pub use subjects::{subject_matches, subjects_overlap};

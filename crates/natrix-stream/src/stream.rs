@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use natrix_subject::SubjectTransform;
 
 use crate::api_error::ApiError;
 use crate::config::{DiscardPolicy, StorageType, StreamConfig};
@@ -245,6 +246,8 @@ pub struct Stream {
     dedup: DedupWindow,
     /// `config.republish`, compiled.
     republisher: Option<Republisher>,
+    /// `config.subject_transform`, compiled.
+    transform: Option<SubjectTransform>,
 }
 
 impl Stream {
@@ -254,6 +257,7 @@ impl Stream {
         let last_seq = config.first_seq.saturating_sub(1);
         Stream {
             republisher: republisher(&config),
+            transform: transform(&config),
             config,
             index: MsgIndex::default(),
             last_seq,
@@ -484,6 +488,11 @@ impl Stream {
         payload: Bytes,
         timestamp_ns: i64,
     ) -> Result<Applied, ApiError> {
+        // Every rule below sees the subject the message is stored under.
+        let subject = match self.transform.as_ref().and_then(|t| t.apply(&subject)) {
+            Some(transformed) => Bytes::from(transformed),
+            None => subject,
+        };
         let cfg = &self.config;
         if cfg.sealed {
             return Err(ApiError::stream_sealed());
@@ -775,6 +784,7 @@ impl Stream {
     fn update_config(&mut self, requested: &StreamConfig) -> Result<Applied, ApiError> {
         let new = StreamConfig::check_update(&self.config, requested)?;
         self.republisher = republisher(&new);
+        self.transform = transform(&new);
         self.config = new;
         let mut removed = Removals::default();
         if StreamConfig::limit(self.config.max_msgs_per_subject).is_some() {
@@ -796,6 +806,11 @@ impl Stream {
 /// with it, so a transform that does not compile cannot occur; it would republish nothing).
 fn republisher(config: &StreamConfig) -> Option<Republisher> {
     config.republish.as_ref()?.compile().ok().flatten()
+}
+
+/// The compiled `subject_transform` of a validated config (as [`republisher`]).
+fn transform(config: &StreamConfig) -> Option<SubjectTransform> {
+    config.subject_transform.as_ref()?.compile().ok().flatten()
 }
 
 #[derive(Debug, Default)]

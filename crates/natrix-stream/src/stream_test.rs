@@ -557,3 +557,48 @@ fn republish_copies_stored_messages_with_the_subjects_previous_sequence() {
         None
     );
 }
+
+#[test]
+fn a_subject_transform_renames_what_is_stored_before_every_rule_sees_it() {
+    let mut s = stream(|c| {
+        c.max_msgs_per_subject = 1;
+        c.subject_transform = Some(crate::SubjectTransformConfig {
+            src: "s.*".into(),
+            dest: "t.$1".into(),
+        });
+        c.republish = Some(crate::RePublish {
+            src: "t.>".into(),
+            dest: "rp.>".into(),
+            headers_only: false,
+        });
+    });
+    let first = publish(&mut s, "s.a", &[], 1).expect("stored");
+    let stored = |applied: &Applied| {
+        applied.ops.iter().find_map(|op| match op {
+            StoreOp::Append(m) => Some(m.subject.clone()),
+            _ => None,
+        })
+    };
+    assert_eq!(stored(&first).as_deref(), Some(&b"t.a"[..]));
+    assert_eq!(
+        first.republish.map(|r| r.subject),
+        Some(Bytes::from_static(b"rp.a"))
+    );
+    // Outside `src`: stored as published.
+    let deep = publish(&mut s, "s.a.b", &[], 2).expect("stored");
+    assert_eq!(stored(&deep).as_deref(), Some(&b"s.a.b"[..]));
+    // The expected last subject sequence and the per-subject limit count the stored subject.
+    let second = publish(
+        &mut s,
+        "s.a",
+        &[("Nats-Expected-Last-Subject-Sequence", "1")],
+        3,
+    )
+    .expect("the stored subject's last sequence is 1");
+    assert!(
+        second.ops.contains(&StoreOp::Remove { seq: 1 })
+            || second.ops.contains(&StoreOp::RemoveBelow { seq: 2 })
+    );
+    assert_eq!(s.last_seq_for_subject(b"t.a"), Some(3));
+    assert_eq!(s.last_seq_for_subject(b"s.a"), None);
+}

@@ -31,27 +31,53 @@ enum DestToken {
     Rest(usize),
 }
 
-/// Why a transform was refused.
+/// Why a transform was refused; the texts are nats-server's (`stream transform: <text>`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransformError {
-    #[error("invalid source subject")]
-    InvalidSource,
-    #[error("invalid destination subject")]
-    InvalidDestination,
-    #[error("wildcard index {0} out of range")]
-    WildcardOutOfRange(u64),
-    #[error("'>' in the destination needs a '>' at the end of the source")]
-    UnmatchedFullWildcard,
-    #[error("unsupported transform function '{0}'")]
-    UnsupportedFunction(String),
+    #[error("invalid subject {0}")]
+    InvalidSource(String),
+    /// A `*` in the destination, or a `>` without one at the end of the source.
+    #[error("invalid subject")]
+    InvalidSubject,
+    #[error("invalid mapping destination: invalid transform{}", in_token(.0))]
+    InvalidTransform(Option<String>),
+    #[error("invalid mapping destination: wildcard index out of range in {token}: [{index}]")]
+    IndexOutOfRange { token: String, index: u64 },
+    #[error("invalid mapping destination: unknown function in {0}")]
+    UnknownFunction(String),
+    #[error("invalid mapping destination: not enough arguments passed to the function in {0}")]
+    NotEnoughArguments(String),
+    /// One of nats-server's functions natrix does not implement.
+    #[error("invalid mapping destination: function not supported by natrix in {0}")]
+    Unsupported(String),
 }
+
+fn in_token(token: &Option<String>) -> String {
+    token
+        .as_ref()
+        .map(|t| format!(" in {t}"))
+        .unwrap_or_default()
+}
+
+/// nats-server's transform functions that natrix does not implement.
+const UNSUPPORTED: &[&str] = &[
+    "split",
+    "splitfromleft",
+    "splitfromright",
+    "slicefromleft",
+    "slicefromright",
+    "left",
+    "right",
+    "random",
+];
 
 impl SubjectTransform {
     /// Compiles `source` (a subject filter) and `dest` (a template).
     pub fn new(source: &str, dest: &str) -> Result<SubjectTransform, TransformError> {
         if !is_valid_subject(source.as_bytes()) {
-            return Err(TransformError::InvalidSource);
+            return Err(TransformError::InvalidSource(source.to_owned()));
         }
+        let source_text = source;
         let source: Vec<Vec<u8>> = source.split('.').map(|t| t.as_bytes().to_vec()).collect();
         let wildcards: Vec<usize> = source
             .iter()
@@ -59,10 +85,7 @@ impl SubjectTransform {
             .filter(|(_, t)| t.as_slice() == b"*")
             .map(|(i, _)| i)
             .collect();
-        let full_wildcard = source
-            .last()
-            .filter(|t| t.as_slice() == b">")
-            .map(|_| source.len() - 1);
+        let full_wildcard = source_text.ends_with('>').then(|| source.len() - 1);
         let tokens: Vec<&str> = dest.split('.').collect();
         let mut compiled = Vec::with_capacity(tokens.len());
         for (i, token) in tokens.iter().enumerate() {
@@ -71,42 +94,50 @@ impl SubjectTransform {
                     .ok()
                     .and_then(|n| n.checked_sub(1))
                     .and_then(|n| wildcards.get(n).copied())
-                    .ok_or(TransformError::WildcardOutOfRange(n))
+                    .ok_or_else(|| TransformError::IndexOutOfRange {
+                        token: (*token).to_owned(),
+                        index: n,
+                    })
             };
             let compiled_token = if *token == ">" {
-                if i + 1 != tokens.len() {
-                    return Err(TransformError::InvalidDestination);
+                if let Some(next) = tokens.get(i + 1) {
+                    return Err(TransformError::InvalidTransform(Some((*next).to_owned())));
                 }
-                DestToken::Rest(full_wildcard.ok_or(TransformError::UnmatchedFullWildcard)?)
+                DestToken::Rest(full_wildcard.ok_or(TransformError::InvalidSubject)?)
             } else if let Some(n) = token.strip_prefix('$').and_then(|n| n.parse::<u64>().ok()) {
                 DestToken::Token(position(n)?)
             } else if let Some(call) = token.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")) {
-                let (name, args) = parse_call(call).ok_or(TransformError::InvalidDestination)?;
-                match name.to_ascii_lowercase().as_str() {
+                let unknown = || TransformError::UnknownFunction((*token).to_owned());
+                let (name, args) = split_call(call).ok_or_else(unknown)?;
+                let name = name.to_ascii_lowercase();
+                if UNSUPPORTED.contains(&name.as_str()) {
+                    return Err(TransformError::Unsupported((*token).to_owned()));
+                }
+                let args = numbers(args).ok_or(TransformError::InvalidTransform(None))?;
+                let too_few = || TransformError::NotEnoughArguments((*token).to_owned());
+                match name.as_str() {
                     "wildcard" => match args.as_slice() {
                         [n] => DestToken::Token(position(*n)?),
-                        _ => return Err(TransformError::InvalidDestination),
+                        [] => return Err(too_few()),
+                        _ => return Err(TransformError::InvalidTransform(None)),
                     },
-                    "partition" => match args.split_first() {
-                        Some((&buckets, indexes)) if buckets > 0 && !indexes.is_empty() => {
-                            DestToken::Partition {
-                                buckets: u32::try_from(buckets)
-                                    .map_err(|_| TransformError::InvalidDestination)?,
-                                positions: indexes
-                                    .iter()
-                                    .map(|&n| position(n))
-                                    .collect::<Result<_, _>>()?,
-                            }
+                    "partition" => {
+                        let (&buckets, indexes) = args.split_first().ok_or_else(too_few)?;
+                        DestToken::Partition {
+                            buckets: u32::try_from(buckets)
+                                .map_err(|_| TransformError::InvalidTransform(None))?,
+                            positions: indexes
+                                .iter()
+                                .map(|&n| position(n))
+                                .collect::<Result<_, _>>()?,
                         }
-                        _ => return Err(TransformError::InvalidDestination),
-                    },
-                    _ => return Err(TransformError::UnsupportedFunction(name.to_owned())),
+                    }
+                    _ => return Err(unknown()),
                 }
-            } else if token.is_empty()
-                || *token == "*"
-                || token.bytes().any(|b| b.is_ascii_whitespace())
-            {
-                return Err(TransformError::InvalidDestination);
+            } else if *token == "*" {
+                return Err(TransformError::InvalidSubject);
+            } else if token.is_empty() || token.bytes().any(|b| b.is_ascii_whitespace()) {
+                return Err(TransformError::InvalidTransform(None));
             } else {
                 DestToken::Literal(token.as_bytes().to_vec())
             };
@@ -134,11 +165,17 @@ impl SubjectTransform {
                 DestToken::Literal(literal) => out.extend_from_slice(literal),
                 DestToken::Token(p) => out.extend_from_slice(tokens.get(*p)?),
                 DestToken::Partition { buckets, positions } => {
+                    // The named wildcards' tokens, joined without a separator, or the whole
+                    // subject when none is named; no buckets is bucket 0 (as in nats-server).
                     let mut hash = Fnv1a32::default();
+                    if positions.is_empty() {
+                        hash.write(subject);
+                    }
                     for p in positions {
                         hash.write(tokens.get(*p)?);
                     }
-                    out.extend_from_slice((hash.finish() % buckets).to_string().as_bytes());
+                    let bucket = hash.finish().checked_rem(*buckets).unwrap_or(0);
+                    out.extend_from_slice(bucket.to_string().as_bytes());
                 }
                 DestToken::Rest(p) => out.extend_from_slice(&tokens.get(*p..)?.join(&b'.')),
             }
@@ -164,18 +201,21 @@ impl SubjectTransform {
     }
 }
 
-/// `name(1, 2)` (spaces allowed around every part) as the name and its unsigned arguments.
-fn parse_call(call: &str) -> Option<(&str, Vec<u64>)> {
+/// `name(args)` (spaces allowed around every part) as the name and the text of its arguments.
+fn split_call(call: &str) -> Option<(&str, &str)> {
     let (name, rest) = call.trim().split_once('(')?;
     let args = rest.trim_end().strip_suffix(')')?;
-    let args = if args.trim().is_empty() {
-        Vec::new()
-    } else {
-        args.split(',')
-            .map(|a| a.trim().parse::<u64>().ok())
-            .collect::<Option<Vec<u64>>>()?
-    };
     Some((name.trim(), args))
+}
+
+/// Comma-separated unsigned numbers (spaces allowed); none for an empty text.
+fn numbers(args: &str) -> Option<Vec<u64>> {
+    if args.trim().is_empty() {
+        return Some(Vec::new());
+    }
+    args.split(',')
+        .map(|a| a.trim().parse::<u64>().ok())
+        .collect()
 }
 
 /// 32-bit FNV-1a, the hash nats-server's `partition` uses.
@@ -258,48 +298,93 @@ mod tests {
 
     #[test]
     fn partition_matches_nats_server() {
-        // nats-server 2.15.1 republished `zz.abc` through `zz.*` -> `rp.{{partition(3,1)}}`
-        // as `rp.2`.
-        assert_eq!(
-            map("zz.*", "rp.{{partition(3,1)}}", "zz.abc").as_deref(),
-            Some("rp.2")
-        );
-        for subject in ["zz.a", "zz.b", "zz.c", "zz.longer-token"] {
-            let bucket = map("zz.*", "{{partition(5, 1)}}", subject).expect("matches");
-            assert!(bucket.parse::<u32>().is_ok_and(|b| b < 5), "{bucket}");
+        // What nats-server 2.15.1 stored or republished for the same transforms.
+        let cases = [
+            ("zz.*", "rp.{{partition(3,1)}}", "zz.abc", "rp.2"),
+            ("q0.*.*", "p.{{partition(7)}}", "q0.abc.de", "p.2"),
+            ("q0.*.*", "p.{{partition(7)}}", "q0.x.y", "p.5"),
+            ("q.*.*", "p.{{partition(7,1,2)}}", "q.abc.de", "p.2"),
+            ("q.*.*", "p.{{partition(7,1,2)}}", "q.x.y", "p.4"),
+            ("q.*.*", "p.{{partition(0,1)}}", "q.x.y", "p.0"),
+        ];
+        for (source, dest, subject, expected) in cases {
+            assert_eq!(
+                map(source, dest, subject).as_deref(),
+                Some(expected),
+                "{source} -> {dest}: {subject}"
+            );
         }
     }
 
     #[test]
-    fn invalid_templates_are_refused() {
-        use TransformError::*;
+    fn invalid_templates_are_refused_with_nats_servers_texts() {
         let cases = [
-            ("foo.*", "rp.*", InvalidDestination),
-            ("foo.*", "rp.>", UnmatchedFullWildcard),
-            ("foo.*", "rp.$2", WildcardOutOfRange(2)),
-            ("foo.*", "rp.$0", WildcardOutOfRange(0)),
-            ("foo..", "rp.x", InvalidSource),
-            ("", "rp.x", InvalidSource),
-            ("foo.*", "rp..x", InvalidDestination),
-            ("foo.*", "", InvalidDestination),
-            ("foo.>", "rp.>.x", InvalidDestination),
+            ("foo.*", "rp.*", "invalid subject"),
+            ("foo.*", "rp.>", "invalid subject"),
+            (
+                "foo.*",
+                "rp.$2",
+                "invalid mapping destination: wildcard index out of range in $2: [2]",
+            ),
+            (
+                "foo.*",
+                "rp.{{wildcard(3)}}",
+                "invalid mapping destination: wildcard index out of range in {{wildcard(3)}}: [3]",
+            ),
+            ("foo..", "rp.x", "invalid subject foo.."),
+            ("", "rp.x", "invalid subject "),
+            (
+                "foo.*",
+                "rp..x",
+                "invalid mapping destination: invalid transform",
+            ),
+            (
+                "foo.*",
+                "",
+                "invalid mapping destination: invalid transform",
+            ),
+            (
+                "foo.*",
+                "rp x",
+                "invalid mapping destination: invalid transform",
+            ),
+            (
+                "foo.>",
+                "rp.>.x",
+                "invalid mapping destination: invalid transform in x",
+            ),
             (
                 "foo.*",
                 "rp.{{nosuch(1)}}",
-                UnsupportedFunction("nosuch".into()),
+                "invalid mapping destination: unknown function in {{nosuch(1)}}",
             ),
-            ("foo.*", "rp.{{wildcard()}}", InvalidDestination),
-            ("foo.*", "rp.{{wildcard(1}}", InvalidDestination),
-            ("foo.*", "rp.{{partition(0,1)}}", InvalidDestination),
-            ("foo.*", "rp.{{partition(3)}}", InvalidDestination),
-            ("foo.*", "rp.a b", InvalidDestination),
+            (
+                "foo.*",
+                "rp.{{wildcard(1}}",
+                "invalid mapping destination: unknown function in {{wildcard(1}}",
+            ),
+            (
+                "foo.*",
+                "rp.{{wildcard()}}",
+                "invalid mapping destination: not enough arguments passed to the function in \
+                 {{wildcard()}}",
+            ),
+            (
+                "foo.*",
+                "rp.{{split(1,-)}}",
+                "invalid mapping destination: function not supported by natrix in {{split(1,-)}}",
+            ),
         ];
-        for (source, dest, err) in cases {
-            assert_eq!(
-                SubjectTransform::new(source, dest),
-                Err(err),
-                "{source} -> {dest}"
-            );
+        for (source, dest, text) in cases {
+            let err = SubjectTransform::new(source, dest).expect_err("refused");
+            assert_eq!(err.to_string(), text, "{source} -> {dest}");
         }
+        assert_eq!(
+            SubjectTransform::new("foo.*", "rp.$0"),
+            Err(TransformError::IndexOutOfRange {
+                token: "$0".into(),
+                index: 0
+            })
+        );
     }
 }

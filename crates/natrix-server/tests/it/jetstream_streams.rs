@@ -516,6 +516,85 @@ async fn stored_messages_are_republished_with_where_they_are_stored() -> anyhow:
     Ok(())
 }
 
+/// A stream's `subject_transform` stores messages under the transformed subject: reads, the
+/// expected last subject sequence and consumer filters (which may then lie outside the stream's
+/// subjects, as nats-server allows) all see that subject.
+#[tokio::test]
+async fn a_subject_transform_stores_messages_under_the_new_subject() -> anyhow::Result<()> {
+    use async_nats::jetstream::consumer::pull;
+    use async_nats::jetstream::stream::SubjectTransform;
+
+    let node = Node::start().await?;
+    let refused = node
+        .js
+        .create_stream(Config {
+            subject_transform: Some(SubjectTransform {
+                source: "in.*".into(),
+                destination: "kept.*".into(),
+            }),
+            ..config("ST", &["in.>"])
+        })
+        .await
+        .expect_err("a wildcard destination");
+    assert!(
+        refused
+            .to_string()
+            .contains("stream transform: invalid subject"),
+        "{refused}"
+    );
+    let stream = node
+        .js
+        .create_stream(Config {
+            subject_transform: Some(SubjectTransform {
+                source: "in.*".into(),
+                destination: "kept.$1".into(),
+            }),
+            ..config("ST", &["in.>"])
+        })
+        .await?;
+    assert_eq!(acked(&node, "in.a", msg("one")).await?.sequence, 1);
+    assert_eq!(acked(&node, "in.a.deep", msg("two")).await?.sequence, 2);
+    assert_eq!(stream.get_raw_message(1).await?.subject.as_str(), "kept.a");
+    assert_eq!(
+        stream.get_raw_message(2).await?.subject.as_str(),
+        "in.a.deep"
+    );
+    let last = acked(
+        &node,
+        "in.a",
+        Publish::build()
+            .expected_last_subject_sequence(1)
+            .payload(Bytes::from_static(b"three")),
+    )
+    .await?;
+    assert_eq!(last.sequence, 3);
+
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("KEPT".into()),
+            filter_subject: "kept.>".into(),
+            ..Default::default()
+        })
+        .await?;
+    let mut batch = consumer.fetch().max_messages(10).messages().await?;
+    let mut got = Vec::new();
+    while let Some(m) = within("a fetched message", batch.next()).await? {
+        let m = m.map_err(|e| anyhow::anyhow!("{e}"))?;
+        got.push((
+            m.subject.to_string(),
+            String::from_utf8(m.payload.to_vec())?,
+        ));
+    }
+    assert_eq!(
+        got,
+        [
+            ("kept.a".to_string(), "one".to_string()),
+            ("kept.a".to_string(), "three".to_string())
+        ]
+    );
+    Ok(())
+}
+
 // --- limits ------------------------------------------------------------------------------------
 
 #[tokio::test]
