@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
-use crate::consumer_config::{AckPolicy, ConsumerConfig, DeliverPolicy};
+use crate::consumer_config::{AckPolicy, ConsumerConfig, DeliverPolicy, ReplayPolicy};
 use crate::index::MsgMeta;
 use crate::stream::Stream;
 use crate::subjects::{is_match_all, subject_matches};
@@ -441,7 +441,14 @@ pub struct Consumer {
     /// Messages pending as of a stream last sequence: (last_seq, count).
     pending_cache: Option<(u64, u64)>,
     undo: Option<Undo>,
+    /// Replay policy `original`: when the last message went out and its stored time.
+    replay_last: Option<(i64, i64)>,
+    /// Replay policy `original`: when the next message may go out (it is held until then).
+    replay_due: Option<i64>,
 }
+
+/// Gaps between stored times up to this are not waited for (nats-server's threshold).
+const REPLAY_MIN_GAP_NS: i64 = 1_000_000;
 
 impl Consumer {
     /// A new consumer over `view`, positioned by its deliver policy. `config` must already be
@@ -495,6 +502,8 @@ impl Consumer {
             advisories: Vec::new(),
             pending_cache: None,
             undo: None,
+            replay_last: None,
+            replay_due: None,
         };
         for (seq, p) in &c.state.pending {
             if p.due {
@@ -587,7 +596,34 @@ impl Consumer {
     /// message matching the filters, unless `max_ack_pending` deliveries await their acks.
     /// Ack-wait expiries up to `now_ns` are processed first; their advisories are kept for
     /// [`take_advisories`](Self::take_advisories).
+    ///
+    /// With replay policy `original`, a message whose stored time is more than 1 ms after the
+    /// previous delivered one's is held until that gap has passed since the previous delivery
+    /// (as nats-server paces it); [`replay_due`](Self::replay_due) says until when.
     pub fn next_delivery(&mut self, view: &impl StreamView, now_ns: i64) -> Option<Delivery> {
+        let delivery = self.pick(view, now_ns)?;
+        if self.config.replay_policy == ReplayPolicy::Original {
+            if let Some((sent_ns, stored_ns)) = self.replay_last {
+                let gap = delivery.timestamp_ns.saturating_sub(stored_ns);
+                let due = sent_ns.saturating_add(gap);
+                if gap > REPLAY_MIN_GAP_NS && now_ns < due {
+                    self.cancel_last_delivery();
+                    self.replay_due = Some(due);
+                    return None;
+                }
+            }
+            self.replay_last = Some((now_ns, delivery.timestamp_ns));
+            self.replay_due = None;
+        }
+        Some(delivery)
+    }
+
+    /// Replay policy `original`: the time the held next message may be delivered, if one is held.
+    pub fn replay_due(&self) -> Option<i64> {
+        self.replay_due
+    }
+
+    fn pick(&mut self, view: &impl StreamView, now_ns: i64) -> Option<Delivery> {
         self.expire_into(now_ns);
         self.undo = None;
         while let Some(seq) = self.due.first().copied() {

@@ -46,7 +46,8 @@ pub enum AckPolicy {
     Explicit,
 }
 
-/// `replay_policy` (`original` is accepted and reported; pacing is the caller's).
+/// `replay_policy`: `original` paces deliveries by the messages' stored times
+/// (`Consumer::next_delivery`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplayPolicy {

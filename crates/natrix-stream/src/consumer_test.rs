@@ -753,3 +753,31 @@ proptest! {
         prop_assert_eq!(c.num_pending(&s), 0);
     }
 }
+
+#[test]
+fn replay_original_holds_each_message_for_its_stored_gap() {
+    // Messages at 1 s, 2 s, 3 s; a fourth 0.5 ms after the third.
+    let mut s = stream_with(&["t.a", "t.b", "t.c"]);
+    publish(&mut s, "t.d", 3 * SEC + 500_000);
+    let mut c = consumer(r#"{"replay_policy":"original","ack_policy":"none"}"#, &s);
+    let start = 100 * SEC;
+    let first = c.next_delivery(&s, start).expect("the first goes at once");
+    assert_eq!(first.stream_seq, 1);
+    assert_eq!(c.next_delivery(&s, start), None, "held for the 1 s gap");
+    assert_eq!(c.replay_due(), Some(start + SEC));
+    assert_eq!(c.next_delivery(&s, start + SEC - 1), None);
+    // Holding changed nothing: the same message comes once its time has come.
+    let second = c.next_delivery(&s, start + SEC).expect("due");
+    assert_eq!((second.stream_seq, second.consumer_seq), (2, 2));
+    assert_eq!(c.replay_due(), None);
+    // Late: the gap counts from when the previous one went out.
+    let third = c.next_delivery(&s, start + 3 * SEC).expect("overdue");
+    assert_eq!(third.stream_seq, 3);
+    // A gap of 1 ms or less is not waited for.
+    let fourth = c.next_delivery(&s, start + 3 * SEC).expect("no wait");
+    assert_eq!(fourth.stream_seq, 4);
+
+    let mut instant = consumer(r#"{"ack_policy":"none"}"#, &s);
+    assert_eq!(seqs(&drain(&mut instant, &s, start)), [1, 2, 3, 4]);
+    assert_eq!(instant.replay_due(), None);
+}

@@ -466,7 +466,8 @@ impl ConsumerHost {
                 out.push(advisory_out(&stream.name, &self.name, &adv, now));
             }
             let Some(d) = delivery else {
-                if pull {
+                // A message held by replay pacing is not the end of the messages.
+                if pull && inner.consumer.replay_due().is_none() {
                     let ended = inner.waiting.end_of_messages();
                     out.extend(ended.into_iter().map(|(r, s)| status_out(r, &s)));
                 }
@@ -600,6 +601,7 @@ impl ConsumerHost {
             .then(|| inner.last_send_ns.saturating_add(config.idle_heartbeat));
         [
             inner.consumer.next_deadline(),
+            inner.consumer.replay_due(),
             inner.waiting.next_deadline(),
             hb,
         ]

@@ -919,6 +919,49 @@ async fn push_consumer_delivers_to_its_deliver_subject() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Replay policy `original` delivers stored messages with the gaps they were stored with (as
+/// nats-server paces them); `instant` does not wait. Only lower bounds are checked: a slow
+/// machine makes the gaps longer, never shorter.
+#[tokio::test]
+async fn replay_original_keeps_the_gaps_between_stored_messages() -> anyhow::Result<()> {
+    let node = Node::start().await?;
+    let stream = node.stream("S", &["s.>"]).await?;
+    let gap = Duration::from_millis(400);
+    for i in 0..3 {
+        if i > 0 {
+            tokio::time::sleep(gap).await;
+        }
+        node.publish("s.a", i.to_string()).await?;
+    }
+    let deliver = node.client.new_inbox();
+    let consumer: jetstream::consumer::PushConsumer = within(
+        "consumer create",
+        stream.create_consumer(push::Config {
+            replay_policy: consumer::ReplayPolicy::Original,
+            ..push_durable("REPLAY", &deliver)
+        }),
+    )
+    .await??;
+    let mut messages = within("messages", consumer.messages()).await??;
+    let mut arrivals = Vec::new();
+    for i in 0..3 {
+        let m = next(&mut messages).await?;
+        arrivals.push(Instant::now());
+        assert_eq!(m.payload, i.to_string());
+        ack_async(&m, AckKind::Ack).await?;
+    }
+    for pair in arrivals.windows(2) {
+        let waited = pair[1] - pair[0];
+        assert!(
+            waited >= gap - Duration::from_millis(50),
+            "delivered {waited:?} after the previous one, stored {gap:?} apart"
+        );
+    }
+    let info = within("info", stream.consumer_info("REPLAY")).await??;
+    assert_eq!(info.config.replay_policy, consumer::ReplayPolicy::Original);
+    Ok(())
+}
+
 #[tokio::test]
 async fn deliver_group_spreads_messages_over_the_queue_members() -> anyhow::Result<()> {
     let node = Node::start().await?;
