@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::api_error::ApiError;
 use crate::republish::RePublish;
+use crate::source::{self, StreamSource};
 use crate::subject_transform::SubjectTransformConfig;
 use crate::subjects::subjects_overlap;
 
@@ -138,11 +139,12 @@ pub struct StreamConfig {
     pub duplicate_window: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
-    /// Mirrors and sources are carried opaquely (not implemented by natrix yet).
+    /// The stream this one mirrors (copies whole, with its sequences).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mirror: Option<serde_json::Value>,
+    pub mirror: Option<StreamSource>,
+    /// The streams this one copies messages from, under new sequences.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sources: Option<Vec<serde_json::Value>>,
+    pub sources: Option<Vec<StreamSource>>,
     pub compression: Compression,
     #[serde(skip_serializing_if = "is_zero_u64")]
     pub first_seq: u64,
@@ -181,7 +183,11 @@ impl StreamConfig {
         let invalid = |e: serde_json::Error| ApiError::invalid_json(strip_position(&e));
         let mut value: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
         drop_nulls(&mut value);
-        serde_json::from_value(value).map_err(invalid)
+        let config: StreamConfig = serde_json::from_value(value).map_err(invalid)?;
+        for copy in config.mirror.iter().chain(config.sources.iter().flatten()) {
+            copy.check_start_time_parses()?;
+        }
+        Ok(config)
     }
 
     /// Decodes the body of a stream create or update request as nats-server 2.15 does: an empty
@@ -294,7 +300,11 @@ impl StreamConfig {
                 "roll-ups require the purge permission",
             ));
         }
-        if c.subjects.is_empty() && c.mirror.is_none() && c.sources.is_none() {
+        source::check(c.mirror.as_ref(), c.sources.as_deref(), &c.subjects)?;
+        if c.subjects.is_empty()
+            && c.mirror.is_none()
+            && c.sources.as_ref().is_none_or(Vec::is_empty)
+        {
             c.subjects = vec![c.name.clone()];
         }
         check_subjects(&c.subjects, c.no_ack)?;
@@ -352,7 +362,8 @@ impl StreamConfig {
                 "stream configuration update can not change retention policy to/from workqueue",
             ));
         }
-        if new.mirror != old.mirror {
+        // A mirror may be removed (the stream then takes publishes), not added or changed.
+        if new.mirror.is_some() && new.mirror != old.mirror {
             return Err(ApiError::mirror_not_updatable());
         }
         let mut new = new;

@@ -17,6 +17,7 @@ mod ops;
 mod pull;
 mod republish;
 mod request;
+mod source;
 mod stream;
 mod subject_transform;
 mod subjects;
@@ -48,6 +49,7 @@ pub use pull::{
 };
 pub use republish::{RePublish, Republished};
 pub use request::decode_request_body;
+pub use source::{ExternalStream, StreamSource};
 pub use stream::{
     Applied, Command, PurgeRequest, RecoverError, RecoveredMsg, Reply, Stream, StreamPosition,
     stored_size_for,
