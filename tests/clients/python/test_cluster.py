@@ -129,7 +129,9 @@ def test_an_r3_stream_created_on_one_node_is_consumed_through_another(cluster):
         got = []
         while len(got) < 50:
             for msg in await psub.fetch(20, timeout=5):
-                await msg.ack_sync()
+                # An answered ack is on a quorum's disks: allow for a loaded machine (nats-py
+                # waits 1 s by default).
+                await msg.ack_sync(timeout=5)
                 got.append(msg.data)
         assert got == [b"%d" % i for i in range(50)]
         consumer = await js1.consumer_info("ORDERS", "worker")
