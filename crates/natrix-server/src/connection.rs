@@ -522,6 +522,7 @@ impl Connection {
             max: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             internal: None,
+            routed: false,
         });
         if self.state.router.insert(&sub).is_err() {
             self.client.send_err("Invalid Subject");

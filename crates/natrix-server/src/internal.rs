@@ -53,12 +53,33 @@ impl std::fmt::Debug for InternalHandler {
 }
 
 impl ServerState {
-    /// Subscribes a service inside the node to `subject` (optionally in a queue group).
+    /// Subscribes a service inside the node to `subject` (optionally in a queue group); only
+    /// messages published on this node reach it.
     pub fn subscribe_internal(
         &self,
         subject: &str,
         queue: Option<&str>,
         handler: InternalHandler,
+    ) -> Result<Arc<Subscription>, TrieError> {
+        self.subscribe_internal_with(subject, queue, handler, false)
+    }
+
+    /// Like [`ServerState::subscribe_internal`], also advertised to the other nodes so that
+    /// matching messages published there reach it, as a client's subscription.
+    pub fn subscribe_internal_routed(
+        &self,
+        subject: &str,
+        handler: InternalHandler,
+    ) -> Result<Arc<Subscription>, TrieError> {
+        self.subscribe_internal_with(subject, None, handler, true)
+    }
+
+    fn subscribe_internal_with(
+        &self,
+        subject: &str,
+        queue: Option<&str>,
+        handler: InternalHandler,
+        routed: bool,
     ) -> Result<Arc<Subscription>, TrieError> {
         let id = self.router.next_sub_id();
         let sub = Arc::new(Subscription {
@@ -70,6 +91,7 @@ impl ServerState {
             max: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             internal: Some(handler),
+            routed,
         });
         self.router.insert(&sub)?;
         self.system_client

@@ -29,6 +29,16 @@ pub(crate) struct Subscription {
     pub delivered: AtomicU64,
     /// Set for subscriptions of services inside the node: called instead of queueing a MSG.
     pub internal: Option<crate::internal::InternalHandler>,
+    /// An internal subscription that, like a client's, is advertised to the other nodes and
+    /// receives what they forward (a stream copying from an origin led elsewhere).
+    pub routed: bool,
+}
+
+impl Subscription {
+    /// Whether the other nodes learn of this subscription and forward matching messages to it.
+    pub fn advertised(&self) -> bool {
+        self.internal.is_none() || self.routed
+    }
 }
 
 impl PartialEq for Subscription {
@@ -170,8 +180,8 @@ impl Router {
         self.generation.fetch_add(1, Ordering::AcqRel);
         if result.is_ok() {
             self.stats.inserts.fetch_add(1, Ordering::Relaxed);
-            // Internal subscriptions (JetStream) are not advertised to peers yet.
-            if sub.internal.is_none()
+            // Internal subscriptions (JetStream) are not advertised to peers, unless routed.
+            if sub.advertised()
                 && let Some(mesh) = self.mesh.get()
             {
                 // Under the trie lock: peers see interest changes in the order they happened.
@@ -190,7 +200,7 @@ impl Router {
             .is_ok()
         {
             self.stats.removes.fetch_add(1, Ordering::Relaxed);
-            if sub.internal.is_none()
+            if sub.advertised()
                 && let Some(mesh) = self.mesh.get()
             {
                 mesh.local_interest_changed(&sub.subject, sub.queue.as_deref(), -1);

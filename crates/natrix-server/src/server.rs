@@ -309,6 +309,23 @@ impl Server {
         }
     }
 
+    /// Drops the (shut down) server and waits, at most `timeout`, until its tasks have let go of
+    /// it, so that its store is closed and another server may open the same directory in this
+    /// process; `false` if something still held it then. After [`Server::shutdown`] a task that
+    /// was finishing a write (a consumer's state, say) may hold the store a moment longer.
+    pub async fn released(self, timeout: Duration) -> bool {
+        let state = Arc::downgrade(&self.state);
+        drop(self);
+        let deadline = tokio::time::Instant::now() + timeout;
+        while state.strong_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
     /// Resolves once the server has fully stopped.
     pub async fn stopped(&self) {
         let mut rx = self.stopped_rx.clone();

@@ -49,7 +49,9 @@ pub use pull::{
 };
 pub use republish::{RePublish, Republished};
 pub use request::decode_request_body;
-pub use source::{ExternalStream, StreamSource};
+pub use source::{
+    ExternalStream, STREAM_SOURCE, SourcedFrom, StreamSource, sourced_from, sourced_headers,
+};
 pub use stream::{
     Applied, Command, PurgeRequest, RecoverError, RecoveredMsg, Reply, Stream, StreamPosition,
     stored_size_for,

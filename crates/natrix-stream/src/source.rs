@@ -159,6 +159,68 @@ impl StreamSource {
     }
 }
 
+/// The header a sourced message carries: where it came from (`<stream> <seq> <filter> <dest>
+/// <subject>`, nats-server's order), so a restarted stream finds where each source stopped.
+pub const STREAM_SOURCE: &str = "Nats-Stream-Source";
+
+/// Where a stored message came from, read back from its [`STREAM_SOURCE`] header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcedFrom {
+    /// `<stream> <filter> <dest>`: which source of the stream copied it.
+    pub key: String,
+    pub seq: u64,
+}
+
+impl StreamSource {
+    /// This source's key in [`STREAM_SOURCE`] headers: its stream, filter and destination.
+    pub fn source_key(&self) -> String {
+        let (filter, dest) = match self.subject_transforms.first() {
+            Some(t) if !t.dest.is_empty() => (transform_source(t), t.dest.as_str()),
+            Some(t) => (transform_source(t), ">"),
+            None => (self.effective_filter(), ">"),
+        };
+        format!("{} {filter} {dest}", self.name)
+    }
+}
+
+/// The headers of a message copied by a source: the origin's own, without the
+/// `Nats-Expected-*` checks that were meant for the origin, and the [`STREAM_SOURCE`] line.
+pub fn sourced_headers(own: Option<&[u8]>, key: &str, seq: u64, subject: &[u8]) -> bytes::Bytes {
+    let mut out = Vec::with_capacity(64 + own.map_or(0, <[u8]>::len));
+    out.extend_from_slice(b"NATS/1.0\r\n");
+    if let Some(block) = own {
+        for line in block.split(|&b| b == b'\n').skip(1) {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                break;
+            }
+            if line.starts_with(b"Nats-Expected-") || line.starts_with(STREAM_SOURCE.as_bytes()) {
+                continue;
+            }
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    let (stream, rest) = key.split_once(' ').unwrap_or((key, "> >"));
+    out.extend_from_slice(format!("{STREAM_SOURCE}: {stream} {seq} {rest} ").as_bytes());
+    out.extend_from_slice(subject);
+    out.extend_from_slice(b"\r\n\r\n");
+    bytes::Bytes::from(out)
+}
+
+/// The source a stored message came from, if it has a [`STREAM_SOURCE`] header.
+pub fn sourced_from(headers: &[u8]) -> Option<SourcedFrom> {
+    let value = std::str::from_utf8(crate::header_value(headers, STREAM_SOURCE)?).ok()?;
+    let tokens: Vec<&str> = value.split(' ').collect();
+    match tokens.as_slice() {
+        [stream, seq, filter, dest, ..] => Some(SourcedFrom {
+            key: format!("{stream} {filter} {dest}"),
+            seq: seq.parse().ok()?,
+        }),
+        _ => None,
+    }
+}
+
 fn transform_source(t: &SubjectTransformConfig) -> &str {
     if t.src.is_empty() { ">" } else { &t.src }
 }

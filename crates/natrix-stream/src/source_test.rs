@@ -188,3 +188,33 @@ fn a_bad_start_time_is_a_json_error_as_go_decodes_it() {
     let good = source(r#"{"name":"A","opt_start_time":"2024-01-01T00:00:00Z"}"#);
     assert_eq!(good.opt_start_time_ns(), Some(1_704_067_200_000_000_000));
 }
+
+#[test]
+fn a_sourced_message_says_where_it_came_from_and_drops_the_origins_checks() {
+    let whole = source(r#"{"name":"A"}"#);
+    assert_eq!(whole.source_key(), "A > >");
+    let filtered = source(r#"{"name":"A","filter_subject":"a.x"}"#);
+    assert_eq!(filtered.source_key(), "A a.x >");
+    let transformed = source(r#"{"name":"A","subject_transforms":[{"src":"a.*","dest":"b.$1"}]}"#);
+    assert_eq!(transformed.source_key(), "A a.* b.$1");
+
+    let own = b"NATS/1.0\r\nX: 1\r\nNats-Expected-Last-Sequence: 4\r\nNats-Msg-Id: m\r\n\r\n";
+    let headers = sourced_headers(Some(own), &whole.source_key(), 12, b"a.0");
+    assert_eq!(
+        &headers[..],
+        &b"NATS/1.0\r\nX: 1\r\nNats-Msg-Id: m\r\nNats-Stream-Source: A 12 > > a.0\r\n\r\n"[..]
+    );
+    assert_eq!(
+        sourced_from(&headers),
+        Some(SourcedFrom {
+            key: "A > >".into(),
+            seq: 12
+        })
+    );
+    let bare = sourced_headers(None, &filtered.source_key(), 3, b"a.x");
+    assert_eq!(
+        &bare[..],
+        &b"NATS/1.0\r\nNats-Stream-Source: A 3 a.x > a.x\r\n\r\n"[..]
+    );
+    assert_eq!(sourced_from(b"NATS/1.0\r\nX: 1\r\n\r\n"), None);
+}

@@ -30,6 +30,16 @@ pub enum Command {
         payload: Bytes,
         timestamp_ns: i64,
     },
+    /// A message copied by a mirror from its origin, stored under the origin's sequence and
+    /// time. Sequences at or below the last are skipped (answered as duplicates); a jump leaves
+    /// the sequences between as deleted, as the origin has them. No publish checks apply.
+    Mirror {
+        seq: u64,
+        subject: Bytes,
+        headers: Option<Bytes>,
+        payload: Bytes,
+        timestamp_ns: i64,
+    },
     /// `$JS.API.STREAM.MSG.DELETE` (`no_erase` is accepted; natrix never overwrites payloads).
     DeleteMsg { seq: u64, no_erase: bool },
     /// `$JS.API.STREAM.PURGE`.
@@ -454,6 +464,13 @@ impl Stream {
                 payload,
                 timestamp_ns,
             } => self.publish(subject, headers, payload, timestamp_ns),
+            Command::Mirror {
+                seq,
+                subject,
+                headers,
+                payload,
+                timestamp_ns,
+            } => Ok(self.mirror(seq, subject, headers, payload, timestamp_ns)),
             Command::DeleteMsg { seq, no_erase: _ } => self.delete_msg(seq),
             Command::Purge(req) => self.purge(&req),
             Command::Expire { now_ns } => Ok(self.expire(now_ns)),
@@ -612,6 +629,58 @@ impl Stream {
             ops: self.removal_ops(vec![StoreOp::Append(msg)], removed),
             republish,
         })
+    }
+
+    fn mirror(
+        &mut self,
+        seq: u64,
+        subject: Bytes,
+        headers: Option<Bytes>,
+        payload: Bytes,
+        timestamp_ns: i64,
+    ) -> Applied {
+        let name = self.config.name.clone();
+        let ack = |duplicate| {
+            Reply::PubAck(PubAck {
+                stream: name.clone(),
+                seq,
+                duplicate,
+                domain: None,
+            })
+        };
+        if seq <= self.last_seq {
+            return Applied {
+                reply: ack(true),
+                ops: Vec::new(),
+                republish: None,
+            };
+        }
+        let mut removed = Removals::default();
+        let header_len = headers.as_ref().map_or(0, Bytes::len);
+        let size = size_for(
+            self.config.storage,
+            subject.len(),
+            header_len,
+            payload.len(),
+        );
+        self.index.push(seq, &subject, size, timestamp_ns);
+        self.last_seq = seq;
+        self.last_ts = Some(timestamp_ns);
+        self.enforce_subject_limit(&subject, &mut removed);
+        self.enforce_limits(&mut removed);
+        let reply = ack(false);
+        let append = StoreOp::Append(StoredMsg {
+            seq,
+            timestamp_ns,
+            subject,
+            headers,
+            payload,
+        });
+        Applied {
+            reply,
+            ops: self.removal_ops(vec![append], removed),
+            republish: None,
+        }
     }
 
     /// nats-server's discard-new checks (`storeRawMsg`): a subject at its per-subject limit will

@@ -602,3 +602,57 @@ fn a_subject_transform_renames_what_is_stored_before_every_rule_sees_it() {
     assert_eq!(s.last_seq_for_subject(b"t.a"), Some(3));
     assert_eq!(s.last_seq_for_subject(b"s.a"), None);
 }
+
+#[test]
+fn a_mirror_stores_its_origins_sequences_and_times_and_skips_what_it_has() {
+    let mut s = Stream::new(
+        StreamConfig {
+            mirror: Some(crate::StreamSource {
+                name: "ORIGIN".into(),
+                ..Default::default()
+            }),
+            ..StreamConfig::named("M", &[])
+        }
+        .validate_for_create()
+        .expect("valid mirror"),
+    );
+    let mirror = |s: &mut Stream, seq: u64, ts: i64| {
+        s.apply(Command::Mirror {
+            seq,
+            subject: Bytes::from_static(b"o.a"),
+            headers: hdrs(&[("Nats-Msg-Id", "same")]),
+            payload: Bytes::from_static(b"x"),
+            timestamp_ns: ts,
+        })
+        .expect("mirrored")
+    };
+    // The origin's first message is 5 (the first four are gone there).
+    let first = mirror(&mut s, 5, 50);
+    assert!(matches!(
+        first.reply,
+        Reply::PubAck(PubAck {
+            seq: 5,
+            duplicate: false,
+            ..
+        })
+    ));
+    assert_eq!((s.first_seq(), s.last_seq()), (5, 5));
+    // No de-duplication: the same Nats-Msg-Id is stored again.
+    mirror(&mut s, 6, 60);
+    // A jump leaves the sequences between as deleted.
+    mirror(&mut s, 9, 90);
+    assert_eq!((s.first_seq(), s.last_seq(), s.messages()), (5, 9, 3));
+    assert_eq!(s.msg_meta(9).map(|m| m.timestamp_ns), Some(90));
+    assert_eq!(s.msg_meta(7), None);
+    // What it has already is skipped.
+    let again = mirror(&mut s, 6, 60);
+    assert!(again.ops.is_empty());
+    assert!(matches!(
+        again.reply,
+        Reply::PubAck(PubAck {
+            duplicate: true,
+            ..
+        })
+    ));
+    assert_eq!(s.messages(), 3);
+}

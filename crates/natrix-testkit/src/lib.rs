@@ -115,7 +115,15 @@ impl TestServer {
         RawClient::connect(self.addr()).await
     }
 
+    /// Stops the node and waits (bounded) until it has let go of its store, so that a node
+    /// started next on the same directory can open it.
     pub async fn shutdown(self) {
         self.server.shutdown().await;
+        if !self.server.released(RELEASE_WAIT).await {
+            eprintln!("the stopped server was still held after {RELEASE_WAIT:?}");
+        }
     }
 }
+
+/// How long a stopped test server may take to let go of its store.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);

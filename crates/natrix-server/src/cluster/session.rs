@@ -282,7 +282,7 @@ impl Reader<'_> {
             return;
         }
         for sub in &routed.local.plain {
-            if sub.0.internal.is_none() {
+            if sub.0.advertised() {
                 self.state.deliver_internal(&sub.0, im);
             }
         }
@@ -297,7 +297,7 @@ impl Reader<'_> {
             let start = fastrand::usize(..n);
             let _ = (0..n).any(|i| {
                 let sub = &group.members[(start + i) % n].0;
-                sub.internal.is_none() && self.state.deliver_internal(sub, im)
+                sub.advertised() && self.state.deliver_internal(sub, im)
             });
         }
     }

@@ -23,7 +23,7 @@ const NAMES_LIMIT: usize = 1024;
 const LIST_LIMIT: usize = 256;
 
 /// nats-server names unnamed ephemerals with 8 random characters.
-fn ephemeral_name() -> String {
+pub(crate) fn ephemeral_name() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     (0..8)
         .map(|_| char::from(ALPHABET[fastrand::usize(..ALPHABET.len())]))

@@ -172,6 +172,8 @@ pub(crate) struct StreamHost {
     stored_bytes: AtomicU64,
     /// Set for a stream replicated by Raft (clustered JetStream).
     pub replica: Option<Replica>,
+    /// The running copies of its mirror or sources (where it leads).
+    pub(super) copiers: Mutex<Vec<Arc<super::sourcing::Copier>>>,
 }
 
 /// A replicated stream's Raft group on this node.
@@ -354,12 +356,14 @@ impl StreamHost {
             stored_msgs: AtomicU64::new(0),
             stored_bytes: AtomicU64::new(0),
             replica,
+            copiers: Mutex::new(Vec::new()),
         });
         host.note_usage(&host.core.lock().stream);
         // A replicated stream's subjects are captured by the cluster layer on every node, which
         // hands publishes to the leader's host.
         if host.replica.is_none() {
             host.subscribe(state, &config.subjects)?;
+            super::sourcing::start(&host, state);
         }
         tokio::spawn(host.clone().run(rx, settle_tx));
         tokio::spawn(settle(
@@ -633,11 +637,16 @@ impl StreamHost {
 
     /// Applies an API command in order with the publishes and answers once it is durable.
     pub async fn command(&self, cmd: Command) -> Result<Reply, ApiError> {
-        let (done, answer) = oneshot::channel();
-        self.inbound
-            .send(Inbound::Command { cmd, done })
-            .map_err(|_| stopped())?;
+        let answer = self.submit(cmd).ok_or_else(stopped)?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// Queues a command in order with the publishes without waiting: its answer comes on the
+    /// returned channel once it is durable (`None`: the stream stopped).
+    pub fn submit(&self, cmd: Command) -> Option<oneshot::Receiver<Result<Reply, ApiError>>> {
+        let (done, answer) = oneshot::channel();
+        self.inbound.send(Inbound::Command { cmd, done }).ok()?;
+        Some(answer)
     }
 
     /// Applies a config update and re-captures subjects if they changed. A replicated stream's
@@ -666,6 +675,9 @@ impl StreamHost {
                     .propose(&natrix_cluster::MetaCommand::update_stream(&new, peers))
                     .await?;
             }
+            if copies_changed(&old, &new) && self.is_leader() {
+                super::sourcing::start(self, state);
+            }
             return Ok(*new);
         }
         if new.storage == StorageType::File {
@@ -684,12 +696,16 @@ impl StreamHost {
             self.resubscribe(state, &new.subjects)
                 .map_err(ApiError::stream_invalid_config)?;
         }
+        if copies_changed(&old, &new) {
+            super::sourcing::start(self, state);
+        }
         Ok(*new)
     }
 
     /// Stops capturing, stops the task and removes the stream's data.
     pub async fn delete(&self, state: &ServerState) -> Result<(), ApiError> {
         self.unsubscribe(state);
+        super::sourcing::stop(self);
         for consumer in std::mem::take(&mut *self.consumers.write()).into_values() {
             consumer.stop();
         }
@@ -910,6 +926,11 @@ impl StreamHost {
             },
         )
     }
+}
+
+/// Whether an update changed what the stream copies from (its copies then start again).
+fn copies_changed(old: &StreamConfig, new: &StreamConfig) -> bool {
+    old.mirror != new.mirror || old.sources != new.sources
 }
 
 fn apply_to_memory(memory: &mut BTreeMap<u64, StoredMsg>, ops: Vec<StoreOp>) {

@@ -13,6 +13,7 @@ mod consumer_host;
 mod direct;
 mod host;
 mod record;
+mod sourcing;
 pub(crate) mod stream_api;
 
 use std::collections::BTreeMap;
@@ -262,6 +263,10 @@ impl JetStream {
 
     /// Stops clustered JetStream's Raft groups (the store closes when the node is dropped).
     pub async fn shutdown(&self) {
+        // Copies read other streams through consumers: stop them before anything else stops.
+        for host in self.streams() {
+            sourcing::stop(&host);
+        }
         if let Some(cluster) = &self.cluster {
             cluster.shutdown().await;
         }

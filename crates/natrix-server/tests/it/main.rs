@@ -20,6 +20,7 @@ mod jetstream_consumers;
 mod jetstream_kv;
 mod jetstream_monitoring;
 mod jetstream_resources;
+mod jetstream_sources;
 mod jetstream_streams;
 mod lame_duck;
 mod limits;

@@ -100,6 +100,19 @@ fn encode_command(command: &EntryCommand) -> StreamCommand {
             timestamp_ns: *timestamp_ns,
             drop_at_once,
         }),
+        Command::Mirror {
+            seq,
+            subject,
+            headers,
+            payload,
+            timestamp_ns,
+        } => Kind::Mirror(pb::Mirror {
+            seq: *seq,
+            subject: subject.clone(),
+            headers: headers.clone(),
+            payload: payload.clone(),
+            timestamp_ns: *timestamp_ns,
+        }),
         Command::DeleteMsg { seq, no_erase } => Kind::DeleteMsg(pb::DeleteMsg {
             seq: *seq,
             no_erase: *no_erase,
@@ -151,6 +164,13 @@ fn decode_command(index: usize, command: StreamCommand) -> Result<EntryCommand, 
                 drop_at_once: p.drop_at_once,
             });
         }
+        Kind::Mirror(m) => Command::Mirror {
+            seq: m.seq,
+            subject: m.subject,
+            headers: m.headers,
+            payload: m.payload,
+            timestamp_ns: m.timestamp_ns,
+        },
         Kind::DeleteMsg(d) => Command::DeleteMsg {
             seq: d.seq,
             no_erase: d.no_erase,
@@ -249,12 +269,14 @@ pub(crate) fn decode_results(
                         .map_err(|e| invalid(e.to_string()))?))
                 }
                 stream_result::Kind::PubAck(ack) => match command.parts() {
-                    Some((Command::Publish { .. }, _)) => Ok(Ok(Some(Reply::PubAck(PubAck {
-                        stream: stream.to_owned(),
-                        seq: ack.seq,
-                        duplicate: ack.duplicate,
-                        domain: ack.domain,
-                    })))),
+                    Some((Command::Publish { .. } | Command::Mirror { .. }, _)) => {
+                        Ok(Ok(Some(Reply::PubAck(PubAck {
+                            stream: stream.to_owned(),
+                            seq: ack.seq,
+                            duplicate: ack.duplicate,
+                            domain: ack.domain,
+                        }))))
+                    }
                     _ => Err(invalid(
                         "a publish's acknowledgement for another command".into(),
                     )),
@@ -280,7 +302,7 @@ fn decode_reply(json: &[u8], command: &Command) -> Result<Reply, String> {
     }
     let count = || serde_json::from_slice::<Count>(json).map_err(|e| e.to_string());
     Ok(match command {
-        Command::Publish { .. } => {
+        Command::Publish { .. } | Command::Mirror { .. } => {
             return Err("a publish answered without an acknowledgement".into());
         }
         Command::DeleteMsg { .. } => Reply::Deleted,
@@ -336,6 +358,13 @@ mod tests {
                 &["a.>"],
             )))),
             EntryCommand::Other(Command::Seal),
+            EntryCommand::Other(Command::Mirror {
+                seq: 77,
+                subject: Bytes::from_static(b"origin.a"),
+                headers: None,
+                payload: Bytes::from_static(b"copied"),
+                timestamp_ns: 1_700_000_000_000_000_000,
+            }),
             EntryCommand::Other(Command::RemoveAcked {
                 seqs: vec![1, 5, u64::MAX],
             }),

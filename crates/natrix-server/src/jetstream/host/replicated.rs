@@ -90,10 +90,12 @@ impl StreamHost {
                     }
                     let Some(state) = state.upgrade() else { return };
                     host.start_consumers(&state);
+                    crate::jetstream::sourcing::start(&host, &state);
                     host.note_leading(true);
                     serving = true;
                 } else if !leading && serving {
                     host.step_down_consumers();
+                    crate::jetstream::sourcing::stop(&host);
                     host.note_leading(false);
                     serving = false;
                 }
