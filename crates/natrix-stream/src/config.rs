@@ -255,7 +255,11 @@ impl StreamConfig {
                 "duplicates window can not be negative",
             ));
         }
-        if c.duplicate_window == 0 {
+        if c.sources.as_ref().is_some_and(Vec::is_empty) {
+            c.sources = None;
+        }
+        // A stream that copies from others has no duplicate window unless it asks for one.
+        if c.duplicate_window == 0 && c.mirror.is_none() && c.sources.is_none() {
             c.duplicate_window = if c.max_age > 0 && c.max_age < DEFAULT_DUPLICATE_WINDOW_NS {
                 c.max_age
             } else {

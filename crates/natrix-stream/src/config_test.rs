@@ -362,3 +362,30 @@ fn subject_transform_is_shown_with_both_fields_and_checked_with_nats_servers_cod
         (10156, "stream transform: invalid subject")
     );
 }
+
+#[test]
+fn a_stream_that_copies_has_no_duplicate_window_unless_it_asks() {
+    let window = |json: &str| {
+        cfg(json)
+            .validate_for_create()
+            .expect("valid")
+            .duplicate_window
+    };
+    assert_eq!(window(r#"{"name":"S","sources":[{"name":"A"}]}"#), 0);
+    assert_eq!(
+        window(r#"{"name":"S","subjects":["x.>"],"sources":[{"name":"A"}]}"#),
+        0
+    );
+    assert_eq!(window(r#"{"name":"S","mirror":{"name":"A"}}"#), 0);
+    assert_eq!(
+        window(r#"{"name":"S","mirror":{"name":"A"},"duplicate_window":5000000000}"#),
+        5_000_000_000
+    );
+    // An empty list of sources is no sources.
+    let none = cfg(r#"{"name":"S6","sources":[]}"#)
+        .validate_for_create()
+        .expect("valid");
+    assert_eq!(none.sources, None);
+    assert_eq!(none.subjects, vec!["S6".to_string()]);
+    assert_eq!(none.duplicate_window, DEFAULT_DUPLICATE_WINDOW_NS);
+}
