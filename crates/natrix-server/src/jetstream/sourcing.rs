@@ -151,6 +151,9 @@ pub(crate) fn stop(host: &StreamHost) {
     }
 }
 
+/// Copies queued on the stream, waiting to be stored, oldest first.
+type Queued = VecDeque<oneshot::Receiver<Result<Reply, ApiError>>>;
+
 /// Why one consumer of the origin ended.
 enum Ended {
     Stopped,
@@ -158,24 +161,44 @@ enum Ended {
     Restart,
     /// Create the next consumer after a pause.
     Retry,
+    /// A copy could not be stored: after a pause, start again from what is stored.
+    StoreFailed,
 }
 
 async fn run(copier: Arc<Copier>, host: Weak<StreamHost>, state: Weak<ServerState>) {
     let mut stop = copier.stop.subscribe();
     let mut next_seq = 0;
     let mut pause = RETRY_MIN;
+    let mut queued = VecDeque::new();
     loop {
         if *stop.borrow() {
             return;
         }
-        let ended = copy_once(&copier, &host, &state, &mut stop, &mut next_seq).await;
+        let mut ended = copy_once(
+            &copier,
+            &host,
+            &state,
+            &mut stop,
+            &mut queued,
+            &mut next_seq,
+        )
+        .await;
+        // What the ended consumer queued is stored before the next one starts after it.
+        if let Err(failed) = drain(&copier, &mut queued, 0).await {
+            ended = failed;
+        }
+        if matches!(ended, Ended::StoreFailed) {
+            // Find the start again from what is stored.
+            next_seq = 0;
+            queued.clear();
+        }
         let wait = match ended {
             Ended::Stopped => return,
             Ended::Restart => {
                 pause = RETRY_MIN;
                 Duration::from_millis(10)
             }
-            Ended::Retry => {
+            Ended::Retry | Ended::StoreFailed => {
                 let wait = pause;
                 pause = (pause * 2).min(RETRY_MAX);
                 wait
@@ -203,6 +226,7 @@ async fn copy_once(
     host: &Weak<StreamHost>,
     state: &Weak<ServerState>,
     stop: &mut watch::Receiver<bool>,
+    queued: &mut Queued,
     next_seq: &mut u64,
 ) -> Ended {
     let (Some(stream), Some(server)) = (host.upgrade(), state.upgrade()) else {
@@ -210,7 +234,17 @@ async fn copy_once(
     };
     let origin = copier.source.name.clone();
     if *next_seq == 0 {
-        *next_seq = start_seq(copier, &stream);
+        // A source reads its stream backwards: off the async workers.
+        let (mirror, key, from_config) = (
+            copier.mirror,
+            copier.source.source_key(),
+            copier.source.opt_start_seq,
+        );
+        let host = stream.clone();
+        let stored = tokio::task::spawn_blocking(move || stored_up_to(&host, mirror, &key))
+            .await
+            .unwrap_or(0);
+        *next_seq = if stored > 0 { stored + 1 } else { from_config };
     }
     let prefix = format!("$JS.S.{}", super::consumer_api::ephemeral_name());
     let deliver = format!("{prefix}.d");
@@ -253,7 +287,7 @@ async fn copy_once(
         return Ended::Retry;
     }
     let ended = follow(
-        copier, host, state, stop, &mut rx, &deliver, &reply, next_seq,
+        copier, host, state, stop, &mut rx, queued, &deliver, &reply, next_seq,
     )
     .await;
     if let Some(server) = state.upgrade() {
@@ -270,6 +304,7 @@ async fn follow(
     state: &Weak<ServerState>,
     stop: &mut watch::Receiver<bool>,
     rx: &mut mpsc::UnboundedReceiver<Received>,
+    queued: &mut Queued,
     deliver: &str,
     reply: &str,
     next_seq: &mut u64,
@@ -280,7 +315,6 @@ async fn follow(
     let mut created = false;
     let mut consumer = String::new();
     let mut last_cseq = 0u64;
-    let mut queued: VecDeque<oneshot::Receiver<Result<Reply, ApiError>>> = VecDeque::new();
     loop {
         let wait = if created {
             HEARTBEAT * 3
@@ -329,7 +363,7 @@ async fn follow(
             let headers = msg.headers.as_deref().unwrap_or_default();
             if let Some(fc) = &msg.reply {
                 // Flow control: answered once everything before it is stored.
-                if let Err(ended) = drain(copier, &mut queued, 0).await {
+                if let Err(ended) = drain(copier, queued, 0).await {
                     return finish(state, origin, &consumer, ended);
                 }
                 if let Some(server) = state.upgrade() {
@@ -392,18 +426,14 @@ async fn follow(
         drop(stream);
         *next_seq = ack.stream_seq + 1;
         copier.note(|s| s.lag = ack.pending);
-        if let Err(ended) = drain(copier, &mut queued, MAX_QUEUED).await {
+        if let Err(ended) = drain(copier, queued, MAX_QUEUED).await {
             return finish(state, origin, &consumer, ended);
         }
     }
 }
 
 /// Waits until at most `keep` queued copies are not yet stored; a failed one ends the copy.
-async fn drain(
-    copier: &Copier,
-    queued: &mut VecDeque<oneshot::Receiver<Result<Reply, ApiError>>>,
-    keep: usize,
-) -> Result<(), Ended> {
+async fn drain(copier: &Copier, queued: &mut Queued, keep: usize) -> Result<(), Ended> {
     while queued.len() > keep {
         let Some(answer) = queued.pop_front() else {
             break;
@@ -417,7 +447,7 @@ async fn drain(
                     err.description
                 );
                 copier.note(|s| s.error = Some(err));
-                return Err(Ended::Retry);
+                return Err(Ended::StoreFailed);
             }
             Err(_) => return Err(Ended::Stopped),
         }
@@ -440,19 +470,13 @@ fn finish(state: &Weak<ServerState>, origin: &str, consumer: &str, ended: Ended)
     ended
 }
 
-/// The first origin sequence to copy: after the last one stored (a mirror's last sequence; for
-/// a source, the newest message whose `Nats-Stream-Source` names it), else where the config
-/// says to start.
-fn start_seq(copier: &Copier, stream: &StreamHost) -> u64 {
-    let stored = if copier.mirror {
+/// The last origin sequence stored: a mirror's last sequence; for a source, that of the newest
+/// message whose `Nats-Stream-Source` names it (0: none, start where the config says).
+fn stored_up_to(stream: &StreamHost, mirror: bool, key: &str) -> u64 {
+    if mirror {
         stream.with_stream(|s| s.last_seq())
     } else {
-        last_sourced(stream, &copier.source.source_key())
-    };
-    if stored > 0 {
-        stored + 1
-    } else {
-        copier.source.opt_start_seq
+        last_sourced(stream, key)
     }
 }
 

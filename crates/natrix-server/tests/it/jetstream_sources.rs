@@ -227,3 +227,53 @@ async fn copies_in_a_cluster_continue_on_the_new_leader() -> anyhow::Result<()> 
     shutdown(nodes).await;
     Ok(())
 }
+
+/// A source whose origin does not exist yet shows the API's error in stream info and starts
+/// copying once the origin is created; a source's subject transforms rename what it copies.
+#[tokio::test]
+async fn a_source_waits_for_its_origin_and_transforms_what_it_copies() -> anyhow::Result<()> {
+    use async_nats::jetstream::stream::SubjectTransform;
+
+    let node = Node::start().await?;
+    node.js
+        .create_stream(Config {
+            name: "GATHER".into(),
+            sources: Some(vec![Source {
+                subject_transforms: vec![SubjectTransform {
+                    source: "later.*".into(),
+                    destination: "gathered.$1".into(),
+                }],
+                ..source("LATER")
+            }]),
+            ..Default::default()
+        })
+        .await?;
+    eventually("the missing origin's error in stream info", || async {
+        let answer = node
+            .client
+            .request("$JS.API.STREAM.INFO.GATHER", "".into())
+            .await?;
+        let info: serde_json::Value = serde_json::from_slice(&answer.payload)?;
+        Ok(info["sources"][0]["error"]["err_code"] == 10059)
+    })
+    .await?;
+    node.stream("LATER", &["later.>"]).await?;
+    node.publish("later.a", "1").await?;
+    node.publish("later.b.c", "2").await?;
+    wait_for(&node, "GATHER", 1).await?;
+    let gather = node.js.get_stream("GATHER").await?;
+    assert_eq!(
+        gather.get_raw_message(1).await?.subject.as_str(),
+        "gathered.a"
+    );
+    // Outside the transform's source: not taken (the consumer filters on it).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(messages(&node, "GATHER").await?, 1);
+    let info = node
+        .client
+        .request("$JS.API.STREAM.INFO.GATHER", "".into())
+        .await?;
+    let info: serde_json::Value = serde_json::from_slice(&info.payload)?;
+    assert!(info["sources"][0].get("error").is_none(), "{info}");
+    Ok(())
+}
