@@ -1002,3 +1002,97 @@ func TestJetStreamKeyValueWatchHistoryAndObjectWatch(t *testing.T) {
 		}
 	})
 }
+
+// A mirror copies its origin with the origin's sequences, a source copies what its filter takes
+// under new sequences, both follow new messages and report themselves in stream info; a stream
+// with republish publishes each stored message again with where it is stored.
+func TestJetStreamMirrorSourceAndRePublish(t *testing.T) {
+	EachJetStream(t, func(t *testing.T, nc *nats.Conn, js nats.JetStreamContext) {
+		republished, err := nc.SubscribeSync("copies.>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addOrders(t, js, nats.StreamConfig{
+			RePublish: &nats.RePublish{Destination: "copies.>"},
+		})
+		for i := 1; i <= 3; i++ {
+			publish(t, js, fmt.Sprintf("orders.%d", i), strconv.Itoa(i))
+		}
+		for i := 1; i <= 3; i++ {
+			m, err := republished.NextMsg(5 * time.Second)
+			if err != nil {
+				t.Fatalf("republished message %d: %v", i, err)
+			}
+			if m.Subject != fmt.Sprintf("copies.orders.%d", i) || string(m.Data) != strconv.Itoa(i) ||
+				m.Header.Get("Nats-Stream") != "ORDERS" || m.Header.Get("Nats-Sequence") != strconv.Itoa(i) ||
+				m.Header.Get("Nats-Last-Sequence") != "0" {
+				t.Errorf("republished %s %q %v", m.Subject, m.Data, m.Header)
+			}
+		}
+		if _, err := js.AddStream(&nats.StreamConfig{
+			Name: "MIRROR", Mirror: &nats.StreamSource{Name: "ORDERS"},
+		}); err != nil {
+			t.Fatalf("AddStream mirror: %v", err)
+		}
+		if _, err := js.AddStream(&nats.StreamConfig{
+			Name:    "PICKED",
+			Sources: []*nats.StreamSource{{Name: "ORDERS", FilterSubject: "orders.2"}},
+		}); err != nil {
+			t.Fatalf("AddStream sources: %v", err)
+		}
+		holds := func(name string, want uint64) {
+			t.Helper()
+			eventually(t, fmt.Sprintf("%s holding %d messages", name, want), func() error {
+				info, err := js.StreamInfo(name)
+				if err != nil {
+					return err
+				}
+				if info.State.Msgs != want {
+					return fmt.Errorf("%d messages", info.State.Msgs)
+				}
+				return nil
+			})
+		}
+		holds("MIRROR", 3)
+		holds("PICKED", 1)
+		publish(t, js, "orders.2", "again")
+		holds("MIRROR", 4)
+		holds("PICKED", 2)
+
+		original, err := js.GetMsg("ORDERS", 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copied, err := js.GetMsg("MIRROR", 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if copied.Subject != original.Subject || !copied.Time.Equal(original.Time) ||
+			string(copied.Data) != "again" {
+			t.Errorf("mirrored %+v, origin %+v", copied, original)
+		}
+		picked, err := js.GetMsg("PICKED", 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if picked.Subject != "orders.2" || string(picked.Data) != "again" ||
+			picked.Header.Get("Nats-Stream-Source") == "" {
+			t.Errorf("sourced %+v", picked)
+		}
+		mirror := streamInfo(t, js, "MIRROR")
+		if mirror.Mirror == nil || mirror.Mirror.Name != "ORDERS" || mirror.Config.Mirror == nil {
+			t.Errorf("mirror info %+v", mirror)
+		}
+		sourced := streamInfo(t, js, "PICKED")
+		if len(sourced.Sources) != 1 || sourced.Sources[0].Name != "ORDERS" {
+			t.Errorf("sources info %+v", sourced.Sources)
+		}
+		// A mirror takes no subjects.
+		_, err = js.AddStream(&nats.StreamConfig{
+			Name: "BAD", Subjects: []string{"bad"}, Mirror: &nats.StreamSource{Name: "ORDERS"},
+		})
+		if apiCode(err) != 10034 {
+			t.Errorf("mirror with subjects: %v", err)
+		}
+	})
+}
