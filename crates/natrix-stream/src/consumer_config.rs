@@ -121,6 +121,9 @@ pub struct ConsumerConfig {
     pub num_replicas: i64,
     #[serde(skip_serializing_if = "is_default")]
     pub mem_storage: bool,
+    /// A server's own consumer (a mirror's or source's copy): not listed, not counted.
+    #[serde(skip_serializing_if = "is_default")]
+    pub direct: bool,
     /// nats-server 2.10+ (2.9 drops it).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,

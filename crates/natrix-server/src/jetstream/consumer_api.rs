@@ -185,7 +185,7 @@ pub(crate) fn names(js: &JetStream, stream: &str, payload: &[u8]) -> ApiResponse
     const KIND: &str = "consumer_names";
     let result = parse_body::<ListRequest>(payload).and_then(|req| {
         let stream = js.stream(stream).ok_or_else(ApiError::stream_not_found)?;
-        Ok((req.offset, stream.consumers()))
+        Ok((req.offset, stream.listed_consumers()))
     });
     match result {
         Ok((offset, consumers)) => {
@@ -218,7 +218,7 @@ pub(crate) fn list(
     });
     match result {
         Ok((offset, stream)) => {
-            let consumers = stream.consumers();
+            let consumers = stream.listed_consumers();
             let infos: Vec<String> = consumers
                 .iter()
                 .skip(offset)

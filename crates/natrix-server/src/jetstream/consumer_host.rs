@@ -129,6 +129,8 @@ pub(crate) struct ConsumerHost {
     delivering: Mutex<()>,
     events: mpsc::UnboundedSender<Event>,
     stopped: AtomicBool,
+    /// A copy's consumer (`direct`): left out of names, lists and counts, as in nats-server.
+    pub direct: bool,
 }
 
 impl ConsumerHost {
@@ -141,6 +143,7 @@ impl ConsumerHost {
     ) -> Arc<ConsumerHost> {
         let (events, rx) = mpsc::unbounded_channel();
         let waiting = WaitingQueue::new(consumer.config());
+        let direct = consumer.config().direct;
         let host = Arc::new(ConsumerHost {
             name,
             stream: Arc::downgrade(stream),
@@ -156,6 +159,7 @@ impl ConsumerHost {
             delivering: Mutex::new(()),
             events,
             stopped: AtomicBool::new(false),
+            direct,
         });
         tokio::spawn(host.clone().run(Arc::downgrade(state), rx));
         host

@@ -465,8 +465,19 @@ impl StreamHost {
         self.stored_bytes.store(stream.bytes(), Ordering::Relaxed);
     }
 
+    /// The consumers clients see (a copy's own consumer is not one of them).
     pub fn consumer_count(&self) -> u64 {
-        self.consumers.read().len() as u64
+        self.consumers.read().values().filter(|c| !c.direct).count() as u64
+    }
+
+    /// The consumers clients see, by name.
+    pub fn listed_consumers(&self) -> Vec<Arc<ConsumerHost>> {
+        self.consumers
+            .read()
+            .values()
+            .filter(|c| !c.direct)
+            .cloned()
+            .collect()
     }
 
     pub fn consumers(&self) -> Vec<Arc<ConsumerHost>> {

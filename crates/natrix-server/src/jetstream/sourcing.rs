@@ -506,6 +506,7 @@ fn create_request(copier: &Copier, origin: &str, deliver: &str, start: u64) -> S
         "flow_control": true,
         "idle_heartbeat": HEARTBEAT.as_nanos() as u64,
         "inactive_threshold": INACTIVE.as_nanos() as u64,
+        "direct": true,
     });
     let object = config.as_object_mut();
     if let Some(c) = object {

@@ -179,7 +179,7 @@ fn enabled(
                 config: config.then(|| h.config()),
                 state: h.with_stream(|s| s.state(false, None, h.consumer_count())),
                 consumer_detail: if consumers {
-                    h.consumers()
+                    h.listed_consumers()
                         .iter()
                         .map(|c| {
                             let mut info =

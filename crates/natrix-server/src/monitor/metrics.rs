@@ -178,7 +178,7 @@ fn jetstream(
             };
             g.with_label_values(&labels).set(v as f64);
         }
-        for consumer in host.consumers() {
+        for consumer in host.listed_consumers() {
             let info = consumer.info(host, state);
             let labels = [id, account, host.name.as_str(), consumer.name.as_str()];
             for (name, g) in &consumer_gauges {

@@ -100,6 +100,15 @@ async fn a_mirror_and_a_source_copy_their_origin_and_follow_it_across_a_restart(
     let info = all.get_info().await?;
     assert_eq!(info.sources.len(), 1);
     assert_eq!(info.sources[0].filter_subject.as_deref(), Some("orders.3"));
+    // The copies' consumers on the origin are the server's own: not listed, not counted.
+    let origin_info = node.js.get_stream("ORDERS").await?.get_info().await?;
+    assert_eq!(origin_info.state.consumer_count, 0);
+    let names = node
+        .client
+        .request("$JS.API.CONSUMER.NAMES.ORDERS", "".into())
+        .await?;
+    let names: serde_json::Value = serde_json::from_slice(&names.payload)?;
+    assert_eq!(names["total"], 0, "{names}");
     // A source's stream still takes its own publishes.
     node.publish("all.own", "mine").await?;
     wait_for(&node, "ALL", 2).await?;
