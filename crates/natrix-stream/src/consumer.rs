@@ -352,6 +352,14 @@ pub enum Advisory {
         deliveries: u64,
         reason: Option<String>,
     },
+    /// An ack of a consumer with `sample_freq` (a candidate: the host samples by the frequency):
+    /// nats-server's `consumer_ack` metric, with the time from delivery to ack.
+    AckSample {
+        stream_seq: u64,
+        consumer_seq: u64,
+        deliveries: u64,
+        ack_time_ns: i64,
+    },
 }
 
 impl Advisory {
@@ -360,6 +368,9 @@ impl Advisory {
         let kind = match self {
             Advisory::MaxDeliveries { .. } => "MAX_DELIVERIES",
             Advisory::Terminated { .. } => "MSG_TERMINATED",
+            Advisory::AckSample { .. } => {
+                return format!("$JS.EVENT.METRIC.CONSUMER.ACK.{stream}.{consumer}");
+            }
         };
         format!("$JS.EVENT.ADVISORY.CONSUMER.{kind}.{stream}.{consumer}")
     }
@@ -369,7 +380,7 @@ impl Advisory {
         let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
         let head = |kind: &str| {
             format!(
-                "{{\"type\":\"io.nats.jetstream.advisory.v1.{kind}\",\"id\":{},\"timestamp\":{},\"stream\":{},\"consumer\":{}",
+                "{{\"type\":\"io.nats.jetstream.{kind}\",\"id\":{},\"timestamp\":{},\"stream\":{},\"consumer\":{}",
                 q(id),
                 q(&crate::info::rfc3339_nanos(now_ns)),
                 q(stream),
@@ -382,7 +393,7 @@ impl Advisory {
                 deliveries,
             } => format!(
                 "{},\"stream_seq\":{stream_seq},\"deliveries\":{deliveries}}}",
-                head("max_deliver")
+                head("advisory.v1.max_deliver")
             ),
             Advisory::Terminated {
                 stream_seq,
@@ -392,7 +403,7 @@ impl Advisory {
             } => {
                 let mut out = format!(
                     "{},\"consumer_seq\":{consumer_seq},\"stream_seq\":{stream_seq},\"deliveries\":{deliveries}",
-                    head("terminated")
+                    head("advisory.v1.terminated")
                 );
                 if let Some(r) = reason {
                     out.push_str(&format!(",\"reason\":{}", q(r)));
@@ -400,6 +411,15 @@ impl Advisory {
                 out.push('}');
                 out
             }
+            Advisory::AckSample {
+                stream_seq,
+                consumer_seq,
+                deliveries,
+                ack_time_ns,
+            } => format!(
+                "{},\"consumer_seq\":{consumer_seq},\"stream_seq\":{stream_seq},\"ack_time\":{ack_time_ns},\"deliveries\":{deliveries}}}",
+                head("metric.v1.consumer_ack")
+            ),
         }
     }
 }
@@ -826,6 +846,20 @@ impl Consumer {
 
     /// Applies an ack sent to the ack subject of delivery (`stream_seq`, `consumer_seq`).
     /// Acks of unknown or already acknowledged sequences change nothing.
+    /// The ack metric for a pending message, when the config samples acks.
+    fn sampled(&self, stream_seq: u64, now_ns: i64) -> Option<Advisory> {
+        if self.config.sample_freq.is_empty() {
+            return None;
+        }
+        let p = self.state.pending.get(&stream_seq)?;
+        Some(Advisory::AckSample {
+            stream_seq,
+            consumer_seq: p.consumer_seq,
+            deliveries: p.deliveries,
+            ack_time_ns: now_ns.saturating_sub(p.last_delivered_ns),
+        })
+    }
+
     pub fn ack(
         &mut self,
         kind: &AckKind,
@@ -842,6 +876,7 @@ impl Consumer {
         match kind {
             AckKind::Ack | AckKind::Next { .. } => {
                 self.state.last_ack_ns = Some(now_ns);
+                let sampled = self.sampled(stream_seq, now_ns);
                 if self.config.ack_policy == AckPolicy::All {
                     self.ack_all_up_to(stream_seq, consumer_seq, &mut out);
                 } else if self.drop_pending(stream_seq).is_some()
@@ -849,6 +884,7 @@ impl Consumer {
                 {
                     out.acked.push(stream_seq);
                 }
+                out.advisories.extend(sampled);
             }
             AckKind::Term { reason } => {
                 self.state.last_ack_ns = Some(now_ns);

@@ -569,6 +569,19 @@ fn valid_filtered_subject(filter: &[u8], subjects: &[String]) -> bool {
         .any(|s| is_subset(filter, s.as_bytes()) || (wildcard && is_subset(s.as_bytes(), filter)))
 }
 
+impl ConsumerConfig {
+    /// `sample_freq` as a percentage (`"50%"` or `"50"`), 0 when unset; above 100 means all.
+    pub fn sample_percent(&self) -> u32 {
+        let digits = self
+            .sample_freq
+            .strip_suffix('%')
+            .unwrap_or(&self.sample_freq);
+        digits
+            .parse::<i64>()
+            .map_or(0, |v| u32::try_from(v.clamp(0, 100)).unwrap_or(0))
+    }
+}
+
 fn check_sample_freq(text: &str) -> Result<(), ApiError> {
     let digits = text.strip_suffix('%').unwrap_or(text);
     match digits.parse::<i64>() {

@@ -781,3 +781,45 @@ fn replay_original_holds_each_message_for_its_stored_gap() {
     assert_eq!(seqs(&drain(&mut instant, &s, start)), [1, 2, 3, 4]);
     assert_eq!(instant.replay_due(), None);
 }
+
+#[test]
+fn a_sampling_consumer_reports_each_ack_with_the_time_since_delivery() {
+    let s = stream_with(&["t.a", "t.b"]);
+    let mut c = consumer(
+        r#"{"ack_policy":"explicit","sample_freq":"100%","durable_name":"C"}"#,
+        &s,
+    );
+    assert_eq!(c.config().sample_percent(), 100);
+    let d = c.next_delivery(&s, 10 * SEC).expect("a delivery");
+    let outcome = c.ack(&AckKind::Ack, d.stream_seq, d.consumer_seq, 10 * SEC + 250);
+    assert_eq!(
+        outcome.advisories,
+        vec![Advisory::AckSample {
+            stream_seq: 1,
+            consumer_seq: 1,
+            deliveries: 1,
+            ack_time_ns: 250
+        }]
+    );
+    let json = outcome.advisories[0].to_json("S", "C", "ID", 0);
+    assert_eq!(
+        json,
+        r#"{"type":"io.nats.jetstream.metric.v1.consumer_ack","id":"ID","timestamp":"1970-01-01T00:00:00Z","stream":"S","consumer":"C","consumer_seq":1,"stream_seq":1,"ack_time":250,"deliveries":1}"#
+    );
+    assert_eq!(
+        outcome.advisories[0].subject("S", "C"),
+        "$JS.EVENT.METRIC.CONSUMER.ACK.S.C"
+    );
+    // An ack of something no longer pending, or a consumer that does not sample: nothing.
+    let again = c.ack(&AckKind::Ack, 1, 1, 11 * SEC);
+    assert!(again.advisories.is_empty());
+    let mut quiet = consumer(r#"{"ack_policy":"explicit","durable_name":"Q"}"#, &s);
+    let d = quiet.next_delivery(&s, SEC).expect("a delivery");
+    assert!(
+        quiet
+            .ack(&AckKind::Ack, d.stream_seq, d.consumer_seq, SEC)
+            .advisories
+            .is_empty()
+    );
+    assert_eq!(quiet.config().sample_percent(), 0);
+}

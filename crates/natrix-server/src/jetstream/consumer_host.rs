@@ -415,7 +415,13 @@ impl ConsumerHost {
                 }
                 let outcome = inner.consumer.ack(&kind, stream_seq, consumer_seq, now);
                 removable.extend(outcome.acked);
+                let percent = inner.consumer.config().sample_percent();
                 for adv in outcome.advisories {
+                    // Ack metrics go out at the sampling frequency (nats-server's `shouldSample`).
+                    if matches!(adv, Advisory::AckSample { .. }) && fastrand::u32(..100) >= percent
+                    {
+                        continue;
+                    }
                     out.push(advisory_out(&stream.name, &self.name, &adv, now));
                 }
                 inner.dirty = true;

@@ -1347,3 +1347,40 @@ async fn durable_consumer_progress_and_pending_acks_survive_a_restart() -> anyho
     assert_eq!(payloads(&fetch(&consumer, 5).await?), ["5"]);
     Ok(())
 }
+
+/// A consumer with `sample_freq` publishes nats-server's `consumer_ack` metric for its acks.
+#[tokio::test]
+async fn a_sampling_consumer_publishes_ack_metrics() -> anyhow::Result<()> {
+    let (node, consumer) = setup(
+        2,
+        pull::Config {
+            durable_name: Some("SAMPLED".into()),
+            sample_frequency: 100,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut metrics = node
+        .client
+        .subscribe("$JS.EVENT.METRIC.CONSUMER.ACK.S.SAMPLED")
+        .await?;
+    node.client.flush().await?;
+    for message in fetch(&consumer, 2).await? {
+        ack_sync(&message, AckKind::Ack).await?;
+    }
+    for seq in 1..=2u64 {
+        let metric = within("an ack metric", metrics.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("subscription ended"))?;
+        let body: serde_json::Value = serde_json::from_slice(&metric.payload)?;
+        assert_eq!(body["type"], "io.nats.jetstream.metric.v1.consumer_ack");
+        assert_eq!(
+            (body["stream"].as_str(), body["consumer"].as_str()),
+            (Some("S"), Some("SAMPLED"))
+        );
+        assert_eq!(body["stream_seq"], seq);
+        assert_eq!(body["deliveries"], 1);
+        assert!(body["ack_time"].as_i64().is_some_and(|t| t > 0), "{body}");
+    }
+    Ok(())
+}
