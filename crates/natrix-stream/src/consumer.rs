@@ -287,6 +287,8 @@ pub struct Delivery {
     pub subject: Bytes,
     /// The message's stored timestamp (the ack subject's timestamp token).
     pub timestamp_ns: i64,
+    /// Its stored size (what `rate_limit_bps` counts).
+    pub size: u64,
 }
 
 /// An ack payload, as clients send them to the ack subject.
@@ -463,9 +465,15 @@ pub struct Consumer {
     undo: Option<Undo>,
     /// Replay policy `original`: when the last message went out and its stored time.
     replay_last: Option<(i64, i64)>,
-    /// Replay policy `original`: when the next message may go out (it is held until then).
-    replay_due: Option<i64>,
+    /// Replay pacing or the rate limit: when the next message may go out (held until then).
+    hold_until: Option<i64>,
+    /// `rate_limit_bps`: bytes that may go out now, and when they were counted.
+    rate_tokens: Option<(f64, i64)>,
 }
+
+/// How many bytes a rate-limited consumer may send at once (nats-server's burst: the largest
+/// message, by default the 1 MiB payload limit).
+const RATE_BURST_BYTES: f64 = 1_048_576.0;
 
 /// Gaps between stored times up to this are not waited for (nats-server's threshold).
 const REPLAY_MIN_GAP_NS: i64 = 1_000_000;
@@ -523,7 +531,8 @@ impl Consumer {
             pending_cache: None,
             undo: None,
             replay_last: None,
-            replay_due: None,
+            hold_until: None,
+            rate_tokens: None,
         };
         for (seq, p) in &c.state.pending {
             if p.due {
@@ -619,28 +628,58 @@ impl Consumer {
     ///
     /// With replay policy `original`, a message whose stored time is more than 1 ms after the
     /// previous delivered one's is held until that gap has passed since the previous delivery
-    /// (as nats-server paces it); [`replay_due`](Self::replay_due) says until when.
+    /// (as nats-server paces it); with `rate_limit_bps`, a message is held until the limit
+    /// allows its size. [`hold_until`](Self::hold_until) says until when.
     pub fn next_delivery(&mut self, view: &impl StreamView, now_ns: i64) -> Option<Delivery> {
         let delivery = self.pick(view, now_ns)?;
-        if self.config.replay_policy == ReplayPolicy::Original {
-            if let Some((sent_ns, stored_ns)) = self.replay_last {
-                let gap = delivery.timestamp_ns.saturating_sub(stored_ns);
-                let due = sent_ns.saturating_add(gap);
-                if gap > REPLAY_MIN_GAP_NS && now_ns < due {
-                    self.cancel_last_delivery();
-                    self.replay_due = Some(due);
-                    return None;
-                }
+        let replay = self.config.replay_policy == ReplayPolicy::Original;
+        if replay && let Some((sent_ns, stored_ns)) = self.replay_last {
+            let gap = delivery.timestamp_ns.saturating_sub(stored_ns);
+            let due = sent_ns.saturating_add(gap);
+            if gap > REPLAY_MIN_GAP_NS && now_ns < due {
+                return self.hold(due);
             }
-            self.replay_last = Some((now_ns, delivery.timestamp_ns));
-            self.replay_due = None;
         }
+        if let Some(due) = self.rate_limited(delivery.size, now_ns) {
+            return self.hold(due);
+        }
+        if replay {
+            self.replay_last = Some((now_ns, delivery.timestamp_ns));
+        }
+        self.hold_until = None;
         Some(delivery)
     }
 
-    /// Replay policy `original`: the time the held next message may be delivered, if one is held.
-    pub fn replay_due(&self) -> Option<i64> {
-        self.replay_due
+    /// Takes back the pick and holds the next delivery until `due`.
+    fn hold(&mut self, due: i64) -> Option<Delivery> {
+        self.cancel_last_delivery();
+        self.hold_until = Some(due);
+        None
+    }
+
+    /// `rate_limit_bps` as a token bucket of bytes: spends `size` and answers `None` when the
+    /// limit allows it now, else when it will.
+    fn rate_limited(&mut self, size: u64, now_ns: i64) -> Option<i64> {
+        let bps = self.config.rate_limit_bps;
+        if bps == 0 {
+            return None;
+        }
+        let per_ns = bps as f64 / 8.0 / 1e9;
+        let (tokens, at) = self.rate_tokens.unwrap_or((RATE_BURST_BYTES, now_ns));
+        let tokens = (tokens + (now_ns.saturating_sub(at)) as f64 * per_ns).min(RATE_BURST_BYTES);
+        let size = (size as f64).min(RATE_BURST_BYTES);
+        if tokens >= size {
+            self.rate_tokens = Some((tokens - size, now_ns));
+            return None;
+        }
+        self.rate_tokens = Some((tokens, now_ns));
+        let wait_ns = ((size - tokens) / per_ns).ceil() as i64;
+        Some(now_ns.saturating_add(wait_ns.max(1)))
+    }
+
+    /// When the held next message may be delivered (replay pacing or the rate limit), if one is.
+    pub fn hold_until(&self) -> Option<i64> {
+        self.hold_until
     }
 
     fn pick(&mut self, view: &impl StreamView, now_ns: i64) -> Option<Delivery> {
@@ -720,6 +759,7 @@ impl Consumer {
             consumer_seq,
             delivery_count: 1,
             pending,
+            size: meta.size,
             subject: meta.subject,
             timestamp_ns: meta.timestamp_ns,
         }
@@ -755,6 +795,7 @@ impl Consumer {
             consumer_seq: self.state.delivered.consumer_seq,
             delivery_count: deliveries,
             pending,
+            size: meta.size,
             subject: meta.subject,
             timestamp_ns: meta.timestamp_ns,
         }

@@ -764,12 +764,12 @@ fn replay_original_holds_each_message_for_its_stored_gap() {
     let first = c.next_delivery(&s, start).expect("the first goes at once");
     assert_eq!(first.stream_seq, 1);
     assert_eq!(c.next_delivery(&s, start), None, "held for the 1 s gap");
-    assert_eq!(c.replay_due(), Some(start + SEC));
+    assert_eq!(c.hold_until(), Some(start + SEC));
     assert_eq!(c.next_delivery(&s, start + SEC - 1), None);
     // Holding changed nothing: the same message comes once its time has come.
     let second = c.next_delivery(&s, start + SEC).expect("due");
     assert_eq!((second.stream_seq, second.consumer_seq), (2, 2));
-    assert_eq!(c.replay_due(), None);
+    assert_eq!(c.hold_until(), None);
     // Late: the gap counts from when the previous one went out.
     let third = c.next_delivery(&s, start + 3 * SEC).expect("overdue");
     assert_eq!(third.stream_seq, 3);
@@ -779,7 +779,7 @@ fn replay_original_holds_each_message_for_its_stored_gap() {
 
     let mut instant = consumer(r#"{"ack_policy":"none"}"#, &s);
     assert_eq!(seqs(&drain(&mut instant, &s, start)), [1, 2, 3, 4]);
-    assert_eq!(instant.replay_due(), None);
+    assert_eq!(instant.hold_until(), None);
 }
 
 #[test]
@@ -822,4 +822,46 @@ fn a_sampling_consumer_reports_each_ack_with_the_time_since_delivery() {
             .is_empty()
     );
     assert_eq!(quiet.config().sample_percent(), 0);
+}
+
+#[test]
+fn a_rate_limit_holds_deliveries_until_the_bytes_are_allowed() {
+    let mut s = Stream::new(
+        StreamConfig::named("R", &["t.>"])
+            .validate_for_create()
+            .expect("valid stream"),
+    );
+    for i in 0..3 {
+        s.apply(Command::Publish {
+            subject: Bytes::from_static(b"t.big"),
+            headers: None,
+            payload: Bytes::from(vec![0u8; 500 * 1024]),
+            timestamp_ns: (i + 1) * SEC,
+        })
+        .expect("stored");
+    }
+    let size = s.msg_meta(1).expect("stored").size;
+    // 8 Mbit/s: one byte per µs. The bucket starts full with 1 MiB: two messages go at once.
+    let mut c = consumer(
+        r#"{"deliver_subject":"d","ack_policy":"none","rate_limit_bps":8000000}"#,
+        &s,
+    );
+    let now = 10 * SEC;
+    assert_eq!(c.next_delivery(&s, now).map(|d| d.stream_seq), Some(1));
+    assert_eq!(c.next_delivery(&s, now).map(|d| d.stream_seq), Some(2));
+    assert_eq!(c.next_delivery(&s, now), None, "held for its bytes");
+    let due = c.hold_until().expect("held");
+    let missing = size * 3 - 1_048_576; // what the bucket lacks, in bytes = µs
+    assert!(
+        (due - now - (missing as i64) * 1_000).abs() <= 1_000,
+        "due {} ns after now, expected about {} µs",
+        due - now,
+        missing
+    );
+    assert_eq!(c.next_delivery(&s, due - 10_000), None);
+    assert_eq!(c.next_delivery(&s, due).map(|d| d.stream_seq), Some(3));
+    assert_eq!(c.hold_until(), None);
+    // No limit: no hold.
+    let mut free = consumer(r#"{"deliver_subject":"d2","ack_policy":"none"}"#, &s);
+    assert_eq!(seqs(&drain(&mut free, &s, now)), [1, 2, 3]);
 }

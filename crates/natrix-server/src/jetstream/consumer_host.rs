@@ -477,7 +477,7 @@ impl ConsumerHost {
             }
             let Some(d) = delivery else {
                 // A message held by replay pacing is not the end of the messages.
-                if pull && inner.consumer.replay_due().is_none() {
+                if pull && inner.consumer.hold_until().is_none() {
                     let ended = inner.waiting.end_of_messages();
                     out.extend(ended.into_iter().map(|(r, s)| status_out(r, &s)));
                 }
@@ -611,7 +611,7 @@ impl ConsumerHost {
             .then(|| inner.last_send_ns.saturating_add(config.idle_heartbeat));
         [
             inner.consumer.next_deadline(),
-            inner.consumer.replay_due(),
+            inner.consumer.hold_until(),
             inner.waiting.next_deadline(),
             hb,
         ]

@@ -1384,3 +1384,37 @@ async fn a_sampling_consumer_publishes_ack_metrics() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `rate_limit_bps` paces a push consumer: 3 messages of 600 KiB at 8 Mbit/s (1 MB/s, with a
+/// 1 MiB burst) cannot all arrive in less than about 0.75 s. Only this lower bound is checked.
+#[tokio::test]
+async fn a_rate_limited_push_consumer_is_paced() -> anyhow::Result<()> {
+    let node = Node::start().await?;
+    let stream = node.stream("S", &["s.>"]).await?;
+    for _ in 0..3 {
+        node.publish("s.big", Bytes::from(vec![7u8; 600 * 1024]))
+            .await?;
+    }
+    let deliver = node.client.new_inbox();
+    let started = Instant::now();
+    let consumer: jetstream::consumer::PushConsumer = within(
+        "consumer create",
+        stream.create_consumer(push::Config {
+            rate_limit: 8_000_000,
+            ack_policy: AckPolicy::None,
+            ..push_durable("PACED", &deliver)
+        }),
+    )
+    .await??;
+    let mut messages = within("messages", consumer.messages()).await??;
+    for _ in 0..3 {
+        let m = next(&mut messages).await?;
+        assert_eq!(m.payload.len(), 600 * 1024);
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(600),
+        "3 x 600 KiB at 1 MB/s took {took:?}"
+    );
+    Ok(())
+}
