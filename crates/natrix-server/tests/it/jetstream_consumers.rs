@@ -324,7 +324,8 @@ async fn explicit_acks_stop_redelivery_and_unacked_messages_come_back() -> anyho
     let (_node, consumer) = setup(
         2,
         pull::Config {
-            ack_wait: Duration::from_millis(400),
+            // Room for the ack below to be answered (once durable) on a loaded machine.
+            ack_wait: Duration::from_millis(1000),
             ..durable("C")
         },
     )
@@ -334,7 +335,7 @@ async fn explicit_acks_stop_redelivery_and_unacked_messages_come_back() -> anyho
     assert_eq!(payloads(&first), ["0", "1"]);
     ack_sync(&first[0], AckKind::Ack).await?;
 
-    let again = batch(&consumer, 1, Duration::from_millis(1500)).await?;
+    let again = batch(&consumer, 1, Duration::from_millis(2500)).await?;
     assert_eq!(
         payloads(&again),
         ["1"],
@@ -440,10 +441,12 @@ async fn term_stops_redelivery_of_a_message() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn in_progress_acks_extend_the_ack_wait() -> anyhow::Result<()> {
+    // Each round (a progress ack answered once durable, then a 250 ms pull) must fit in the ack
+    // wait with room for a loaded machine, where an fsync can take a few hundred ms.
     let (_node, consumer) = setup(
         1,
         pull::Config {
-            ack_wait: Duration::from_millis(600),
+            ack_wait: Duration::from_millis(1000),
             ..durable("C")
         },
     )
@@ -451,12 +454,12 @@ async fn in_progress_acks_extend_the_ack_wait() -> anyhow::Result<()> {
 
     let first = fetch(&consumer, 1).await?;
     let working = Instant::now();
-    while working.elapsed() < Duration::from_millis(1500) {
+    while working.elapsed() < Duration::from_millis(2200) {
         ack_sync(&first[0], AckKind::Progress).await?;
         let during = batch(&consumer, 1, Duration::from_millis(250)).await?;
         assert!(during.is_empty(), "redelivered while work was in progress");
     }
-    let after = batch(&consumer, 1, Duration::from_secs(2)).await?;
+    let after = batch(&consumer, 1, Duration::from_secs(3)).await?;
     assert_eq!(payloads(&after), ["0"], "redelivered once progress stops");
     assert_eq!(delivered(&after[0])?, 2);
     Ok(())
