@@ -1,5 +1,6 @@
-//! A small NATS header-block reader (`NATS/1.0[ status]\r\nKey: value\r\n...\r\n\r\n`) and the
-//! JetStream publish headers a stream acts on. Header names match exactly (case-sensitive), as
+//! A small NATS header-block reader (`NATS/1.0[ status]\r\nKey: value\r\n...\r\n\r\n`), a
+//! writer that appends lines to a message's own block, and the JetStream publish headers a stream
+//! acts on. Header names match exactly (case-sensitive), as
 //! nats-server's `getHeader` does; the first occurrence wins.
 
 pub const MSG_ID: &str = "Nats-Msg-Id";
@@ -8,6 +9,26 @@ pub const EXPECTED_LAST_SEQ: &str = "Nats-Expected-Last-Sequence";
 pub const EXPECTED_LAST_SUBJECT_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
 pub const EXPECTED_LAST_MSG_ID: &str = "Nats-Expected-Last-Msg-Id";
 pub const ROLLUP: &str = "Nats-Rollup";
+
+/// A message's own header block (or a new one) with `lines` (name, value) added after its own
+/// lines, as nats-server adds the headers of a direct get, a republished or a headers-only copy.
+pub fn headers_with(own: Option<&[u8]>, lines: &[(&str, &[u8])]) -> bytes::Bytes {
+    let extra: usize = lines.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+    let mut h = Vec::with_capacity(14 + own.map_or(0, <[u8]>::len) + extra);
+    match own {
+        // Keep the message's own header lines, drop its blank terminator line.
+        Some(own) if own.ends_with(b"\r\n\r\n") => h.extend_from_slice(&own[..own.len() - 2]),
+        _ => h.extend_from_slice(b"NATS/1.0\r\n"),
+    }
+    for (name, value) in lines {
+        h.extend_from_slice(name.as_bytes());
+        h.extend_from_slice(b": ");
+        h.extend_from_slice(value);
+        h.extend_from_slice(b"\r\n");
+    }
+    h.extend_from_slice(b"\r\n");
+    bytes::Bytes::from(h)
+}
 
 /// The value of header `name` in a header block, trimmed of surrounding spaces; `None` if absent
 /// or the block is malformed.
@@ -99,6 +120,24 @@ mod tests {
     use super::*;
 
     const BLOCK: &[u8] = b"NATS/1.0\r\nNats-Msg-Id:  abc \r\nNats-Expected-Last-Sequence: 7\r\nnats-rollup: all\r\nNats-Expected-Last-Subject-Sequence: x\r\nNats-Msg-Id: second\r\n\r\n";
+
+    #[test]
+    fn added_lines_follow_the_messages_own_or_start_a_block() {
+        let own = b"NATS/1.0\r\nX: 1\r\n\r\n";
+        assert_eq!(
+            &headers_with(Some(own), &[("A", b"a"), ("B", b"b")])[..],
+            b"NATS/1.0\r\nX: 1\r\nA: a\r\nB: b\r\n\r\n"
+        );
+        assert_eq!(
+            &headers_with(None, &[("A", b"a")])[..],
+            b"NATS/1.0\r\nA: a\r\n\r\n"
+        );
+        // A malformed block is not kept.
+        assert_eq!(
+            &headers_with(Some(b"junk"), &[("A", b"a")])[..],
+            b"NATS/1.0\r\nA: a\r\n\r\n"
+        );
+    }
 
     #[test]
     fn reads_jetstream_headers_exactly_as_named() {

@@ -38,7 +38,7 @@ pub use consumer_config::{
     check_workqueue_partition, go_duration, parse_rfc3339_nanos,
 };
 pub use consumer_info::{ConsumerInfo, SequenceInfo};
-pub use headers::{PublishHeaders, Rollup, header_value};
+pub use headers::{PublishHeaders, Rollup, header_value, headers_with};
 pub use index::MsgMeta;
 pub use info::{PubAck, StreamState, ZERO_TIME, rfc3339_nanos};
 pub use message::{MessageDecodeError, StoredMsg, StoredMsgRef};

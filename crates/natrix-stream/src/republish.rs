@@ -3,11 +3,11 @@
 //! transform makes of it, with headers naming where it is stored. Pure: the stream builds the
 //! message, the node sends it once the message is stored (on the leader only, once replicated).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use natrix_subject::SubjectTransform;
 use serde::{Deserialize, Serialize};
 
-use crate::{ApiError, StoredMsg, rfc3339_nanos, subjects_overlap};
+use crate::{ApiError, StoredMsg, headers_with, rfc3339_nanos, subjects_overlap};
 
 /// `republish` in a stream's config.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -86,41 +86,26 @@ impl Republisher {
         last_subject_seq: u64,
     ) -> Option<Republished> {
         let subject = self.transform.apply(&msg.subject)?;
-        let own = msg.headers.as_ref().map_or(&[][..], |h| &h[..]);
-        let mut h = BytesMut::with_capacity(160 + own.len());
-        if own.len() >= 4 && own.ends_with(b"\r\n\r\n") {
-            // Keep the message's own header lines, drop its blank terminator line.
-            h.put_slice(&own[..own.len() - 2]);
-        } else {
-            h.put_slice(b"NATS/1.0\r\n");
-        }
-        let mut line = |name: &str, value: &[u8]| {
-            h.put_slice(name.as_bytes());
-            h.put_slice(b": ");
-            h.put_slice(value);
-            h.put_slice(b"\r\n");
-        };
-        line("Nats-Stream", stream.as_bytes());
-        line("Nats-Subject", &msg.subject);
-        line("Nats-Sequence", msg.seq.to_string().as_bytes());
-        line(
-            "Nats-Time-Stamp",
-            rfc3339_nanos(msg.timestamp_ns).as_bytes(),
-        );
-        line(
-            "Nats-Last-Sequence",
-            last_subject_seq.to_string().as_bytes(),
-        );
+        let seq = msg.seq.to_string();
+        let time = rfc3339_nanos(msg.timestamp_ns);
+        let last = last_subject_seq.to_string();
+        let size = msg.payload.len().to_string();
+        let mut lines: Vec<(&str, &[u8])> = vec![
+            ("Nats-Stream", stream.as_bytes()),
+            ("Nats-Subject", &msg.subject),
+            ("Nats-Sequence", seq.as_bytes()),
+            ("Nats-Time-Stamp", time.as_bytes()),
+            ("Nats-Last-Sequence", last.as_bytes()),
+        ];
         let payload = if self.headers_only {
-            line("Nats-Msg-Size", msg.payload.len().to_string().as_bytes());
+            lines.push(("Nats-Msg-Size", size.as_bytes()));
             Bytes::new()
         } else {
             msg.payload.clone()
         };
-        h.put_slice(b"\r\n");
         Some(Republished {
             subject: Bytes::from(subject),
-            headers: h.freeze(),
+            headers: headers_with(msg.headers.as_deref(), &lines),
             payload,
         })
     }

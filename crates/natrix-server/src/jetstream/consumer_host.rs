@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use natrix_stream::{
     AckKind, Advisory, ApiError, Consumer, ConsumerConfig, ConsumerInfo, MsgMeta, PullRequest,
     RetentionPolicy, StatusReply, StorageType, Stream, StreamView, WaitingQueue, ack_reply_subject,
+    headers_with,
 };
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
@@ -704,13 +705,7 @@ impl ConsumerHost {
 
 /// The headers of a `headers_only` delivery: the message's own plus `Nats-Msg-Size`.
 fn headers_only(own: Option<&[u8]>, size: usize) -> Bytes {
-    let mut h = BytesMut::with_capacity(64 + own.map_or(0, <[u8]>::len));
-    match own {
-        Some(own) if own.ends_with(b"\r\n\r\n") => h.put_slice(&own[..own.len() - 2]),
-        _ => h.put_slice(b"NATS/1.0\r\n"),
-    }
-    h.put_slice(format!("Nats-Msg-Size: {size}\r\n\r\n").as_bytes());
-    h.freeze()
+    headers_with(own, &[("Nats-Msg-Size", size.to_string().as_bytes())])
 }
 
 fn status_out(reply: String, status: &StatusReply) -> Out {

@@ -4,8 +4,8 @@
 //! or `408 Bad Request` for a request without, with unreadable or with conflicting options). Only
 //! streams with `allow_direct` answer.
 
-use bytes::{BufMut, Bytes, BytesMut};
-use natrix_stream::{StoredMsg, rfc3339_nanos};
+use bytes::Bytes;
+use natrix_stream::{StoredMsg, headers_with, rfc3339_nanos};
 
 use super::JetStream;
 use super::api::ApiResponse;
@@ -59,25 +59,19 @@ pub(crate) fn get(
 
 /// The stored message with the direct-get headers appended to its own.
 fn message(stream: &str, msg: StoredMsg) -> ApiResponse {
-    let mut h = BytesMut::with_capacity(128 + msg.headers.as_ref().map_or(0, Bytes::len));
-    match &msg.headers {
-        // Keep the message's own header lines, drop its blank terminator line.
-        Some(own) if own.len() >= 4 && own.ends_with(b"\r\n\r\n") => {
-            h.put_slice(&own[..own.len() - 2]);
-        }
-        _ => h.put_slice(b"NATS/1.0\r\n"),
-    }
-    h.put_slice(b"Nats-Stream: ");
-    h.put_slice(stream.as_bytes());
-    h.put_slice(b"\r\nNats-Subject: ");
-    h.put_slice(&msg.subject);
-    h.put_slice(b"\r\nNats-Sequence: ");
-    h.put_slice(msg.seq.to_string().as_bytes());
-    h.put_slice(b"\r\nNats-Time-Stamp: ");
-    h.put_slice(rfc3339_nanos(msg.timestamp_ns).as_bytes());
-    h.put_slice(b"\r\n\r\n");
+    let seq = msg.seq.to_string();
+    let time = rfc3339_nanos(msg.timestamp_ns);
+    let h = headers_with(
+        msg.headers.as_deref(),
+        &[
+            ("Nats-Stream", stream.as_bytes()),
+            ("Nats-Subject", &msg.subject),
+            ("Nats-Sequence", seq.as_bytes()),
+            ("Nats-Time-Stamp", time.as_bytes()),
+        ],
+    );
     ApiResponse::Msg {
-        headers: Some(h.freeze()),
+        headers: Some(h),
         payload: msg.payload,
     }
 }
