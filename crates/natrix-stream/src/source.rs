@@ -1,6 +1,7 @@
 //! Mirrors and sources in a stream's config (`mirror`, `sources`): which streams a stream copies
 //! from, and nats-server's checks of them with its codes and texts.
 
+use natrix_subject::TransformError;
 use serde::{Deserialize, Serialize};
 
 use crate::subject_transform::SubjectTransformConfig;
@@ -112,27 +113,22 @@ impl StreamSource {
             });
         }
         for (i, transform) in self.subject_transforms.iter().enumerate() {
-            transform.compile().map_err(|err| {
+            transform.transform().map_err(|err| {
                 let (source_code, dest_code, word) = match role {
                     Role::Mirror => (10151, 10154, "mirror"),
                     Role::Source => (10145, 10146, "source"),
                 };
-                // The transform's own error names the stream's transform: say whose it is.
-                let text = err
-                    .description
-                    .trim_start_matches("stream transform source: ")
-                    .trim_start_matches("stream transform: ")
-                    .to_owned();
-                if err.err_code == 10155 {
-                    ApiError::new(400, source_code, format!("{word} transform source: {text}"))
-                } else {
-                    ApiError::new(400, dest_code, format!("{word} transform: {text}"))
+                match err {
+                    TransformError::InvalidSource(_) => {
+                        ApiError::new(400, source_code, format!("{word} transform source: {err}"))
+                    }
+                    err => ApiError::new(400, dest_code, format!("{word} transform: {err}")),
                 }
             })?;
-            let src = transform_source(transform);
+            let src = transform.source();
             if self.subject_transforms[i + 1..]
                 .iter()
-                .any(|other| subjects_overlap(src.as_bytes(), transform_source(other).as_bytes()))
+                .any(|other| subjects_overlap(src.as_bytes(), other.source().as_bytes()))
             {
                 return Err(match role {
                     Role::Mirror => {
@@ -152,7 +148,7 @@ impl StreamSource {
         } else {
             self.subject_transforms
                 .iter()
-                .map(|t| (transform_source(t).to_owned(), t.dest.clone()))
+                .map(|t| (t.source().to_owned(), t.dest.clone()))
                 .collect()
         };
         (self.name.clone(), transforms)
@@ -175,8 +171,8 @@ impl StreamSource {
     /// This source's key in [`STREAM_SOURCE`] headers: its stream, filter and destination.
     pub fn source_key(&self) -> String {
         let (filter, dest) = match self.subject_transforms.first() {
-            Some(t) if !t.dest.is_empty() => (transform_source(t), t.dest.as_str()),
-            Some(t) => (transform_source(t), ">"),
+            Some(t) if !t.dest.is_empty() => (t.source(), t.dest.as_str()),
+            Some(t) => (t.source(), ">"),
             None => (self.effective_filter(), ">"),
         };
         format!("{} {filter} {dest}", self.name)
@@ -219,10 +215,6 @@ pub fn sourced_from(headers: &[u8]) -> Option<SourcedFrom> {
         }),
         _ => None,
     }
-}
-
-fn transform_source(t: &SubjectTransformConfig) -> &str {
-    if t.src.is_empty() { ">" } else { &t.src }
 }
 
 /// nats-server's checks of `mirror` and `sources` (`checkStreamCfg`), in its order.

@@ -20,20 +20,27 @@ pub struct SubjectTransformConfig {
 }
 
 impl SubjectTransformConfig {
-    /// The compiled transform (`None` for an empty destination), or nats-server's error for it:
-    /// 10155 for the source, 10156 for the destination.
-    pub(crate) fn compile(&self) -> Result<Option<SubjectTransform>, ApiError> {
+    /// The subjects it takes: `src`, or everything (`>`) when empty.
+    pub fn source(&self) -> &str {
+        if self.src.is_empty() { ">" } else { &self.src }
+    }
+
+    /// The compiled transform (`None` for an empty destination) or why it is not one; each
+    /// user words the error its own way.
+    pub fn transform(&self) -> Result<Option<SubjectTransform>, TransformError> {
         if self.dest.is_empty() {
             return Ok(None);
         }
-        let src = if self.src.is_empty() { ">" } else { &self.src };
-        match SubjectTransform::new(src, &self.dest) {
-            Ok(transform) => Ok(Some(transform)),
-            Err(err @ TransformError::InvalidSource(_)) => {
-                Err(ApiError::stream_transform_invalid_source(err))
-            }
-            Err(err) => Err(ApiError::stream_transform_invalid_destination(err)),
-        }
+        SubjectTransform::new(self.source(), &self.dest).map(Some)
+    }
+
+    /// [`transform`](Self::transform) with nats-server's errors for a stream's own transform:
+    /// 10155 for the source, 10156 for the destination.
+    pub(crate) fn compile(&self) -> Result<Option<SubjectTransform>, ApiError> {
+        self.transform().map_err(|err| match err {
+            TransformError::InvalidSource(_) => ApiError::stream_transform_invalid_source(err),
+            err => ApiError::stream_transform_invalid_destination(err),
+        })
     }
 }
 

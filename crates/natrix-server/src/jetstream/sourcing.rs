@@ -528,13 +528,7 @@ fn create_request(copier: &Copier, origin: &str, deliver: &str, start: u64) -> S
         let filters: Vec<String> = source
             .subject_transforms
             .iter()
-            .map(|t| {
-                if t.src.is_empty() {
-                    ">".to_owned()
-                } else {
-                    t.src.clone()
-                }
-            })
+            .map(|t| t.source().to_owned())
             .filter(|f| f != ">")
             .collect();
         if !filters.is_empty() {
@@ -559,14 +553,11 @@ fn created_consumer(payload: &[u8]) -> Result<String, ApiError> {
         .to_owned())
 }
 
+/// The copy's transforms (validated with the config; none that do not compile).
 fn compile_transforms(configs: &[SubjectTransformConfig]) -> Vec<SubjectTransform> {
     configs
         .iter()
-        .filter(|t| !t.dest.is_empty())
-        .filter_map(|t| {
-            let src = if t.src.is_empty() { ">" } else { &t.src };
-            SubjectTransform::new(src, &t.dest).ok()
-        })
+        .filter_map(|t| t.transform().ok().flatten())
         .collect()
 }
 
