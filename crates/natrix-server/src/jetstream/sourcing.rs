@@ -44,44 +44,52 @@ const MAX_QUEUED: usize = 1024;
 
 /// One mirror or source of a stream, and how it is doing (for stream info).
 pub(crate) struct Copier {
-    pub source: StreamSource,
-    pub mirror: bool,
+    source: StreamSource,
+    mirror: bool,
     status: Mutex<CopyStatus>,
     stop: watch::Sender<bool>,
 }
 
 #[derive(Debug, Default, Clone)]
-pub(crate) struct CopyStatus {
+struct CopyStatus {
     lag: u64,
     active_ns: Option<i64>,
     error: Option<ApiError>,
 }
 
 impl Copier {
-    /// This copy's entry of a stream info's `mirror` or `sources`.
-    pub fn info_json(&self) -> serde_json::Value {
-        info_json(&self.source, &self.status.lock())
-    }
-
     fn note(&self, f: impl FnOnce(&mut CopyStatus)) {
         f(&mut self.status.lock());
     }
 }
 
-impl StreamHost {
-    /// The info entries of the running copies: (is the mirror, entry), in config order.
-    pub(crate) fn copy_infos(&self) -> Vec<(bool, serde_json::Value)> {
-        self.copiers
-            .lock()
+/// A stream info's `mirror` entry and `sources` entries, in config order: with each copy's
+/// progress where it runs here, with none where it does not (a follower answering).
+pub(crate) fn info_entries(
+    host: &StreamHost,
+) -> (Option<serde_json::Value>, Vec<serde_json::Value>) {
+    let config = host.config();
+    let running = host.copiers.lock();
+    let entry = |source: &StreamSource, mirror: bool| {
+        let status = running
             .iter()
-            .map(|c| (c.mirror, c.info_json()))
-            .collect()
-    }
+            .find(|c| c.mirror == mirror && c.source == *source)
+            .map(|c| c.status.lock().clone())
+            .unwrap_or_default();
+        info_json(source, &status)
+    };
+    let mirror = config.mirror.as_ref().map(|m| entry(m, true));
+    let sources = config
+        .sources
+        .iter()
+        .flatten()
+        .map(|s| entry(s, false))
+        .collect();
+    (mirror, sources)
 }
 
-/// A stream info's entry for a mirror or source (nats-server's field order); a copy that does
-/// not run here (a follower answering) shows no progress.
-pub(crate) fn info_json(source: &StreamSource, status: &CopyStatus) -> serde_json::Value {
+/// A stream info's entry for a mirror or source (nats-server's field order).
+fn info_json(source: &StreamSource, status: &CopyStatus) -> serde_json::Value {
     let mut info = serde_json::Map::new();
     info.insert("name".into(), source.name.clone().into());
     if let Some(external) = &source.external {
@@ -351,9 +359,6 @@ async fn follow(
         if msg.subject.as_ref() != deliver.as_bytes() && msg.reply.is_none() {
             continue;
         }
-        let Some(stream) = host.upgrade() else {
-            return Ended::Stopped;
-        };
         copier.note(|s| s.active_ns = Some(now_ns()));
         let status = msg
             .headers
@@ -419,11 +424,10 @@ async fn follow(
                 timestamp_ns: now_ns(),
             }
         };
-        match stream.submit(command) {
+        match host.upgrade().and_then(|stream| stream.submit(command)) {
             Some(answer) => queued.push_back(answer),
             None => return Ended::Stopped,
         }
-        drop(stream);
         *next_seq = ack.stream_seq + 1;
         copier.note(|s| s.lag = ack.pending);
         if let Err(ended) = drain(copier, queued, MAX_QUEUED).await {

@@ -76,37 +76,17 @@ fn info_page(
     (total, fields)
 }
 
-/// The `mirror` or `sources` block of a stream that copies: from its running copies where it
-/// leads, else (a follower answering) from its config with nothing known of their progress.
+/// The `mirror` or `sources` block of a stream that copies.
 fn copies_info(host: &StreamHost, fields: &mut String) {
-    let config = host.config();
-    if config.mirror.is_none() && config.sources.as_ref().is_none_or(Vec::is_empty) {
-        return;
+    let (mirror, sources) = super::sourcing::info_entries(host);
+    if let Some(mirror) = mirror {
+        fields.push_str(&format!(",\"mirror\":{mirror}"));
     }
-    let running = host.copy_infos();
-    let idle = |source: &natrix_stream::StreamSource| {
-        super::sourcing::info_json(source, &super::sourcing::CopyStatus::default())
-    };
-    if let Some(mirror) = &config.mirror {
-        let info = running
-            .iter()
-            .find(|(is_mirror, _)| *is_mirror)
-            .map_or_else(|| idle(mirror), |(_, info)| info.clone());
-        fields.push_str(&format!(",\"mirror\":{info}"));
-    }
-    if let Some(sources) = config.sources.as_ref().filter(|s| !s.is_empty()) {
-        let infos: Vec<serde_json::Value> = sources
-            .iter()
-            .enumerate()
-            .map(|(i, source)| {
-                running
-                    .iter()
-                    .filter(|(is_mirror, _)| !is_mirror)
-                    .nth(i)
-                    .map_or_else(|| idle(source), |(_, info)| info.clone())
-            })
-            .collect();
-        fields.push_str(&format!(",\"sources\":{}", serde_json::Value::Array(infos)));
+    if !sources.is_empty() {
+        fields.push_str(&format!(
+            ",\"sources\":{}",
+            serde_json::Value::Array(sources)
+        ));
     }
 }
 
