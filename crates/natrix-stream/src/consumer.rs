@@ -885,8 +885,6 @@ impl Consumer {
         Some(p)
     }
 
-    /// Applies an ack sent to the ack subject of delivery (`stream_seq`, `consumer_seq`).
-    /// Acks of unknown or already acknowledged sequences change nothing.
     /// The ack metric for a pending message, when the config samples acks.
     fn sampled(&self, stream_seq: u64, now_ns: i64) -> Option<Advisory> {
         if self.config.sample_freq.is_empty() {
@@ -901,6 +899,8 @@ impl Consumer {
         })
     }
 
+    /// Applies an ack sent to the ack subject of delivery (`stream_seq`, `consumer_seq`).
+    /// Acks of unknown or already acknowledged sequences change nothing.
     pub fn ack(
         &mut self,
         kind: &AckKind,

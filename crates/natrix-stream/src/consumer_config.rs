@@ -153,6 +153,13 @@ impl ConsumerConfig {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// `sample_freq` as a percentage, 0 when unset; above 100 means all.
+    pub fn sample_percent(&self) -> u32 {
+        sample_freq_digits(&self.sample_freq)
+            .parse::<i64>()
+            .map_or(0, |v| u32::try_from(v.clamp(0, 100)).unwrap_or(0))
+    }
+
     /// Pull consumers have no deliver subject.
     pub fn is_pull(&self) -> bool {
         self.deliver_subject.is_empty()
@@ -569,21 +576,13 @@ fn valid_filtered_subject(filter: &[u8], subjects: &[String]) -> bool {
         .any(|s| is_subset(filter, s.as_bytes()) || (wildcard && is_subset(s.as_bytes(), filter)))
 }
 
-impl ConsumerConfig {
-    /// `sample_freq` as a percentage (`"50%"` or `"50"`), 0 when unset; above 100 means all.
-    pub fn sample_percent(&self) -> u32 {
-        let digits = self
-            .sample_freq
-            .strip_suffix('%')
-            .unwrap_or(&self.sample_freq);
-        digits
-            .parse::<i64>()
-            .map_or(0, |v| u32::try_from(v.clamp(0, 100)).unwrap_or(0))
-    }
+/// `sample_freq`'s number (`"50%"` or `"50"`).
+fn sample_freq_digits(text: &str) -> &str {
+    text.strip_suffix('%').unwrap_or(text)
 }
 
 fn check_sample_freq(text: &str) -> Result<(), ApiError> {
-    let digits = text.strip_suffix('%').unwrap_or(text);
+    let digits = sample_freq_digits(text);
     match digits.parse::<i64>() {
         Ok(v) if v >= 0 => Ok(()),
         Ok(_) => Err(ApiError::consumer_invalid_sampling("<nil>")),
