@@ -57,16 +57,21 @@ impl PubAck {
     /// The JSON as a node of JetStream domain `domain` sends it: named in the ack, as
     /// nats-server does (the ack's own domain, if it has one, comes first).
     pub fn to_json_in(&self, domain: Option<&str>) -> String {
-        let mut out = format!("{{\"stream\":{}", quote(&self.stream));
+        // Built in one buffer: this runs once per acknowledged publish.
+        let mut out = String::with_capacity(self.stream.len() + 48);
+        out.push_str("{\"stream\":");
+        push_go_json_string(&mut out, &self.stream);
         if let Some(domain) = self.domain.as_deref().or(domain) {
-            out.push_str(&format!(",\"domain\":{}", quote(domain)));
+            out.push_str(",\"domain\":");
+            push_go_json_string(&mut out, domain);
         }
-        out.push_str(&format!(",\"seq\":{}", self.seq));
+        out.push_str(",\"seq\":");
+        out.push_str(itoa::Buffer::new().format(self.seq));
         if self.duplicate {
             out.push_str(",\"duplicate\": true");
         }
         out.push('}');
-        go_json_escape(out)
+        out
     }
 
     /// A rejected publish: `{"error":{...},"stream":"S","seq":0}` (nats-server 2.15.1; 2.9.10
@@ -82,6 +87,21 @@ impl PubAck {
 
 fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
+}
+
+/// Appends `s` as a JSON string the way Go's `encoding/json` writes it (HTML characters
+/// escaped too). Names are almost always plain, so that case is a copy.
+fn push_go_json_string(out: &mut String, s: &str) {
+    let plain = s
+        .bytes()
+        .all(|b| b >= 0x20 && !matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&' | 0x7f..));
+    if plain {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&go_json_escape(quote(s)));
+    }
 }
 
 /// Go's `encoding/json` escapes `<`, `>` and `&` as `\u003c`, `\u003e`, `\u0026` (so that
@@ -183,6 +203,32 @@ mod tests {
         let parsed: PubAck = serde_json::from_str(r#"{"stream":"S","seq":1,"duplicate": true}"#)
             .expect("nats-server's duplicate ack is JSON");
         assert!(parsed.duplicate);
+    }
+
+    #[test]
+    fn pub_ack_names_needing_escapes_are_written_as_go_writes_them() {
+        for stream in [
+            "plain",
+            "a<b",
+            "q\"uote",
+            "back\\slash",
+            "t\u{1}ab",
+            "caf\u{e9}",
+            "x&y>z",
+        ] {
+            let ack = PubAck {
+                stream: stream.into(),
+                seq: 42,
+                duplicate: false,
+                domain: Some("d<".into()),
+            };
+            let expected = go_json_escape(format!(
+                "{{\"stream\":{},\"domain\":{},\"seq\":42}}",
+                quote(stream),
+                quote("d<")
+            ));
+            assert_eq!(ack.to_json(), expected, "stream {stream:?}");
+        }
     }
 
     #[test]
