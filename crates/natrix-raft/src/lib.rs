@@ -15,6 +15,7 @@ pub mod codec;
 mod host;
 mod log_store;
 mod network;
+mod recent;
 mod service;
 mod state_machine;
 mod types;

@@ -8,25 +8,40 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use natrix_store::{RaftLog, RaftLogError};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
+use parking_lot::Mutex;
 
 use crate::codec::{self, CodecError};
+use crate::recent::RecentEntries;
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 
-/// One group's Raft log and vote. Clones share the same RocksDB keys; openraft uses a clone as
-/// the reader of its replication tasks.
+/// At most this many of a group's last entries, and this many bytes of them, are also kept in
+/// memory for openraft's readers: enough for the entries between an append and its apply under
+/// load, small enough for a node hosting many groups (at most 1 MiB each, when their last
+/// entries are that large).
+const RECENT_ENTRIES: usize = 1024;
+const RECENT_BYTES: usize = 1 << 20;
+
+/// One group's Raft log and vote. Clones share the same RocksDB keys and the same cache of
+/// recent entries; openraft uses clones as the readers of its replication tasks and of its
+/// state machine worker.
 #[derive(Clone)]
 pub struct LogStore {
     log: RaftLog,
+    recent: Arc<Mutex<RecentEntries>>,
 }
 
 impl LogStore {
     pub fn new(log: RaftLog) -> LogStore {
-        LogStore { log }
+        LogStore {
+            log,
+            recent: Arc::new(Mutex::new(RecentEntries::new(RECENT_ENTRIES, RECENT_BYTES))),
+        }
     }
 
     pub fn group_id(&self) -> u64 {
@@ -75,6 +90,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&n) => n,
             Bound::Unbounded => u64::MAX,
         };
+        if let Some(entries) = self.recent.lock().get(start, end) {
+            return Ok(entries);
+        }
         // Reads mostly hit the memtable or the block cache; they run inline.
         let raw = self
             .log
@@ -142,32 +160,43 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut encoded = Vec::new();
-        for entry in entries {
-            let bytes = codec::encode_entry(&entry).map_err(io::Error::other)?;
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let mut encoded = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let bytes = codec::encode_entry(entry).map_err(io::Error::other)?;
             encoded.push((entry.log_id.index, bytes));
         }
         // Written without waiting for the disk (readable when this returns, as openraft needs
         // for replication); the callback tells openraft the entries are durable, after the
-        // fsync that covers them.
-        self.log
-            .append_then_sync(
-                encoded.iter().map(|(i, b)| (*i, b.as_slice())),
-                Box::new(move |result| {
-                    callback.io_completed(result.map_err(io::Error::other));
-                }),
-            )
-            .map_err(io::Error::other)
+        // fsync that covers them. The cache takes the entries once the store has them: a reader
+        // in between misses the cache (the range ends past its last entry) and reads the store.
+        let written = self.log.append_then_sync(
+            encoded.iter().map(|(i, b)| (*i, b.as_slice())),
+            Box::new(move |result| {
+                callback.io_completed(result.map_err(io::Error::other));
+            }),
+        );
+        let mut recent = self.recent.lock();
+        match written {
+            Ok(()) => recent.appended(&entries),
+            // What the store holds now is unknown: read it from there.
+            Err(_) => *recent = RecentEntries::new(RECENT_ENTRIES, RECENT_BYTES),
+        }
+        written.map_err(io::Error::other)
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |id| id.index.saturating_add(1));
+        // Cut first: between here and the end of the store's truncation no reader may be
+        // served an entry that is being removed.
+        self.recent.lock().truncate_from(from);
         self.blocking(move |log| log.truncate_from(from)).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         let bytes = codec::encode_log_id(&log_id);
         let index = log_id.index;
+        self.recent.lock().purge_upto(index);
         self.blocking(move |log| log.purge_upto(index, &bytes))
             .await
     }
