@@ -86,6 +86,9 @@ struct MeshInner {
 pub(crate) enum Refusal {
     /// A preferred session to the same peer exists.
     Duplicate,
+    /// This node is stopping: a session that arrives after [`Mesh::close_all`] would keep the
+    /// peer's route (and this node's state) alive after the node is gone.
+    ShuttingDown,
 }
 
 impl Mesh {
@@ -178,6 +181,11 @@ impl Mesh {
     /// new peer the whole local interest, and gossips peers' addresses both ways.
     pub fn register(&self, link: &Arc<Link>) -> Result<(), Refusal> {
         let mut inner = self.inner.lock();
+        // Checked under the lock `close_all` takes after raising the flag: a session is either
+        // refused here or registered in time to be closed there.
+        if *self.shutdown.borrow() {
+            return Err(Refusal::ShuttingDown);
+        }
         if let Some(existing) = inner.links.get(&link.peer.server_id) {
             if !self.preferred(link, existing) {
                 return Err(Refusal::Duplicate);

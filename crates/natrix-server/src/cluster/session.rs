@@ -131,10 +131,18 @@ where
         stats: LinkStats::default(),
         interest: Mutex::new(PeerInterest::default()),
     });
-    if let Err(Refusal::Duplicate) = mesh.register(&link) {
-        tracing::debug!(peer = %link.peer.server_id, "dropping duplicate route session");
-        queue.close();
-        return SessionEnd::Duplicate(link.peer.server_id.clone());
+    match mesh.register(&link) {
+        Ok(()) => {}
+        Err(Refusal::Duplicate) => {
+            tracing::debug!(peer = %link.peer.server_id, "dropping duplicate route session");
+            queue.close();
+            return SessionEnd::Duplicate(link.peer.server_id.clone());
+        }
+        Err(Refusal::ShuttingDown) => {
+            tracing::debug!(peer = %link.peer.server_id, "refusing a route session: stopping");
+            queue.close();
+            return SessionEnd::Closed { established: false };
+        }
     }
     tracing::info!(
         rid = link.rid,
