@@ -178,9 +178,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         );
         let mut recent = self.recent.lock();
         match written {
-            Ok(()) => recent.appended(&entries),
+            Ok(()) => recent.appended(entries),
             // What the store holds now is unknown: read it from there.
-            Err(_) => *recent = RecentEntries::new(RECENT_ENTRIES, RECENT_BYTES),
+            Err(_) => recent.clear(),
         }
         written.map_err(io::Error::other)
     }

@@ -46,7 +46,7 @@ impl RecentEntries {
         self.entries.back().map(|e| e.log_id.index)
     }
 
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.bytes = 0;
     }
@@ -54,7 +54,7 @@ impl RecentEntries {
     /// Records entries just written to the log (in index order). Entries at or after the
     /// first of them are replaced, as the log's own write replaces them; entries that would
     /// not follow the cached ones without a gap start the cache afresh.
-    pub(crate) fn appended(&mut self, entries: &[Entry]) {
+    pub(crate) fn appended(&mut self, entries: Vec<Entry>) {
         let Some(first) = entries.first().map(|e| e.log_id.index) else {
             return;
         };
@@ -67,8 +67,8 @@ impl RecentEntries {
             {
                 self.clear();
             }
-            self.bytes += size_of(entry);
-            self.entries.push_back(entry.clone());
+            self.bytes += size_of(&entry);
+            self.entries.push_back(entry);
         }
         while self.entries.len() > self.max_entries || self.bytes > self.max_bytes {
             match self.entries.pop_front() {
@@ -135,8 +135,8 @@ mod tests {
     fn serves_ranges_it_holds_and_refuses_the_rest() {
         let mut cache = RecentEntries::new(100, 1 << 20);
         assert!(cache.get(1, 2).is_none());
-        cache.appended(&[entry(1, 5, b"a"), entry(1, 6, b"b")]);
-        cache.appended(&[entry(1, 7, b"c")]);
+        cache.appended(vec![entry(1, 5, b"a"), entry(1, 6, b"b")]);
+        cache.appended(vec![entry(1, 7, b"c")]);
         assert_eq!(
             indices(&cache.get(5, 8).expect("held")),
             [(1, 5), (1, 6), (1, 7)]
@@ -150,11 +150,15 @@ mod tests {
     #[test]
     fn an_overwrite_replaces_the_tail_and_a_gap_starts_afresh() {
         let mut cache = RecentEntries::new(100, 1 << 20);
-        cache.appended(&[entry(1, 1, b"a"), entry(1, 2, b"b"), entry(1, 3, b"c")]);
-        cache.appended(&[entry(2, 2, b"x")]);
+        cache.appended(vec![
+            entry(1, 1, b"a"),
+            entry(1, 2, b"b"),
+            entry(1, 3, b"c"),
+        ]);
+        cache.appended(vec![entry(2, 2, b"x")]);
         assert_eq!(indices(&cache.get(1, 3).expect("held")), [(1, 1), (2, 2)]);
         assert!(cache.get(3, 4).is_none(), "entry 3 was replaced away");
-        cache.appended(&[entry(2, 10, b"y")]);
+        cache.appended(vec![entry(2, 10, b"y")]);
         assert!(cache.get(1, 2).is_none(), "a gap drops what came before");
         assert_eq!(indices(&cache.get(10, 11).expect("held")), [(2, 10)]);
     }
@@ -162,7 +166,7 @@ mod tests {
     #[test]
     fn truncation_and_purge_cut_the_cache_like_the_log() {
         let mut cache = RecentEntries::new(100, 1 << 20);
-        cache.appended(&[
+        cache.appended(vec![
             entry(1, 1, b"a"),
             entry(1, 2, b"b"),
             entry(1, 3, b"c"),
@@ -182,7 +186,7 @@ mod tests {
     fn the_oldest_entries_go_first_past_either_bound() {
         let mut cache = RecentEntries::new(3, 1 << 20);
         for i in 1..=5 {
-            cache.appended(&[entry(1, i, b"z")]);
+            cache.appended(vec![entry(1, i, b"z")]);
         }
         assert!(cache.get(2, 3).is_none());
         assert_eq!(
@@ -191,7 +195,11 @@ mod tests {
         );
 
         let mut cache = RecentEntries::new(100, 2 * (ENTRY_OVERHEAD + 1));
-        cache.appended(&[entry(1, 1, b"a"), entry(1, 2, b"b"), entry(1, 3, b"c")]);
+        cache.appended(vec![
+            entry(1, 1, b"a"),
+            entry(1, 2, b"b"),
+            entry(1, 3, b"c"),
+        ]);
         assert!(cache.get(1, 2).is_none());
         assert_eq!(indices(&cache.get(2, 4).expect("held")), [(1, 2), (1, 3)]);
     }
