@@ -177,7 +177,12 @@ impl RaftHost {
                 .map_err(|source| RaftHostError::Config { group_id, source })?,
         );
         let log = store.raft_log(group_id);
-        let state_machine = StateMachineStore::open(log.clone(), machine)
+        let log_store = if machine.stores_applied() {
+            LogStore::new(log.clone()).without_committed()
+        } else {
+            LogStore::new(log.clone())
+        };
+        let state_machine = StateMachineStore::open(log, machine)
             .await
             .map_err(|source| RaftHostError::Storage { group_id, source })?;
         let running = state_machine.running_flag();
@@ -185,7 +190,7 @@ impl RaftHost {
             self.node_id,
             config,
             NetworkFactory::new(group_id, self.channels.clone()),
-            LogStore::new(log),
+            log_store,
             state_machine,
         )
         .await

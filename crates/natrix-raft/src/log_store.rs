@@ -34,6 +34,8 @@ const RECENT_BYTES: usize = 1 << 20;
 pub struct LogStore {
     log: RaftLog,
     recent: Arc<Mutex<RecentEntries>>,
+    /// Whether openraft's committed log id is stored (see `StateMachine::stores_applied`).
+    save_committed: bool,
 }
 
 impl LogStore {
@@ -41,7 +43,17 @@ impl LogStore {
         LogStore {
             log,
             recent: Arc::new(Mutex::new(RecentEntries::new(RECENT_ENTRIES, RECENT_BYTES))),
+            save_committed: true,
         }
+    }
+
+    /// A log store that does not store the committed log id, for a group whose state machine
+    /// stores its own applied position. What an earlier run stored is still read at start
+    /// (openraft re-applies up to it if the machine's position is older, which is safe: it was
+    /// committed).
+    pub fn without_committed(mut self) -> LogStore {
+        self.save_committed = false;
+        self
     }
 
     pub fn group_id(&self) -> u64 {
@@ -139,7 +151,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        let Some(committed) = committed else {
+        let Some(committed) = committed.filter(|_| self.save_committed) else {
             return Ok(());
         };
         let bytes = codec::encode_log_id(&committed);

@@ -112,6 +112,17 @@ pub trait StateMachine: Send + Sync + 'static {
     fn durable_applied(&self) -> Option<AppliedState> {
         None
     }
+
+    /// Whether this machine stores its applied position itself ([`StateMachine::persist`]).
+    /// The group then does not store openraft's committed log id: at start applying resumes
+    /// from the machine's own position, which every applied batch writes (the committed id
+    /// would be one more RocksDB write per commit on every replica, on the leader between the
+    /// commit and the answers, and it would not be synced either). Default: false, an in-memory
+    /// machine, whose group stores the committed id so that a restart re-applies the log up
+    /// to it without waiting for a leader.
+    fn stores_applied(&self) -> bool {
+        false
+    }
 }
 
 /// [`StateMachine`] in a form that can live behind a `Box`, so that every group's openraft

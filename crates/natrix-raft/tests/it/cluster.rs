@@ -29,6 +29,10 @@ async fn three_nodes_elect_a_leader_and_apply_writes_in_the_same_order() -> Resu
     for id in 1..=3 {
         assert_eq!(cluster.commands(id, 1), expected("a", 50), "node {id}");
     }
+    for node in &cluster.nodes {
+        // An in-memory machine's group stores the committed id, to re-apply up to it at start.
+        assert!(node.stores_committed(1)?, "node {}", node.id);
+    }
     let indexes: Vec<Vec<u64>> = (1..=3)
         .map(|id| {
             cluster.nodes[id - 1]

@@ -1,7 +1,7 @@
 //! Durable state machines over real gRPC on loopback, each node with its own RocksDB: a machine
 //! that stores its effects and openraft's applied state in one commit restarts from them, is not
-//! fed again the entries they cover, and persists a received snapshot's applied state with the
-//! snapshot's data. Every wait is bounded.
+//! fed again the entries they cover (and its group stores no committed id beside it), and
+//! persists a received snapshot's applied state with the snapshot's data. Every wait is bounded.
 
 use crate::common;
 
@@ -43,6 +43,11 @@ async fn restarted_durable_machine_is_not_replayed() -> Result<()> {
             stored.membership().voter_ids().count(),
             3,
             "the membership is stored with the position"
+        );
+        assert!(
+            !node.stores_committed(1)?,
+            "node {}: a machine that stores its position needs no committed id",
+            node.id
         );
     }
 

@@ -223,6 +223,10 @@ impl StateMachine for CounterMachine {
     fn durable_applied(&self) -> Option<AppliedState> {
         self.durable.clone()
     }
+
+    fn stores_applied(&self) -> bool {
+        true
+    }
 }
 
 /// Which state machine a test group runs.
@@ -383,6 +387,12 @@ impl TestNode {
     }
 
     /// The applied state this node's store holds for group `group_id`.
+    /// Whether group `group_id` stored openraft's committed log id on this node.
+    pub fn stores_committed(&self, group_id: GroupId) -> Result<bool> {
+        let store = self.store().context("node is stopped")?;
+        Ok(store.raft_log(group_id).read_committed()?.is_some())
+    }
+
     pub fn stored_applied(&self, group_id: GroupId) -> Result<Option<AppliedState>> {
         let store = self.store().context("node is stopped")?;
         Ok(store

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use natrix_cluster::MetaState;
 use natrix_raft::{AppliedState, StateMachine, StateMachineError};
+use natrix_stream::StorageType;
 use parking_lot::RwLock;
 use tokio::sync::{Notify, watch};
 
@@ -87,6 +88,12 @@ impl StateMachine for StreamMachine {
             .persist(applied.bytes().to_vec())
             .await
             .map_err(|e| StateMachineError::from(e.to_string()))
+    }
+
+    /// A file stream writes its applied position with every batch (`persist`); a memory
+    /// stream keeps nothing on disk and replays its log from the stored snapshot.
+    fn stores_applied(&self) -> bool {
+        self.host.storage() == StorageType::File
     }
 
     fn durable_applied(&self) -> Option<AppliedState> {
