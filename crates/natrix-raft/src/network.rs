@@ -13,6 +13,7 @@ use futures::stream::{self, BoxStream, Stream, StreamExt};
 use natrix_proto::raft as pb;
 use natrix_proto::raft::raft_client::RaftClient;
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::errors::ErrorSource;
 use openraft::network::RPCOption;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
@@ -28,7 +29,9 @@ use tonic::{Code, Status, Streaming};
 
 use crate::codec::{self, CodecError};
 use crate::service::GROUP_METADATA;
-use crate::types::{GroupId, LogId, NodeId, RaftNode, Snapshot, TypeConfig, Vote};
+use crate::types::{
+    GroupId, LogId, NodeId, RaftNode, Snapshot, SnapshotData, StorageError, TypeConfig, Vote,
+};
 
 /// Limits of the Raft transport, shared by the client and the server side.
 #[derive(Debug, Clone)]
@@ -493,7 +496,7 @@ fn split_by_size(entries: Vec<pb::Entry>, limit: usize) -> Vec<Vec<pb::Entry>> {
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
-    type SnapshotData = bytes::Bytes;
+    type SnapshotData = SnapshotData;
 
     /// One request as a stream of one (openraft itself always streams).
     async fn append_entries(
@@ -614,8 +617,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         }
     }
 
-    /// Streams the snapshot in chunks of at most openraft's `snapshot_max_chunk_size`; gives
-    /// up when openraft closes the replication (`cancel`).
+    /// Streams the snapshot in chunks of at most openraft's `snapshot_max_chunk_size`, once the
+    /// state machine has read it (a storage error if it could not); gives up when openraft
+    /// closes the replication (`cancel`).
     async fn full_snapshot(
         &mut self,
         vote: Vote,
@@ -623,14 +627,27 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let mut cancel = std::pin::pin!(cancel);
         let meta_json = codec::encode_snapshot_meta(&snapshot.meta)
             .map_err(|e| StreamingError::Network(self.encode_error(e)))?;
+        let signature = snapshot.meta.signature();
+        let data = tokio::select! {
+            closed = &mut cancel => return Err(StreamingError::Closed(closed)),
+            data = snapshot.snapshot.into_bytes() => data.map_err(|e| {
+                StreamingError::StorageError(StorageError::read_snapshot(
+                    Some(signature),
+                    ErrorSource::from_string(format!(
+                        "raft group {}: reading the snapshot for peer {}: {e}",
+                        self.group_id, self.target
+                    )),
+                ))
+            })?,
+        };
         let limit = self.message_limit();
         let chunk = option
             .snapshot_chunk_size()
             .unwrap_or(limit)
             .clamp(1, limit.max(1));
-        let data = snapshot.snapshot;
         let mut chunks = Vec::with_capacity(data.len() / chunk + 1);
         let mut offset = 0usize;
         loop {
@@ -653,7 +670,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let mut client = self.client().map_err(StreamingError::Unreachable)?;
         let call = client.install_snapshot(self.request(futures::stream::iter(chunks), &option));
         let response = tokio::select! {
-            closed = cancel => return Err(StreamingError::Closed(closed)),
+            closed = &mut cancel => return Err(StreamingError::Closed(closed)),
             response = call => response.map_err(|s| StreamingError::from(self.status_error(s)))?,
         };
         let response = response.into_inner();

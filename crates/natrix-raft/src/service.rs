@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec::{self, CodecError};
 use crate::network::NetworkOptions;
-use crate::types::{GroupId, Raft, Snapshot};
+use crate::types::{GroupId, Raft, Snapshot, SnapshotData};
 
 /// The groups running on this node, by group id.
 #[derive(Clone, Default)]
@@ -210,7 +210,7 @@ impl pb::raft_server::Raft for RaftService {
         }
         let snapshot = Snapshot {
             meta,
-            snapshot: data.freeze(),
+            snapshot: SnapshotData::Ready(data.freeze()),
         };
         let response = raft
             .install_full_snapshot(vote, snapshot)

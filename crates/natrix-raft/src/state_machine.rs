@@ -44,7 +44,7 @@ use tokio::sync::Mutex;
 
 use crate::codec::{self, AppliedState};
 use crate::types::{
-    EntryPayload, LogId, Reply, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
+    EntryPayload, LogId, Reply, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig,
 };
 
 /// An error of the application state machine (e.g. a snapshot it cannot read).
@@ -72,13 +72,15 @@ pub trait StateMachine: Send + Sync + 'static {
 
     /// The whole state, at the current point of the log, for a follower that needs a snapshot
     /// (called between two `apply` calls); `None` (the default) when [`StateMachine::snapshot`]
-    /// is whole already and the stored snapshot is sent as it is. An error (the state could not
-    /// be read) is a storage error: it stops the group rather than send an incomplete state.
-    /// Nothing is applied until it resolves, so reading the state off the runtime's threads
-    /// (`spawn_blocking`) still reads it at one point of the log.
+    /// is whole already and the stored snapshot is sent as it is. Nothing is applied until the
+    /// returned future resolves, so the state it returns is the one at this point of the log;
+    /// [`SnapshotData::Reading`] lets a large state be read after that (the machine must have
+    /// fixed what it will read, e.g. with a store snapshot), by the task that sends it, while
+    /// the group applies on. An error, now or while reading, is a storage error: it stops the
+    /// group's replication rather than send an incomplete state.
     fn transfer_snapshot(
         &self,
-    ) -> impl Future<Output = Result<Option<Bytes>, StateMachineError>> + Send {
+    ) -> impl Future<Output = Result<Option<SnapshotData>, StateMachineError>> + Send {
         async { Ok(None) }
     }
 
@@ -130,7 +132,7 @@ pub trait StateMachine: Send + Sync + 'static {
 trait ErasedMachine: Send + Sync + 'static {
     fn apply(&mut self, index: u64, command: &[u8]) -> Bytes;
     fn snapshot(&self) -> Bytes;
-    fn transfer_snapshot(&self) -> BoxFuture<'_, Result<Option<Bytes>, StateMachineError>>;
+    fn transfer_snapshot(&self) -> BoxFuture<'_, Result<Option<SnapshotData>, StateMachineError>>;
     fn install<'a>(
         &'a mut self,
         snapshot: Bytes,
@@ -151,7 +153,7 @@ impl<S: StateMachine> ErasedMachine for S {
         StateMachine::snapshot(self)
     }
 
-    fn transfer_snapshot(&self) -> BoxFuture<'_, Result<Option<Bytes>, StateMachineError>> {
+    fn transfer_snapshot(&self) -> BoxFuture<'_, Result<Option<SnapshotData>, StateMachineError>> {
         Box::pin(StateMachine::transfer_snapshot(self))
     }
 
@@ -186,7 +188,7 @@ impl StoredSnapshot {
     fn to_snapshot(&self) -> Snapshot {
         Snapshot {
             meta: self.meta.clone(),
-            snapshot: self.data.clone(),
+            snapshot: SnapshotData::Ready(self.data.clone()),
         }
     }
 }
@@ -305,7 +307,7 @@ pub struct SnapshotBuilder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    type SnapshotData = Bytes;
+    type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let meta = SnapshotMeta {
@@ -328,7 +330,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
-    type SnapshotData = Bytes;
+    type SnapshotData = SnapshotData;
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
@@ -384,8 +386,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Bytes,
+        snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
+        let snapshot = snapshot
+            .into_bytes()
+            .await
+            .map_err(|e| sm_error(&format!("reading snapshot {meta}"), e))?;
         let applied = AppliedState::new(meta.last_log_id, meta.last_membership.clone());
         self.machine
             .install(snapshot, &applied)

@@ -3,6 +3,7 @@
 //! state machine answers with opaque bytes. Nothing here depends on the machine's word size.
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 /// A node's id in every Raft group (the same id in all groups the node hosts).
@@ -82,6 +83,35 @@ pub type Membership = openraft::Membership<NodeId, RaftNode>;
 pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
 pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
 /// A snapshot: its metadata and the application machine's portable bytes.
-pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Bytes>;
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
+
+/// The portable bytes of a snapshot: ready (built, stored or received), or still being read.
+/// A snapshot for a follower is fixed at its log position when openraft asks for it and may be
+/// read afterwards, by the task that sends it, while the group goes on applying entries (see
+/// [`crate::StateMachine::transfer_snapshot`]).
+pub enum SnapshotData {
+    Ready(Bytes),
+    /// Resolves to the bytes, or to why they could not be read (a storage error).
+    Reading(BoxFuture<'static, Result<Bytes, String>>),
+}
+
+impl SnapshotData {
+    /// The bytes, once read.
+    pub async fn into_bytes(self) -> Result<Bytes, String> {
+        match self {
+            SnapshotData::Ready(bytes) => Ok(bytes),
+            SnapshotData::Reading(reading) => reading.await,
+        }
+    }
+}
+
+impl std::fmt::Debug for SnapshotData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotData::Ready(bytes) => write!(f, "SnapshotData::Ready({} bytes)", bytes.len()),
+            SnapshotData::Reading(_) => f.write_str("SnapshotData::Reading"),
+        }
+    }
+}
 pub type StorageError = openraft::StorageError<TypeConfig>;
 pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;

@@ -444,6 +444,38 @@ impl Store {
         })
     }
 
+    /// Every message of stream `stream_id`, in sequence order, as the store holds them when
+    /// `pinned` is called: the read is fixed first (a RocksDB snapshot), then `pinned` runs, then
+    /// the messages are read, each handed to `f`; writes after `pinned` (of any stream) do not
+    /// show. Blocks for as long as the read takes: call it on a blocking thread. A stream
+    /// replica uses it to read the messages of a snapshot for a follower while it goes on
+    /// applying entries.
+    pub fn read_msgs_pinned<T>(
+        &self,
+        stream_id: u64,
+        pinned: impl FnOnce(),
+        mut f: impl FnMut(StoredMsg) -> T,
+    ) -> Result<Vec<T>, StoreError> {
+        let cf = self.cf(keys::CF_MSGS)?;
+        let snapshot = self.db.snapshot();
+        pinned();
+        let (lower, upper) = keys::stream_range(stream_id);
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_lower_bound(lower);
+        opts.set_iterate_upper_bound(upper);
+        let mut iter = snapshot.raw_iterator_cf_opt(cf, opts);
+        iter.seek(keys::msg_key(stream_id, 0));
+        let scan = MsgScan {
+            raw: RawScan {
+                iter,
+                stream_id,
+                started: false,
+                done: false,
+            },
+        };
+        scan.map(|m| m.map(&mut f)).collect()
+    }
+
     /// Like [`Store::scan_msgs`], decoding each record in place and handing it to `f` without
     /// copying its payload (recovery reads only subjects, headers and sizes).
     pub fn scan_msg_refs<T, F>(

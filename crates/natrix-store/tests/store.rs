@@ -52,6 +52,39 @@ async fn a_stream_scan_never_sees_another_streams_messages() -> Result {
 }
 
 #[tokio::test]
+async fn a_pinned_read_returns_the_messages_as_they_were_when_it_was_pinned() -> Result {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path(), StoreOptions::default())?;
+    store.commit(append(1, 1..=3)).await?;
+    store.commit(append(2, 1..=2)).await?;
+    let raft = |group_id| RaftApplied {
+        group_id,
+        state: Bytes::from_static(b"applied"),
+    };
+    let mut writes = Vec::new();
+    let read = store.read_msgs_pinned(
+        1,
+        || {
+            // Applied after the pin (a replica goes on applying while a snapshot is read).
+            let mut later = append(1, 4..=5);
+            later.ops.push(StoreOp::Remove { seq: 2 });
+            writes.push(store.write_with_raft_applied(later, raft(1)));
+            writes.push(store.write_with_raft_applied(append(2, 3..=3), raft(2)));
+        },
+        |m| m,
+    )?;
+    for write in writes {
+        write?;
+    }
+    assert_eq!(read, vec![msg(1, 1), msg(1, 2), msg(1, 3)]);
+    // Read again, the writes show.
+    let seqs_now: Vec<u64> = store.read_msgs_pinned(1, || {}, |m| m.seq)?;
+    assert_eq!(seqs_now, vec![1, 3, 4, 5]);
+    assert_eq!(seqs(&store, 2, 0)?, vec![1, 2, 3]);
+    Ok(())
+}
+
+#[tokio::test]
 async fn remove_and_remove_below_delete_exactly_their_messages() -> Result {
     let dir = tempfile::tempdir()?;
     let store = Store::open(dir.path(), StoreOptions::default())?;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use common::{Machine, TestCluster, expected, expected_runs, test_config};
+use common::{Machine, TestCluster, TransferGate, expected, expected_runs, test_config};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -163,6 +163,61 @@ async fn installed_snapshot_persists_applied_state() -> Result<()> {
     all.extend(expected("again", 3));
     for node in &cluster.nodes {
         assert_eq!(node.stored_commands(1)?, numbered(&all), "node {}", node.id);
+    }
+    cluster.stop_all().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_goes_on_applying_while_a_followers_snapshot_is_read() -> Result<()> {
+    let config = test_config(Some(20));
+    let mut cluster = TestCluster::start(3).await?;
+    let gate = TransferGate::default();
+    for node in &mut cluster.nodes {
+        node.transfer_gate = Some(gate.clone());
+    }
+    let (leader, follower) = cluster
+        .leave_a_follower_behind_a_purge(1, config.clone(), Machine::Counter)
+        .await?;
+    let node = cluster.node(follower);
+    node.restart().await?;
+    node.start_durable_group(1, config).await?;
+
+    // The leader asks its machine for a snapshot to send; the machine holds the read back.
+    let deadline = std::time::Instant::now() + WAIT;
+    while gate.asked() == 0 {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the leader never asked for a snapshot to send"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Meanwhile writes are committed and applied (a write returns once the leader applied it).
+    tokio::time::timeout(WAIT, cluster.write(1, "during", 5))
+        .await
+        .context("writes while a snapshot is being read")??;
+    let other = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| *id != leader && *id != follower)
+        .context("a third node")?;
+    assert_eq!(cluster.node(leader).count(1), 105, "the leader applied on");
+    ensure!(
+        cluster.node(follower).count(1) < 100,
+        "the follower cannot have the snapshot yet: {}",
+        cluster.node(follower).count(1)
+    );
+
+    // Once read, the snapshot gets the follower there too.
+    gate.open();
+    let last = cluster.write(1, "after", 1).await?;
+    cluster.wait_applied(1, last, WAIT).await?;
+    let all = expected_runs(&[("missed", 100), ("during", 5), ("after", 1)]);
+    for id in [leader, other, follower] {
+        let node = cluster.node(id);
+        assert_eq!(node.stored_commands(1)?, numbered(&all), "node {id}");
+        assert_eq!(node.count(1), 106, "node {id}");
     }
     cluster.stop_all().await;
     Ok(())

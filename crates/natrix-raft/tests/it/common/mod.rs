@@ -14,8 +14,8 @@ use anyhow::{Context, Result, bail};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use natrix_raft::openraft::{self, ServerState};
 use natrix_raft::{
-    AppliedState, GroupId, NetworkOptions, NodeId, Raft, RaftHost, RaftNode, StateMachine,
-    StateMachineError,
+    AppliedState, GroupId, NetworkOptions, NodeId, Raft, RaftHost, RaftNode, SnapshotData,
+    StateMachine, StateMachineError,
 };
 use natrix_store::{RaftApplied, Store, StoreOp, StoreOptions, StoredMsg, StreamBatch};
 use parking_lot::Mutex;
@@ -110,6 +110,38 @@ pub struct CounterMachine {
     durable: Option<AppliedState>,
     /// The `apply` calls of this incarnation only, as `(log index, command)`.
     pub applied: Applied,
+    /// When set, the snapshots this machine sends to followers are read only once it opens.
+    gate: Option<TransferGate>,
+}
+
+/// Holds back the snapshots durable counters send to followers until it is opened, as a large
+/// state still being read would, and counts the snapshots asked for.
+#[derive(Clone)]
+pub struct TransferGate {
+    open: Arc<tokio::sync::Semaphore>,
+    asked: Arc<AtomicU64>,
+}
+
+impl Default for TransferGate {
+    fn default() -> TransferGate {
+        TransferGate {
+            open: Arc::new(tokio::sync::Semaphore::new(0)),
+            asked: Arc::default(),
+        }
+    }
+}
+
+impl TransferGate {
+    /// Lets every snapshot held back, and every later one, be read.
+    pub fn open(&self) {
+        self.open
+            .add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+    }
+
+    /// How many snapshots for followers the machines were asked for.
+    pub fn asked(&self) -> u64 {
+        self.asked.load(Ordering::Relaxed)
+    }
 }
 
 impl CounterMachine {
@@ -135,6 +167,7 @@ impl CounterMachine {
             pending: Vec::new(),
             durable,
             applied: Applied::default(),
+            gate: None,
         })
     }
 
@@ -183,6 +216,20 @@ impl StateMachine for CounterMachine {
         self.pending.push(counter_msg(count, command.clone()));
         self.applied.lock().push((index, command));
         Bytes::copy_from_slice(&count.to_be_bytes())
+    }
+
+    /// `None` (the stored snapshot is whole) unless a gate holds snapshots back: then the state
+    /// is taken now and handed over once the gate opens.
+    async fn transfer_snapshot(&self) -> Result<Option<SnapshotData>, StateMachineError> {
+        let Some(gate) = self.gate.clone() else {
+            return Ok(None);
+        };
+        let data = self.snapshot();
+        gate.asked.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(SnapshotData::Reading(Box::pin(async move {
+            let _open = gate.open.acquire().await.map_err(|e| e.to_string())?;
+            Ok(data)
+        }))))
     }
 
     fn snapshot(&self) -> Bytes {
@@ -271,6 +318,8 @@ pub struct TestNode {
     pub applied: HashMap<GroupId, Applied>,
     /// The durable counters' counts, by group.
     pub counts: HashMap<GroupId, Arc<AtomicU64>>,
+    /// Given to the durable counters this node starts (kept across restarts).
+    pub transfer_gate: Option<TransferGate>,
 }
 
 impl TestNode {
@@ -303,6 +352,7 @@ impl TestNode {
             server: Some(Server { stop, task }),
             applied: HashMap::new(),
             counts: HashMap::new(),
+            transfer_gate: None,
         })
     }
 
@@ -363,7 +413,8 @@ impl TestNode {
                     .await?)
             }
             Machine::Counter => {
-                let machine = CounterMachine::open(Arc::clone(store), group_id)?;
+                let mut machine = CounterMachine::open(Arc::clone(store), group_id)?;
+                machine.gate = self.transfer_gate.clone();
                 self.applied.insert(group_id, Arc::clone(&machine.applied));
                 self.counts.insert(group_id, Arc::clone(&machine.count));
                 Ok(self
@@ -430,7 +481,8 @@ impl TestNode {
 
     /// Starts this node again from its directory, on the same address.
     pub async fn restart(&mut self) -> Result<()> {
-        let node = TestNode::start(self.id, &self.dir, self.addr).await?;
+        let mut node = TestNode::start(self.id, &self.dir, self.addr).await?;
+        node.transfer_gate = self.transfer_gate.take();
         *self = node;
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use natrix_cluster::MetaState;
-use natrix_raft::{AppliedState, StateMachine, StateMachineError};
+use natrix_raft::{AppliedState, SnapshotData, StateMachine, StateMachineError};
 use natrix_stream::StorageType;
 use parking_lot::RwLock;
 use tokio::sync::{Notify, watch};
@@ -65,7 +65,7 @@ impl StateMachine for StreamMachine {
         self.host.stored_snapshot()
     }
 
-    async fn transfer_snapshot(&self) -> Result<Option<Bytes>, StateMachineError> {
+    async fn transfer_snapshot(&self) -> Result<Option<SnapshotData>, StateMachineError> {
         self.host
             .transfer_snapshot()
             .await

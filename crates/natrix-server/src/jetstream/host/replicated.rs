@@ -8,9 +8,9 @@
 
 use bytes::BytesMut;
 use natrix_proto::jetstream::{ConsumerSnapshot, StreamSnapshot};
-use natrix_raft::WatchReceiver;
 use natrix_raft::openraft::Instant as _;
 use natrix_raft::openraft::impls::ProgressResponder;
+use natrix_raft::{SnapshotData, WatchReceiver};
 use natrix_store::RaftApplied;
 use prost::Message;
 
@@ -448,69 +448,72 @@ impl StreamHost {
     /// group's snapshot. A file stream's messages are left out (`partial`): they stay in this
     /// node's store, written with each applied batch.
     pub(crate) fn stored_snapshot(&self) -> Bytes {
-        self.snapshot_with(None)
+        let core = self.core.lock();
+        let head = self.snapshot_head(&core);
+        match &core.memory {
+            Some(memory) => head.encode(memory.values().map(encode_msg).collect(), false),
+            None => head.encode(Vec::new(), true),
+        }
     }
 
     /// State machine: the whole stream at the current log position, every message included
     /// (read from the store for a file stream), for a replica that needs a snapshot; `None` for
-    /// a memory stream, whose stored snapshot is whole already. The messages are read on a
-    /// blocking thread (a large stream takes a while); nothing is applied meanwhile.
-    pub(crate) async fn transfer_snapshot(&self) -> Result<Option<Bytes>, String> {
+    /// a memory stream, whose stored snapshot is whole already. Resolves once the store read is
+    /// pinned to this position (a RocksDB snapshot, taken on a blocking thread); the messages
+    /// are then read there while the group goes on applying, and the returned data resolves to
+    /// the encoded snapshot. Nothing changes this stream's state between the pin and the
+    /// capture of its in-memory parts: both happen inside one state machine call.
+    pub(crate) async fn transfer_snapshot(&self) -> Result<Option<SnapshotData>, String> {
         if self.core.lock().memory.is_some() {
             return Ok(None);
         }
         let js = self.js.upgrade().ok_or("JetStream stopped")?;
         let store = Arc::clone(js.store());
         let id = self.id;
-        let msgs = tokio::task::spawn_blocking(move || {
-            store.scan_msgs(id, 0).and_then(|scan| {
-                scan.map(|m| m.map(|m| encode_msg(&m)))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-        })
-        .await
-        .map_err(|e| format!("reading the messages: {e}"))?
-        .map_err(|e| format!("reading the messages: {e}"))?;
-        Ok(Some(self.snapshot_with(Some(msgs))))
+        let (pinned_tx, pinned_rx) = tokio::sync::oneshot::channel();
+        let reading = tokio::task::spawn_blocking(move || {
+            store.read_msgs_pinned(
+                id,
+                move || {
+                    let _ = pinned_tx.send(());
+                },
+                |m| encode_msg(&m),
+            )
+        });
+        let failed = |e: &dyn std::fmt::Display| format!("reading the messages: {e}");
+        if pinned_rx.await.is_err() {
+            // The read failed before it was pinned: its error says why.
+            return Err(match reading.await {
+                Ok(Err(e)) => failed(&e),
+                Ok(Ok(_)) => failed(&"the read ended before it was pinned"),
+                Err(e) => failed(&e),
+            });
+        }
+        let head = self.snapshot_head(&self.core.lock());
+        let name = self.name.clone();
+        Ok(Some(SnapshotData::Reading(Box::pin(async move {
+            let late = |e: &dyn std::fmt::Display| format!("stream '{name}': {}", failed(e));
+            let msgs = reading.await.map_err(|e| late(&e))?.map_err(|e| late(&e))?;
+            Ok(head.encode(msgs, false))
+        }))))
     }
 
-    /// The snapshot of the stream as it is: a memory stream's messages, else `file_msgs` (read
-    /// from the store), else none (`partial`).
-    fn snapshot_with(&self, file_msgs: Option<Vec<Bytes>>) -> Bytes {
-        let (config, position, raft_index, memory_msgs, consumers) = {
-            let core = self.core.lock();
-            (
-                core.stream.config().clone(),
-                core.stream.position().encode(),
-                core.raft_index,
-                core.memory
-                    .as_ref()
-                    .map(|m| m.values().map(encode_msg).collect::<Vec<_>>()),
-                core.consumer_records
-                    .iter()
-                    .map(|(name, record)| ConsumerSnapshot {
-                        name: name.clone(),
-                        record: record.clone(),
-                    })
-                    .collect(),
-            )
-        };
-        let (msgs, partial) = match memory_msgs.or(file_msgs) {
-            Some(msgs) => (msgs, false),
-            None => (Vec::new(), true),
-        };
-        Bytes::from(
-            StreamSnapshot {
-                config_json: Bytes::from(config.to_json()),
-                created_ns: self.created_ns,
-                position,
-                msgs,
-                raft_index,
-                consumers,
-                partial,
-            }
-            .encode_to_vec(),
-        )
+    /// Everything of a snapshot but the messages, as the stream is now.
+    fn snapshot_head(&self, core: &StreamCore) -> SnapshotHead {
+        SnapshotHead {
+            config_json: Bytes::from(core.stream.config().to_json()),
+            created_ns: self.created_ns,
+            position: core.stream.position().encode(),
+            raft_index: core.raft_index,
+            consumers: core
+                .consumer_records
+                .iter()
+                .map(|(name, record)| ConsumerSnapshot {
+                    name: name.clone(),
+                    record: record.clone(),
+                })
+                .collect(),
+        }
     }
 
     /// State machine: replaces this replica's stream with a snapshot (from any node), together
@@ -694,4 +697,31 @@ fn encode_msg(m: &StoredMsg) -> Bytes {
     let mut out = BytesMut::with_capacity(m.encoded_len());
     m.encode(&mut out);
     out.freeze()
+}
+
+/// A stream snapshot without its messages, taken at one log position; the messages (none for a
+/// stored partial snapshot) are added when it is encoded.
+struct SnapshotHead {
+    config_json: Bytes,
+    created_ns: i64,
+    position: Bytes,
+    raft_index: u64,
+    consumers: Vec<ConsumerSnapshot>,
+}
+
+impl SnapshotHead {
+    fn encode(self, msgs: Vec<Bytes>, partial: bool) -> Bytes {
+        Bytes::from(
+            StreamSnapshot {
+                config_json: self.config_json,
+                created_ns: self.created_ns,
+                position: self.position,
+                msgs,
+                raft_index: self.raft_index,
+                consumers: self.consumers,
+                partial,
+            }
+            .encode_to_vec(),
+        )
+    }
 }
