@@ -444,21 +444,21 @@ impl Store {
         })
     }
 
-    /// Every message of stream `stream_id`, in sequence order, as the store holds them when
-    /// `pinned` is called: the read is fixed first (a RocksDB snapshot), then `pinned` runs, then
-    /// the messages are read, each handed to `f`; writes after `pinned` (of any stream) do not
-    /// show. Blocks for as long as the read takes: call it on a blocking thread. A stream
-    /// replica uses it to read the messages of a snapshot for a follower while it goes on
-    /// applying entries.
-    pub fn read_msgs_pinned<T>(
+    /// Folds every message of stream `stream_id`, in sequence order, as the store holds them
+    /// when `pinned` is called: the read is fixed first (a RocksDB snapshot), then `pinned` runs
+    /// and returns the initial accumulator, then each message is folded into it with `f`; writes
+    /// after `pinned` (of any stream) do not show. Blocks for as long as the read takes: call it
+    /// on a blocking thread. A stream replica uses it to read the messages of a snapshot for a
+    /// follower while it goes on applying entries.
+    pub fn fold_msgs_pinned<A>(
         &self,
         stream_id: u64,
-        pinned: impl FnOnce(),
-        mut f: impl FnMut(StoredMsg) -> T,
-    ) -> Result<Vec<T>, StoreError> {
+        pinned: impl FnOnce() -> A,
+        mut f: impl FnMut(&mut A, StoredMsg),
+    ) -> Result<A, StoreError> {
         let cf = self.cf(keys::CF_MSGS)?;
         let snapshot = self.db.snapshot();
-        pinned();
+        let mut acc = pinned();
         let (lower, upper) = keys::stream_range(stream_id);
         let mut opts = ReadOptions::default();
         opts.set_iterate_lower_bound(lower);
@@ -473,7 +473,10 @@ impl Store {
                 done: false,
             },
         };
-        scan.map(|m| m.map(&mut f)).collect()
+        for m in scan {
+            f(&mut acc, m?);
+        }
+        Ok(acc)
     }
 
     /// Like [`Store::scan_msgs`], decoding each record in place and handing it to `f` without

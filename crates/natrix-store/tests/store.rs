@@ -62,7 +62,7 @@ async fn a_pinned_read_returns_the_messages_as_they_were_when_it_was_pinned() ->
         state: Bytes::from_static(b"applied"),
     };
     let mut writes = Vec::new();
-    let read = store.read_msgs_pinned(
+    let read = store.fold_msgs_pinned(
         1,
         || {
             // Applied after the pin (a replica goes on applying while a snapshot is read).
@@ -70,15 +70,16 @@ async fn a_pinned_read_returns_the_messages_as_they_were_when_it_was_pinned() ->
             later.ops.push(StoreOp::Remove { seq: 2 });
             writes.push(store.write_with_raft_applied(later, raft(1)));
             writes.push(store.write_with_raft_applied(append(2, 3..=3), raft(2)));
+            Vec::new()
         },
-        |m| m,
+        |read, m| read.push(m),
     )?;
     for write in writes {
         write?;
     }
     assert_eq!(read, vec![msg(1, 1), msg(1, 2), msg(1, 3)]);
     // Read again, the writes show.
-    let seqs_now: Vec<u64> = store.read_msgs_pinned(1, || {}, |m| m.seq)?;
+    let seqs_now = store.fold_msgs_pinned(1, Vec::new, |seqs, m| seqs.push(m.seq))?;
     assert_eq!(seqs_now, vec![1, 3, 4, 5]);
     assert_eq!(seqs(&store, 2, 0)?, vec![1, 2, 3]);
     Ok(())

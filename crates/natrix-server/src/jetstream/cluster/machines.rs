@@ -78,7 +78,7 @@ impl StateMachine for StreamMachine {
         applied: &AppliedState,
     ) -> Result<(), StateMachineError> {
         self.host
-            .install_snapshot(&snapshot, applied.bytes().to_vec())
+            .install_snapshot(snapshot, applied.bytes().to_vec())
             .await
             .map_err(StateMachineError::from)
     }

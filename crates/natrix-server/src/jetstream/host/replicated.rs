@@ -459,10 +459,10 @@ impl StreamHost {
     /// State machine: the whole stream at the current log position, every message included
     /// (read from the store for a file stream), for a replica that needs a snapshot; `None` for
     /// a memory stream, whose stored snapshot is whole already. Resolves once the store read is
-    /// pinned to this position (a RocksDB snapshot, taken on a blocking thread); the messages
-    /// are then read there while the group goes on applying, and the returned data resolves to
-    /// the encoded snapshot. Nothing changes this stream's state between the pin and the
-    /// capture of its in-memory parts: both happen inside one state machine call.
+    /// pinned to this position (a RocksDB snapshot, taken on a blocking thread) and the
+    /// stream's in-memory parts are taken, both inside this one state machine call, so nothing
+    /// is applied in between; the messages are then read and encoded, straight into the
+    /// snapshot's one buffer, on that thread while the group goes on applying.
     pub(crate) async fn transfer_snapshot(&self) -> Result<Option<SnapshotData>, String> {
         if self.core.lock().memory.is_some() {
             return Ok(None);
@@ -471,13 +471,23 @@ impl StreamHost {
         let store = Arc::clone(js.store());
         let id = self.id;
         let (pinned_tx, pinned_rx) = tokio::sync::oneshot::channel();
+        let (head_tx, head_rx) = std::sync::mpsc::sync_channel::<(SnapshotHead, usize)>(1);
         let reading = tokio::task::spawn_blocking(move || {
-            store.read_msgs_pinned(
+            store.fold_msgs_pinned(
                 id,
                 move || {
                     let _ = pinned_tx.send(());
+                    // `None`: the state machine call gave up; nothing more is read.
+                    head_rx
+                        .recv()
+                        .ok()
+                        .map(|(head, capacity)| head.begin(capacity))
                 },
-                |m| encode_msg(&m),
+                |snapshot, m| {
+                    if let Some(snapshot) = snapshot {
+                        push_snapshot_msg(snapshot, &m);
+                    }
+                },
             )
         });
         let failed = |e: &dyn std::fmt::Display| format!("reading the messages: {e}");
@@ -489,12 +499,31 @@ impl StreamHost {
                 Err(e) => failed(&e),
             });
         }
-        let head = self.snapshot_head(&self.core.lock());
+        let (head, capacity) = {
+            let core = self.core.lock();
+            // The messages' sizes plus their records' own fields; a first guess only.
+            let estimate = core
+                .stream
+                .bytes()
+                .saturating_add(core.stream.messages().saturating_mul(32));
+            (
+                self.snapshot_head(&core),
+                usize::try_from(estimate)
+                    .map_or(SNAPSHOT_BUFFER_MAX, |n| n.min(SNAPSHOT_BUFFER_MAX)),
+            )
+        };
+        head_tx
+            .send((head, capacity))
+            .map_err(|_| failed(&"the reading thread stopped"))?;
         let name = self.name.clone();
         Ok(Some(SnapshotData::Reading(Box::pin(async move {
             let late = |e: &dyn std::fmt::Display| format!("stream '{name}': {}", failed(e));
-            let msgs = reading.await.map_err(|e| late(&e))?.map_err(|e| late(&e))?;
-            Ok(head.encode(msgs, false))
+            let snapshot = reading
+                .await
+                .map_err(|e| late(&e))?
+                .map_err(|e| late(&e))?
+                .ok_or_else(|| late(&"abandoned"))?;
+            Ok(snapshot.freeze())
         }))))
     }
 
@@ -517,10 +546,11 @@ impl StreamHost {
     }
 
     /// State machine: replaces this replica's stream with a snapshot (from any node), together
-    /// with the group's applied position, in one store batch.
+    /// with the group's applied position, in one store batch. The messages are decoded as
+    /// slices of `snapshot` (no copy before the store batch).
     pub(crate) async fn install_snapshot(
         &self,
-        snapshot: &[u8],
+        snapshot: Bytes,
         applied: Vec<u8>,
     ) -> Result<(), String> {
         let snapshot = StreamSnapshot::decode(snapshot).map_err(|e| format!("snapshot: {e}"))?;
@@ -710,6 +740,16 @@ struct SnapshotHead {
 }
 
 impl SnapshotHead {
+    /// A whole snapshot being built: every field but the messages, encoded into a buffer of
+    /// `capacity` bytes to start with; [`push_snapshot_msg`] appends the messages (protobuf
+    /// fields may come in any order, and a repeated field's entries keep theirs).
+    fn begin(self, capacity: usize) -> BytesMut {
+        let head = self.encode(Vec::new(), false);
+        let mut snapshot = BytesMut::with_capacity(capacity.max(head.len()));
+        snapshot.extend_from_slice(&head);
+        snapshot
+    }
+
     fn encode(self, msgs: Vec<Bytes>, partial: bool) -> Bytes {
         Bytes::from(
             StreamSnapshot {
@@ -723,5 +763,60 @@ impl SnapshotHead {
             }
             .encode_to_vec(),
         )
+    }
+}
+
+/// The first buffer of a snapshot being built is at most this large (it grows as needed).
+const SNAPSHOT_BUFFER_MAX: usize = 64 << 20;
+
+/// `StreamSnapshot.msgs` (field 4): one more stored message, encoded in place.
+fn push_snapshot_msg(snapshot: &mut BytesMut, m: &StoredMsg) {
+    prost::encoding::encode_key(4, prost::encoding::WireType::LengthDelimited, snapshot);
+    prost::encoding::encode_varint(m.encoded_len() as u64, snapshot);
+    m.encode(snapshot);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_built_in_place_decodes_as_one_encoded_whole()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let msgs: Vec<StoredMsg> = (1..=3u8)
+            .map(|seq| StoredMsg {
+                seq: u64::from(seq),
+                timestamp_ns: i64::from(seq),
+                subject: Bytes::from(format!("orders.{seq}")),
+                headers: (seq == 2).then(|| Bytes::from_static(b"NATS/1.0\r\nA: b\r\n\r\n")),
+                payload: Bytes::from(vec![seq; 300]),
+            })
+            .collect();
+        let head = || SnapshotHead {
+            config_json: Bytes::from_static(b"{\"name\":\"ORDERS\"}"),
+            created_ns: 7,
+            position: Bytes::from_static(b"position"),
+            raft_index: 42,
+            consumers: vec![ConsumerSnapshot {
+                name: "worker".into(),
+                record: Bytes::from_static(b"record"),
+            }],
+        };
+        let whole = head().encode(msgs.iter().map(encode_msg).collect(), false);
+        let mut built = head().begin(16);
+        for m in &msgs {
+            push_snapshot_msg(&mut built, m);
+        }
+        let built = StreamSnapshot::decode(built.freeze())?;
+        assert_eq!(built, StreamSnapshot::decode(whole)?);
+        let decoded = built
+            .msgs
+            .iter()
+            .map(|m| StoredMsg::decode(m.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        assert_eq!(decoded, msgs);
+        assert!(!built.partial);
+        assert_eq!(built.raft_index, 42);
+        Ok(())
     }
 }
