@@ -668,7 +668,17 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             }
         }
         let mut client = self.client().map_err(StreamingError::Unreachable)?;
-        let call = client.install_snapshot(self.request(futures::stream::iter(chunks), &option));
+        // One call carries the whole snapshot and returns once the follower installed it, so its
+        // deadline grows with the size. openraft's `install_snapshot_timeout` (its deadline for
+        // one chunk, 200 ms by default) cut a 100+ MB transfer short every time: the follower
+        // installed it anyway and the leader read and sent a newer one, again and again.
+        let mut request = tonic::Request::new(futures::stream::iter(chunks));
+        request.set_timeout(snapshot_deadline(
+            option.hard_ttl(),
+            self.channels.options.rpc_timeout,
+            data.len(),
+        ));
+        let call = client.install_snapshot(request);
         let response = tokio::select! {
             closed = &mut cancel => return Err(StreamingError::Closed(closed)),
             response = call => response.map_err(|s| StreamingError::from(self.status_error(s)))?,
@@ -683,9 +693,27 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     }
 }
 
+/// The deadline of a whole-snapshot transfer of `bytes`: the longer of openraft's and the
+/// transport's RPC deadline, plus one second per 8 MiB (sending, then installing on the follower).
+fn snapshot_deadline(openraft_ttl: Duration, rpc_timeout: Duration, bytes: usize) -> Duration {
+    let per_size = Duration::from_secs(u64::try_from(bytes / (8 << 20)).unwrap_or(u64::MAX));
+    openraft_ttl.max(rpc_timeout).saturating_add(per_size)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_transfer_gets_time_for_its_size() {
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        // openraft's 200 ms chunk deadline never shortens the transport's own deadline.
+        assert_eq!(snapshot_deadline(ms(200), s(10), 1 << 20), s(10));
+        assert_eq!(snapshot_deadline(s(30), s(10), 0), s(30));
+        // 160 MiB: 20 s more.
+        assert_eq!(snapshot_deadline(ms(200), s(10), 160 << 20), s(30));
+    }
 
     fn entry(len: usize) -> pb::Entry {
         pb::Entry {
