@@ -1,5 +1,6 @@
-# Helpers shared by benches/run.sh and benches/run-js.sh: locating the nats-server binaries,
-# probing ports, and measuring how busy this shared machine is. Sourced, not executed.
+# Helpers shared by the benches/run*.sh scripts: locating the nats-server binaries,
+# probing ports, measuring how busy this shared machine is, cluster configs. Sourced, not
+# executed.
 
 log() { printf '[%s] %s\n' "${LOG_TAG:-bench}" "$*" >&2; }
 
@@ -87,4 +88,21 @@ stop_server() { # sets PEAK_RSS to the server's VmHWM in KiB (or null), then sto
         SERVER_PID=""
     fi
     PEAK_RSS=$rss
+}
+
+# cluster_node_conf NAME CLUSTER STORE_DIR BASE I: the config file of node I (1..3) of a
+# three-node cluster on loopback, clients on BASE+I, routes on BASE+10+I, every node routed to
+# all three (nats-server's format; natrix and nats-server both read it).
+cluster_node_conf() {
+    local name=$1 cluster=$2 dir=$3 base=$4 i=$5
+    cat <<EOF2
+server_name: $name
+listen: 127.0.0.1:$((base + i))
+jetstream { store_dir: "$dir" }
+cluster {
+  name: $cluster
+  listen: 127.0.0.1:$((base + 10 + i))
+  routes: [ nats-route://127.0.0.1:$((base + 11)), nats-route://127.0.0.1:$((base + 12)), nats-route://127.0.0.1:$((base + 13)) ]
+}
+EOF2
 }

@@ -30,6 +30,9 @@ BENCH="$ROOT/target/release/natrix-bench"
 [[ -x $NATRIX && -x $BENCH ]] || { echo "build first: cargo build --release --workspace --bins" >&2; exit 1; }
 [[ -x $NATS_BIN ]] || { echo "no nats-server (pass --nats BIN)" >&2; exit 1; }
 
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
+
 OUT="$ROOT/bench-results/cluster-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT/logs"
 PIDS=()
@@ -45,16 +48,7 @@ start_cluster() {
     for i in 1 2 3; do
         local dir="$OUT/store/$label/n$i" conf="$OUT/$label-n$i.conf"
         mkdir -p "$dir"
-        cat >"$conf" <<EOF
-server_name: $label-n$i
-listen: 127.0.0.1:$((base + i))
-jetstream { store_dir: "$dir" }
-cluster {
-  name: bench
-  listen: 127.0.0.1:$((base + 10 + i))
-  routes: [ nats-route://127.0.0.1:$((base + 11)), nats-route://127.0.0.1:$((base + 12)), nats-route://127.0.0.1:$((base + 13)) ]
-}
-EOF
+        cluster_node_conf "$label-n$i" bench "$dir" "$base" "$i" >"$conf"
         "$bin" -c "$conf" >"$OUT/logs/$label-n$i.log" 2>&1 &
         PIDS+=($!)
     done

@@ -22,6 +22,8 @@ while (($#)); do
 done
 [[ -x $NATRIX ]] || { echo "build first: cargo build --release --workspace --bins" >&2; exit 1; }
 PYTHON=$("$ROOT/scripts/install-python-deps.sh")
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 OUT="$ROOT/bench-results/catchup-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT/logs"
@@ -36,16 +38,7 @@ trap cleanup EXIT
 base=19700
 for i in 1 2 3; do
     mkdir -p "$OUT/store/n$i"
-    cat >"$OUT/n$i.conf" <<EOC
-server_name: n$i
-listen: 127.0.0.1:$((base + i))
-jetstream { store_dir: "$OUT/store/n$i" }
-cluster {
-  name: catchup
-  listen: 127.0.0.1:$((base + 10 + i))
-  routes: [ nats-route://127.0.0.1:$((base + 11)), nats-route://127.0.0.1:$((base + 12)), nats-route://127.0.0.1:$((base + 13)) ]
-}
-EOC
+    cluster_node_conf "n$i" catchup "$OUT/store/n$i" "$base" "$i" >"$OUT/n$i.conf"
     "$NATRIX" -c "$OUT/n$i.conf" >"$OUT/logs/n$i.log" 2>&1 &
     PIDS+=($!)
 done
