@@ -432,51 +432,39 @@ impl Store {
     /// The messages of `stream_id` with `seq >= from_seq`, in sequence order. Never yields
     /// another stream's messages. Ends after the first error.
     pub fn scan_msgs(&self, stream_id: u64, from_seq: u64) -> Result<MsgScan<'_>, StoreError> {
-        let mut iter = self.stream_iter(keys::CF_MSGS, stream_id)?;
-        iter.seek(keys::msg_key(stream_id, from_seq));
+        let iter = self.stream_iter(keys::CF_MSGS, stream_id)?;
         Ok(MsgScan {
-            raw: RawScan {
-                iter,
-                stream_id,
-                started: false,
-                done: false,
-            },
+            raw: RawScan::new(iter, stream_id, from_seq),
         })
     }
 
     /// Folds every message of stream `stream_id`, in sequence order, as the store holds them
     /// when `pinned` is called: the read is fixed first (a RocksDB snapshot), then `pinned` runs
     /// and returns the initial accumulator, then each message is folded into it with `f`; writes
-    /// after `pinned` (of any stream) do not show. Blocks for as long as the read takes: call it
+    /// after `pinned` (of any stream) do not show. `pinned` returning `None` (the caller gave
+    /// up) ends the fold without reading anything. Blocks for as long as the read takes: call it
     /// on a blocking thread. A stream replica uses it to read the messages of a snapshot for a
     /// follower while it goes on applying entries.
     pub fn fold_msgs_pinned<A>(
         &self,
         stream_id: u64,
-        pinned: impl FnOnce() -> A,
+        pinned: impl FnOnce() -> Option<A>,
         mut f: impl FnMut(&mut A, StoredMsg),
-    ) -> Result<A, StoreError> {
+    ) -> Result<Option<A>, StoreError> {
         let cf = self.cf(keys::CF_MSGS)?;
         let snapshot = self.db.snapshot();
-        let mut acc = pinned();
+        let Some(mut acc) = pinned() else {
+            return Ok(None);
+        };
         let (lower, upper) = keys::stream_range(stream_id);
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_lower_bound(lower);
-        opts.set_iterate_upper_bound(upper);
-        let mut iter = snapshot.raw_iterator_cf_opt(cf, opts);
-        iter.seek(keys::msg_key(stream_id, 0));
+        let iter = snapshot.raw_iterator_cf_opt(cf, bounded_read_options(lower, upper));
         let scan = MsgScan {
-            raw: RawScan {
-                iter,
-                stream_id,
-                started: false,
-                done: false,
-            },
+            raw: RawScan::new(iter, stream_id, 0),
         };
         for m in scan {
             f(&mut acc, m?);
         }
-        Ok(acc)
+        Ok(Some(acc))
     }
 
     /// Like [`Store::scan_msgs`], decoding each record in place and handing it to `f` without
@@ -490,15 +478,9 @@ impl Store {
     where
         F: FnMut(StoredMsgRef<'_>) -> T,
     {
-        let mut iter = self.stream_iter(keys::CF_MSGS, stream_id)?;
-        iter.seek(keys::msg_key(stream_id, from_seq));
+        let iter = self.stream_iter(keys::CF_MSGS, stream_id)?;
         Ok(MsgRefScan {
-            raw: RawScan {
-                iter,
-                stream_id,
-                started: false,
-                done: false,
-            },
+            raw: RawScan::new(iter, stream_id, from_seq),
             f,
         })
     }
@@ -688,11 +670,18 @@ impl Store {
         lower: Vec<u8>,
         upper: Vec<u8>,
     ) -> Result<DBRawIteratorWithThreadMode<'_, DB>, StoreError> {
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_lower_bound(lower);
-        opts.set_iterate_upper_bound(upper);
-        Ok(self.db.raw_iterator_cf_opt(self.cf(cf)?, opts))
+        Ok(self
+            .db
+            .raw_iterator_cf_opt(self.cf(cf)?, bounded_read_options(lower, upper)))
     }
+}
+
+/// Read options that keep an iterator within `[lower, upper)`.
+fn bounded_read_options(lower: Vec<u8>, upper: Vec<u8>) -> ReadOptions {
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_lower_bound(lower);
+    opts.set_iterate_upper_bound(upper);
+    opts
 }
 
 impl Drop for Store {
@@ -720,7 +709,23 @@ struct RawScan<'a> {
     done: bool,
 }
 
-impl RawScan<'_> {
+impl<'a> RawScan<'a> {
+    /// A scan of stream `stream_id`'s keys from sequence `from_seq` on, with `iter` bounded to
+    /// that stream.
+    fn new(
+        mut iter: DBRawIteratorWithThreadMode<'a, DB>,
+        stream_id: u64,
+        from_seq: u64,
+    ) -> RawScan<'a> {
+        iter.seek(keys::msg_key(stream_id, from_seq));
+        RawScan {
+            iter,
+            stream_id,
+            started: false,
+            done: false,
+        }
+    }
+
     /// Decodes the next entry with `decode`.
     fn next_with<T>(
         &mut self,

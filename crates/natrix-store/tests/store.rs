@@ -70,17 +70,20 @@ async fn a_pinned_read_returns_the_messages_as_they_were_when_it_was_pinned() ->
             later.ops.push(StoreOp::Remove { seq: 2 });
             writes.push(store.write_with_raft_applied(later, raft(1)));
             writes.push(store.write_with_raft_applied(append(2, 3..=3), raft(2)));
-            Vec::new()
+            Some(Vec::new())
         },
         |read, m| read.push(m),
     )?;
     for write in writes {
         write?;
     }
-    assert_eq!(read, vec![msg(1, 1), msg(1, 2), msg(1, 3)]);
+    assert_eq!(read, Some(vec![msg(1, 1), msg(1, 2), msg(1, 3)]));
     // Read again, the writes show.
-    let seqs_now = store.fold_msgs_pinned(1, Vec::new, |seqs, m| seqs.push(m.seq))?;
-    assert_eq!(seqs_now, vec![1, 3, 4, 5]);
+    let seqs_now = store.fold_msgs_pinned(1, || Some(Vec::new()), |seqs, m| seqs.push(m.seq))?;
+    assert_eq!(seqs_now, Some(vec![1, 3, 4, 5]));
+    // A caller that gives up once pinned reads nothing.
+    let abandoned = store.fold_msgs_pinned(1, || None::<Vec<u64>>, |seqs, m| seqs.push(m.seq))?;
+    assert_eq!(abandoned, None);
     assert_eq!(seqs(&store, 2, 0)?, vec![1, 2, 3]);
     Ok(())
 }

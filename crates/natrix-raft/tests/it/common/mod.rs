@@ -437,13 +437,13 @@ impl TestNode {
         stored_commands(self.store().context("node is stopped")?, group_id)
     }
 
-    /// The applied state this node's store holds for group `group_id`.
     /// Whether group `group_id` stored openraft's committed log id on this node.
     pub fn stores_committed(&self, group_id: GroupId) -> Result<bool> {
         let store = self.store().context("node is stopped")?;
         Ok(store.raft_log(group_id).read_committed()?.is_some())
     }
 
+    /// The applied state this node's store holds for group `group_id`.
     pub fn stored_applied(&self, group_id: GroupId) -> Result<Option<AppliedState>> {
         let store = self.store().context("node is stopped")?;
         Ok(store

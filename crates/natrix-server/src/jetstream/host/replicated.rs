@@ -451,7 +451,13 @@ impl StreamHost {
         let core = self.core.lock();
         let head = self.snapshot_head(&core);
         match &core.memory {
-            Some(memory) => head.encode(memory.values().map(encode_msg).collect(), false),
+            Some(memory) => {
+                let mut snapshot = head.begin(0);
+                for m in memory.values() {
+                    push_snapshot_msg(&mut snapshot, m);
+                }
+                snapshot.freeze()
+            }
             None => head.encode(Vec::new(), true),
         }
     }
@@ -483,11 +489,7 @@ impl StreamHost {
                         .ok()
                         .map(|(head, capacity)| head.begin(capacity))
                 },
-                |snapshot, m| {
-                    if let Some(snapshot) = snapshot {
-                        push_snapshot_msg(snapshot, &m);
-                    }
-                },
+                |snapshot, m| push_snapshot_msg(snapshot, &m),
             )
         });
         let failed = |e: &dyn std::fmt::Display| format!("reading the messages: {e}");
@@ -722,13 +724,6 @@ fn apply_consumer_write(core: &mut StreamCore, write: ConsumerWrite) {
     }
 }
 
-/// A stored message in its portable encoding (natrix-stream's StoredMsg v1).
-fn encode_msg(m: &StoredMsg) -> Bytes {
-    let mut out = BytesMut::with_capacity(m.encoded_len());
-    m.encode(&mut out);
-    out.freeze()
-}
-
 /// A stream snapshot without its messages, taken at one log position; the messages (none for a
 /// stored partial snapshot) are added when it is encoded.
 struct SnapshotHead {
@@ -779,6 +774,13 @@ fn push_snapshot_msg(snapshot: &mut BytesMut, m: &StoredMsg) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stored message in its portable encoding (natrix-stream's StoredMsg v1).
+    fn encode_msg(m: &StoredMsg) -> Bytes {
+        let mut out = BytesMut::with_capacity(m.encoded_len());
+        m.encode(&mut out);
+        out.freeze()
+    }
 
     #[test]
     fn a_snapshot_built_in_place_decodes_as_one_encoded_whole()
