@@ -53,4 +53,6 @@ VICTIM_LOG="$OUT/logs/n3-restarted.log" timeout 600 "$PYTHON" "$ROOT/benches/sna
         fi
     done
 echo "snapshots installed by the restarted node: $(grep -c 'installed a snapshot' "$OUT/logs/n3-restarted.log" || true)"
+# Peak resident memory of the leader (it read and sent the snapshot) and of the restarted node.
+echo "peak RSS: leader $(awk '/VmHWM/ {print $2, $3}' "/proc/${PIDS[0]}/status"), restarted node $(awk '/VmHWM/ {print $2, $3}' "/proc/$(cat "$OUT/n3.pid")/status")"
 echo "results: $OUT/results.jsonl"

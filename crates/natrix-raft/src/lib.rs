@@ -33,5 +33,6 @@ pub use service::{RaftRegistry, RaftService};
 pub use state_machine::{SnapshotBuilder, StateMachine, StateMachineError, StateMachineStore};
 pub use types::{
     Command, Entry, EntryPayload, GroupId, LogId, Membership, NodeId, Raft, RaftMetrics, RaftNode,
-    Reply, Snapshot, SnapshotData, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
+    Reply, Snapshot, SnapshotData, SnapshotMeta, SnapshotPieces, StorageError, StoredMembership,
+    TypeConfig, Vote,
 };

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::future::{self, BoxFuture};
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 use natrix_proto::raft as pb;
@@ -617,9 +618,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         }
     }
 
-    /// Streams the snapshot in chunks of at most openraft's `snapshot_max_chunk_size`, once the
-    /// state machine has read it (a storage error if it could not); gives up when openraft
-    /// closes the replication (`cancel`).
+    /// Streams the snapshot in chunks of at most openraft's `snapshot_max_chunk_size`, each
+    /// piece as the state machine reads it (so at most a few pieces of it are in memory here, and
+    /// little is read at all when the peer cannot be reached); gives up when openraft closes
+    /// the replication (`cancel`), and with a storage error when the state machine could not
+    /// read the rest: the call is then cancelled, so the follower installs nothing.
     async fn full_snapshot(
         &mut self,
         vote: Vote,
@@ -631,56 +634,45 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let meta_json = codec::encode_snapshot_meta(&snapshot.meta)
             .map_err(|e| StreamingError::Network(self.encode_error(e)))?;
         let signature = snapshot.meta.signature();
-        let data = tokio::select! {
-            closed = &mut cancel => return Err(StreamingError::Closed(closed)),
-            data = snapshot.snapshot.into_bytes() => data.map_err(|e| {
-                StreamingError::StorageError(StorageError::read_snapshot(
-                    Some(signature),
-                    ErrorSource::from_string(format!(
-                        "raft group {}: reading the snapshot for peer {}: {e}",
-                        self.group_id, self.target
-                    )),
-                ))
-            })?,
-        };
         let limit = self.message_limit();
         let chunk = option
             .snapshot_chunk_size()
             .unwrap_or(limit)
             .clamp(1, limit.max(1));
-        let mut chunks = Vec::with_capacity(data.len() / chunk + 1);
-        let mut offset = 0usize;
-        loop {
-            let end = data.len().min(offset.saturating_add(chunk));
-            chunks.push(pb::SnapshotChunk {
-                group_id: if offset == 0 { self.group_id } else { 0 },
-                vote: (offset == 0).then(|| codec::vote_to_pb(&vote)),
-                meta_json: if offset == 0 {
-                    meta_json.clone()
-                } else {
-                    Default::default()
-                },
-                data: data.slice(offset..end),
-            });
-            offset = end;
-            if offset >= data.len() {
-                break;
-            }
-        }
+        let size_hint = snapshot.snapshot.size_hint();
+        let (chunks, mut unreadable) = snapshot_chunks(
+            pb::SnapshotChunk {
+                group_id: self.group_id,
+                vote: Some(codec::vote_to_pb(&vote)),
+                meta_json,
+                data: Bytes::new(),
+            },
+            snapshot.snapshot.into_pieces(),
+            chunk,
+        );
         let mut client = self.client().map_err(StreamingError::Unreachable)?;
         // One call carries the whole snapshot and returns once the follower installed it, so its
         // deadline grows with the size. openraft's `install_snapshot_timeout` (its deadline for
         // one chunk, 200 ms by default) cut a 100+ MB transfer short every time: the follower
         // installed it anyway and the leader read and sent a newer one, again and again.
-        let mut request = tonic::Request::new(futures::stream::iter(chunks));
+        let mut request = tonic::Request::new(chunks);
         request.set_timeout(snapshot_deadline(
             option.hard_ttl(),
             self.channels.options.rpc_timeout,
-            data.len(),
+            size_hint,
         ));
         let call = client.install_snapshot(request);
         let response = tokio::select! {
             closed = &mut cancel => return Err(StreamingError::Closed(closed)),
+            Ok(e) = &mut unreadable => return Err(StreamingError::StorageError(
+                StorageError::read_snapshot(
+                    Some(signature),
+                    ErrorSource::from_string(format!(
+                        "raft group {}: reading the snapshot for peer {}: {e}",
+                        self.group_id, self.target
+                    )),
+                ),
+            )),
             response = call => response.map_err(|s| StreamingError::from(self.status_error(s)))?,
         };
         let response = response.into_inner();
@@ -693,10 +685,46 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     }
 }
 
+/// The chunks of a snapshot transfer: `first` (the group, vote and metadata), then the pieces
+/// cut to at most `chunk` bytes each. A piece that could not be read is reported on the
+/// returned receiver and the chunks then never end: ending them would tell the follower it
+/// has the whole snapshot, so the sender cancels the call instead.
+fn snapshot_chunks(
+    first: pb::SnapshotChunk,
+    pieces: BoxStream<'static, Result<Bytes, String>>,
+    chunk: usize,
+) -> (
+    impl Stream<Item = pb::SnapshotChunk> + Send + 'static,
+    tokio::sync::oneshot::Receiver<String>,
+) {
+    let (unreadable_tx, unreadable_rx) = tokio::sync::oneshot::channel();
+    let mut unreadable_tx = Some(unreadable_tx);
+    let data = pieces.flat_map(move |piece| match piece {
+        Ok(piece) => {
+            let cuts = (0..piece.len()).step_by(chunk.max(1));
+            stream::iter(cuts.map(move |at| pb::SnapshotChunk {
+                data: piece.slice(at..piece.len().min(at.saturating_add(chunk))),
+                ..Default::default()
+            }))
+            .left_stream()
+        }
+        Err(e) => {
+            if let Some(tx) = unreadable_tx.take() {
+                let _ = tx.send(e);
+            }
+            stream::pending().right_stream()
+        }
+    });
+    (
+        stream::once(future::ready(first)).chain(data),
+        unreadable_rx,
+    )
+}
+
 /// The deadline of a whole-snapshot transfer of `bytes`: the longer of openraft's and the
 /// transport's RPC deadline, plus one second per 8 MiB (sending, then installing on the follower).
-fn snapshot_deadline(openraft_ttl: Duration, rpc_timeout: Duration, bytes: usize) -> Duration {
-    let per_size = Duration::from_secs(u64::try_from(bytes / (8 << 20)).unwrap_or(u64::MAX));
+fn snapshot_deadline(openraft_ttl: Duration, rpc_timeout: Duration, bytes: u64) -> Duration {
+    let per_size = Duration::from_secs(bytes / (8 << 20));
     openraft_ttl.max(rpc_timeout).saturating_add(per_size)
 }
 
@@ -713,6 +741,52 @@ mod tests {
         assert_eq!(snapshot_deadline(s(30), s(10), 0), s(30));
         // 160 MiB: 20 s more.
         assert_eq!(snapshot_deadline(ms(200), s(10), 160 << 20), s(30));
+    }
+
+    fn first_chunk() -> pb::SnapshotChunk {
+        pb::SnapshotChunk {
+            group_id: 7,
+            meta_json: Bytes::from_static(b"{}"),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_snapshot_is_sent_in_chunks_no_larger_than_asked_in_its_order() {
+        let pieces = stream::iter(
+            [&b"abcde"[..], b"", b"fgh"]
+                .map(|p| Ok(Bytes::from_static(p)))
+                .to_vec(),
+        )
+        .boxed();
+        let (chunks, mut unreadable) = snapshot_chunks(first_chunk(), pieces, 2);
+        let chunks: Vec<pb::SnapshotChunk> = futures::executor::block_on(chunks.collect());
+        assert_eq!(chunks[0].group_id, 7);
+        assert!(chunks[0].data.is_empty());
+        let data: Vec<&[u8]> = chunks[1..].iter().map(|c| &c.data[..]).collect();
+        assert_eq!(data, [&b"ab"[..], b"cd", b"e", b"fg", b"h"]);
+        assert!(
+            chunks[1..]
+                .iter()
+                .all(|c| c.group_id == 0 && c.meta_json.is_empty())
+        );
+        // Everything was read: nothing is reported.
+        assert!(unreadable.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_snapshot_that_could_not_be_read_never_looks_complete() {
+        let pieces =
+            stream::iter([Ok(Bytes::from_static(b"abc")), Err("disk on fire".into())]).boxed();
+        let (chunks, mut unreadable) = snapshot_chunks(first_chunk(), pieces, 16);
+        let mut chunks = std::pin::pin!(chunks);
+        let mut next = || futures::executor::block_on(future::poll_immediate(chunks.next()));
+        assert!(matches!(next(), Some(Some(c)) if c.group_id == 7));
+        assert!(matches!(next(), Some(Some(c)) if c.data == Bytes::from_static(b"abc")));
+        // The failed read: the chunks neither go on nor end, and the error is reported.
+        assert!(next().is_none());
+        assert!(next().is_none());
+        assert_eq!(unreadable.try_recv().ok().as_deref(), Some("disk on fire"));
     }
 
     fn entry(len: usize) -> pb::Entry {

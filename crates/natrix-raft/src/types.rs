@@ -2,8 +2,9 @@
 //! addressed by its gRPC cluster endpoint, entries carry opaque application commands and the
 //! state machine answers with opaque bytes. Nothing here depends on the machine's word size.
 
-use bytes::Bytes;
-use futures::future::BoxFuture;
+use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 /// A node's id in every Raft group (the same id in all groups the node hosts).
@@ -87,21 +88,50 @@ pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
 
 /// The portable bytes of a snapshot: ready (built, stored or received), or still being read.
 /// A snapshot for a follower is fixed at its log position when openraft asks for it and may be
-/// read afterwards, by the task that sends it, while the group goes on applying entries (see
-/// [`crate::StateMachine::transfer_snapshot`]).
+/// read afterwards, piece by piece as the task that sends it asks for more, while the group
+/// goes on applying entries (see [`crate::StateMachine::transfer_snapshot`]).
 pub enum SnapshotData {
     Ready(Bytes),
-    /// Resolves to the bytes, or to why they could not be read (a storage error).
-    Reading(BoxFuture<'static, Result<Bytes, String>>),
+    Reading(SnapshotPieces),
+}
+
+/// A snapshot being read: its bytes in order, in pieces of any size. An `Err` item (why the
+/// rest could not be read, a storage error) ends it; so does the end of the stream, which
+/// means every byte was read: a reader that cannot finish must yield an error rather than end.
+pub struct SnapshotPieces {
+    /// About how many bytes the pieces add up to (it sets how long a transfer may take).
+    pub size_hint: u64,
+    pub pieces: BoxStream<'static, Result<Bytes, String>>,
 }
 
 impl SnapshotData {
-    /// The bytes, once read.
-    pub async fn into_bytes(self) -> Result<Bytes, String> {
+    /// An estimate of the snapshot's size in bytes (exact when it is ready).
+    pub fn size_hint(&self) -> u64 {
         match self {
-            SnapshotData::Ready(bytes) => Ok(bytes),
-            SnapshotData::Reading(reading) => reading.await,
+            SnapshotData::Ready(bytes) => bytes.len() as u64,
+            SnapshotData::Reading(reading) => reading.size_hint,
         }
+    }
+
+    /// The bytes in pieces, as they are read (a ready snapshot is one piece).
+    pub fn into_pieces(self) -> BoxStream<'static, Result<Bytes, String>> {
+        match self {
+            SnapshotData::Ready(bytes) => futures::stream::once(async move { Ok(bytes) }).boxed(),
+            SnapshotData::Reading(reading) => reading.pieces,
+        }
+    }
+
+    /// The whole bytes, once read.
+    pub async fn into_bytes(self) -> Result<Bytes, String> {
+        let mut pieces = match self {
+            SnapshotData::Ready(bytes) => return Ok(bytes),
+            SnapshotData::Reading(reading) => reading.pieces,
+        };
+        let mut whole = BytesMut::new();
+        while let Some(piece) = pieces.try_next().await? {
+            whole.extend_from_slice(&piece);
+        }
+        Ok(whole.freeze())
     }
 }
 
@@ -109,7 +139,11 @@ impl std::fmt::Debug for SnapshotData {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SnapshotData::Ready(bytes) => write!(f, "SnapshotData::Ready({} bytes)", bytes.len()),
-            SnapshotData::Reading(_) => f.write_str("SnapshotData::Reading"),
+            SnapshotData::Reading(reading) => write!(
+                f,
+                "SnapshotData::Reading(about {} bytes)",
+                reading.size_hint
+            ),
         }
     }
 }

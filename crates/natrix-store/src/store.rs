@@ -2,6 +2,7 @@
 //! queues requests for the committer thread) and the read API (which reads RocksDB directly).
 
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
@@ -442,14 +443,15 @@ impl Store {
     /// when `pinned` is called: the read is fixed first (a RocksDB snapshot), then `pinned` runs
     /// and returns the initial accumulator, then each message is folded into it with `f`; writes
     /// after `pinned` (of any stream) do not show. `pinned` returning `None` (the caller gave
-    /// up) ends the fold without reading anything. Blocks for as long as the read takes: call it
-    /// on a blocking thread. A stream replica uses it to read the messages of a snapshot for a
-    /// follower while it goes on applying entries.
+    /// up) ends the fold without reading anything; `f` returning `Break` ends it after that
+    /// message. Blocks for as long as the read takes: call it on a blocking thread. A stream
+    /// replica uses it to read the messages of a snapshot for a follower while it goes on
+    /// applying entries.
     pub fn fold_msgs_pinned<A>(
         &self,
         stream_id: u64,
         pinned: impl FnOnce() -> Option<A>,
-        mut f: impl FnMut(&mut A, StoredMsg),
+        mut f: impl FnMut(&mut A, StoredMsg) -> ControlFlow<()>,
     ) -> Result<Option<A>, StoreError> {
         let cf = self.cf(keys::CF_MSGS)?;
         let snapshot = self.db.snapshot();
@@ -462,7 +464,9 @@ impl Store {
             raw: RawScan::new(iter, stream_id, 0),
         };
         for m in scan {
-            f(&mut acc, m?);
+            if f(&mut acc, m?).is_break() {
+                break;
+            }
         }
         Ok(Some(acc))
     }

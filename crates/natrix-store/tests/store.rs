@@ -2,9 +2,13 @@
 
 mod common;
 
+use std::ops::ControlFlow;
+
 use bytes::Bytes;
 use common::{append, msg};
-use natrix_store::{ConsumerUpdate, RaftApplied, Store, StoreOp, StoreOptions, StreamBatch};
+use natrix_store::{
+    ConsumerUpdate, RaftApplied, Store, StoreOp, StoreOptions, StoredMsg, StreamBatch,
+};
 
 type Result<T = ()> = anyhow::Result<T>;
 
@@ -72,17 +76,38 @@ async fn a_pinned_read_returns_the_messages_as_they_were_when_it_was_pinned() ->
             writes.push(store.write_with_raft_applied(append(2, 3..=3), raft(2)));
             Some(Vec::new())
         },
-        |read, m| read.push(m),
+        |read, m| {
+            read.push(m);
+            ControlFlow::Continue(())
+        },
     )?;
     for write in writes {
         write?;
     }
     assert_eq!(read, Some(vec![msg(1, 1), msg(1, 2), msg(1, 3)]));
     // Read again, the writes show.
-    let seqs_now = store.fold_msgs_pinned(1, || Some(Vec::new()), |seqs, m| seqs.push(m.seq))?;
+    let push = |seqs: &mut Vec<u64>, m: StoredMsg| {
+        seqs.push(m.seq);
+        ControlFlow::Continue(())
+    };
+    let seqs_now = store.fold_msgs_pinned(1, || Some(Vec::new()), push)?;
     assert_eq!(seqs_now, Some(vec![1, 3, 4, 5]));
+    // A reader that stops (its receiver went away) reads no further.
+    let until_3 = store.fold_msgs_pinned(
+        1,
+        || Some(Vec::new()),
+        |seqs, m| {
+            seqs.push(m.seq);
+            if m.seq >= 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )?;
+    assert_eq!(until_3, Some(vec![1, 3]));
     // A caller that gives up once pinned reads nothing.
-    let abandoned = store.fold_msgs_pinned(1, || None::<Vec<u64>>, |seqs, m| seqs.push(m.seq))?;
+    let abandoned = store.fold_msgs_pinned(1, || None::<Vec<u64>>, push)?;
     assert_eq!(abandoned, None);
     assert_eq!(seqs(&store, 2, 0)?, vec![1, 2, 3]);
     Ok(())

@@ -557,6 +557,17 @@ async fn wait_for_copies(nodes: &[JsNode], messages: u64) -> anyhow::Result<()> 
 
 #[tokio::test]
 async fn a_follower_that_missed_many_entries_catches_up_from_a_snapshot() -> anyhow::Result<()> {
+    catches_up_from_a_snapshot(stream::StorageType::File).await
+}
+
+/// A memory stream's snapshots are whole (its messages are nowhere else): the leader sends its
+/// stored one, and a restarted replica rebuilds the stream from its own before catching up.
+#[tokio::test]
+async fn a_memory_stream_follower_catches_up_from_a_snapshot() -> anyhow::Result<()> {
+    catches_up_from_a_snapshot(stream::StorageType::Memory).await
+}
+
+async fn catches_up_from_a_snapshot(storage: stream::StorageType) -> anyhow::Result<()> {
     // Snapshot and compact the stream's log every 20 entries, keeping 20.
     let tune: Tune = |js| js.raft_snapshot_every = Some(20);
     let mut nodes = start_cluster_with(3, tune).await?;
@@ -566,6 +577,7 @@ async fn a_follower_that_missed_many_entries_catches_up_from_a_snapshot() -> any
             name: "SNAP".into(),
             subjects: vec!["snap".into()],
             num_replicas: 3,
+            storage,
             ..Default::default()
         },
     )
@@ -610,8 +622,8 @@ async fn a_follower_that_missed_many_entries_catches_up_from_a_snapshot() -> any
     }
     assert_eq!(read_all(&nodes[follower].js, "SNAP", 210).await?, expected);
     publish_acked(&nodes[follower].js, "snap", "s211".to_string()).await?;
-    // The third node took its snapshots without the messages (they are in its store): back up,
-    // it holds every message it had, and it gets the one it missed.
+    // Back up, the third node holds every message it had (a file stream's are in its store, a
+    // memory stream's in its stored snapshot and log), and it gets the one it missed.
     let seed = nodes[follower]
         .server
         .cluster_addr()

@@ -15,7 +15,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use natrix_raft::openraft::{self, ServerState};
 use natrix_raft::{
     AppliedState, GroupId, NetworkOptions, NodeId, Raft, RaftHost, RaftNode, SnapshotData,
-    StateMachine, StateMachineError,
+    SnapshotPieces, StateMachine, StateMachineError,
 };
 use natrix_store::{RaftApplied, Store, StoreOp, StoreOptions, StoredMsg, StreamBatch};
 use parking_lot::Mutex;
@@ -226,10 +226,15 @@ impl StateMachine for CounterMachine {
         };
         let data = self.snapshot();
         gate.asked.fetch_add(1, Ordering::Relaxed);
-        Ok(Some(SnapshotData::Reading(Box::pin(async move {
+        let size_hint = data.len() as u64;
+        let reading = async move {
             let _open = gate.open.acquire().await.map_err(|e| e.to_string())?;
             Ok(data)
-        }))))
+        };
+        Ok(Some(SnapshotData::Reading(SnapshotPieces {
+            size_hint,
+            pieces: Box::pin(futures::stream::once(reading)),
+        })))
     }
 
     fn snapshot(&self) -> Bytes {

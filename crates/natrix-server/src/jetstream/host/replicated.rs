@@ -6,11 +6,13 @@
 //! `Stream`, and [`StreamHost::persist`] writes their effects together with the group's applied
 //! position in one store batch, so a restart resumes exactly where the store is.
 
+use std::ops::ControlFlow;
+
 use bytes::BytesMut;
 use natrix_proto::jetstream::{ConsumerSnapshot, StreamSnapshot};
 use natrix_raft::openraft::Instant as _;
 use natrix_raft::openraft::impls::ProgressResponder;
-use natrix_raft::{SnapshotData, WatchReceiver};
+use natrix_raft::{SnapshotData, SnapshotPieces, WatchReceiver};
 use natrix_store::RaftApplied;
 use prost::Message;
 
@@ -467,8 +469,9 @@ impl StreamHost {
     /// a memory stream, whose stored snapshot is whole already. Resolves once the store read is
     /// pinned to this position (a RocksDB snapshot, taken on a blocking thread) and the
     /// stream's in-memory parts are taken, both inside this one state machine call, so nothing
-    /// is applied in between; the messages are then read and encoded, straight into the
-    /// snapshot's one buffer, on that thread while the group goes on applying.
+    /// is applied in between; the messages are then read and encoded on that thread, piece by
+    /// piece as the task sending the snapshot takes them (a few pieces ahead at most), while
+    /// the group goes on applying. The read stops when the sender drops the pieces.
     pub(crate) async fn transfer_snapshot(&self) -> Result<Option<SnapshotData>, String> {
         if self.core.lock().memory.is_some() {
             return Ok(None);
@@ -477,56 +480,82 @@ impl StreamHost {
         let store = Arc::clone(js.store());
         let id = self.id;
         let (pinned_tx, pinned_rx) = tokio::sync::oneshot::channel();
-        let (head_tx, head_rx) = std::sync::mpsc::sync_channel::<(SnapshotHead, usize)>(1);
+        let (head_tx, head_rx) = std::sync::mpsc::sync_channel::<SnapshotHead>(1);
+        let (pieces_tx, pieces_rx) = tokio::sync::mpsc::channel(SNAPSHOT_PIECES_AHEAD);
         let reading = tokio::task::spawn_blocking(move || {
-            store.fold_msgs_pinned(
+            let read = store.fold_msgs_pinned(
                 id,
                 move || {
                     let _ = pinned_tx.send(());
                     // `None`: the state machine call gave up; nothing more is read.
-                    head_rx
-                        .recv()
-                        .ok()
-                        .map(|(head, capacity)| head.begin(capacity))
+                    let head = head_rx.recv().ok()?;
+                    Some((head.begin(SNAPSHOT_PIECE), pieces_tx))
                 },
-                |snapshot, m| push_snapshot_msg(snapshot, &m),
-            )
+                |(piece, pieces), m| {
+                    push_snapshot_msg(piece, &m);
+                    if piece.len() < SNAPSHOT_PIECE {
+                        return ControlFlow::Continue(());
+                    }
+                    let full = piece.split().freeze();
+                    piece.reserve(SNAPSHOT_PIECE);
+                    match pieces.blocking_send(Ok(full)) {
+                        Ok(()) => ControlFlow::Continue(()),
+                        Err(_) => ControlFlow::Break(()),
+                    }
+                },
+            )?;
+            if let Some((last, pieces)) = read
+                && !last.is_empty()
+            {
+                let _ = pieces.blocking_send(Ok(last.freeze()));
+            }
+            Ok::<_, natrix_store::StoreError>(())
         });
         let failed = |e: &dyn std::fmt::Display| format!("reading the messages: {e}");
         if pinned_rx.await.is_err() {
             // The read failed before it was pinned: its error says why.
             return Err(match reading.await {
                 Ok(Err(e)) => failed(&e),
-                Ok(Ok(_)) => failed(&"the read ended before it was pinned"),
+                Ok(Ok(())) => failed(&"the read ended before it was pinned"),
                 Err(e) => failed(&e),
             });
         }
-        let (head, capacity) = {
+        let (head, size_hint) = {
             let core = self.core.lock();
-            // The messages' sizes plus their records' own fields; a first guess only.
+            // The messages' sizes plus their records' own fields; an estimate.
             let estimate = core
                 .stream
                 .bytes()
                 .saturating_add(core.stream.messages().saturating_mul(32));
-            (
-                self.snapshot_head(&core),
-                usize::try_from(estimate)
-                    .map_or(SNAPSHOT_BUFFER_MAX, |n| n.min(SNAPSHOT_BUFFER_MAX)),
-            )
+            (self.snapshot_head(&core), estimate)
         };
         head_tx
-            .send((head, capacity))
+            .send(head)
             .map_err(|_| failed(&"the reading thread stopped"))?;
         let name = self.name.clone();
-        Ok(Some(SnapshotData::Reading(Box::pin(async move {
-            let late = |e: &dyn std::fmt::Display| format!("stream '{name}': {}", failed(e));
-            let snapshot = reading
-                .await
-                .map_err(|e| late(&e))?
-                .map_err(|e| late(&e))?
-                .ok_or_else(|| late(&"abandoned"))?;
-            Ok(snapshot.freeze())
-        }))))
+        // The pieces, then how the read ended: a read that failed or stopped short (a panic)
+        // ends in an error, never as if the snapshot were whole.
+        let pieces = futures::stream::unfold(
+            (pieces_rx, Some(reading)),
+            move |(mut pieces_rx, reading)| {
+                let name = name.clone();
+                async move {
+                    if let Some(piece) = pieces_rx.recv().await {
+                        return Some((piece, (pieces_rx, reading)));
+                    }
+                    let ended = match reading?.await {
+                        Ok(Ok(())) => return None,
+                        Ok(Err(e)) => failed(&e),
+                        Err(e) => failed(&e),
+                    };
+                    Some((Err(format!("stream '{name}': {ended}")), (pieces_rx, None)))
+                }
+            },
+        );
+        Ok(Some(SnapshotData::Reading(SnapshotPieces {
+            size_hint,
+            pieces: Box::pin(pieces),
+        })))
     }
 
     /// Everything of a snapshot but the messages, as the stream is now.
@@ -761,8 +790,10 @@ impl SnapshotHead {
     }
 }
 
-/// The first buffer of a snapshot being built is at most this large (it grows as needed).
-const SNAPSHOT_BUFFER_MAX: usize = 64 << 20;
+/// A snapshot for a follower is read in pieces of about this many bytes...
+const SNAPSHOT_PIECE: usize = 1 << 20;
+/// ...of which at most this many wait for the task that sends them.
+const SNAPSHOT_PIECES_AHEAD: usize = 4;
 
 /// `StreamSnapshot.msgs` (field 4): one more stored message, encoded in place.
 fn push_snapshot_msg(snapshot: &mut BytesMut, m: &StoredMsg) {
