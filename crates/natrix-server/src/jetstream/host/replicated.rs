@@ -584,7 +584,8 @@ impl StreamHost {
         snapshot: Bytes,
         applied: Vec<u8>,
     ) -> Result<(), String> {
-        let snapshot = StreamSnapshot::decode(snapshot).map_err(|e| format!("snapshot: {e}"))?;
+        let mut snapshot =
+            StreamSnapshot::decode(snapshot).map_err(|e| format!("snapshot: {e}"))?;
         if snapshot.partial {
             // Only a node's own stored snapshot is partial, and a node with a stored snapshot
             // restarts from its store; installing one would drop every message.
@@ -594,10 +595,11 @@ impl StreamHost {
             .map_err(|e| format!("snapshot config: {e}"))?;
         let position = StreamPosition::decode(snapshot.position.clone())
             .map_err(|e| format!("snapshot position: {e}"))?;
-        let msgs = snapshot
-            .msgs
-            .iter()
-            .map(|m| StoredMsg::decode(m.clone()))
+        // Taken, not cloned: once the store batch is built from the messages, nothing holds
+        // the received snapshot any more and its memory is freed before the batch is written.
+        let msgs = std::mem::take(&mut snapshot.msgs)
+            .into_iter()
+            .map(StoredMsg::decode)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("snapshot message: {e}"))?;
         let storage = config.storage;
