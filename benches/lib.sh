@@ -90,15 +90,16 @@ stop_server() { # sets PEAK_RSS to the server's VmHWM in KiB (or null), then sto
     PEAK_RSS=$rss
 }
 
-# cluster_node_conf NAME CLUSTER STORE_DIR BASE I: the config file of node I (1..3) of a
+# cluster_node_conf NAME CLUSTER STORE_DIR BASE I [SYNC]: the config file of node I (1..3) of a
 # three-node cluster on loopback, clients on BASE+I, routes on BASE+10+I, every node routed to
-# all three (nats-server's format; natrix and nats-server both read it).
+# all three (nats-server's format; natrix and nats-server both read it); SYNC, when given, is
+# the JetStream `sync_interval` (e.g. `always`).
 cluster_node_conf() {
-    local name=$1 cluster=$2 dir=$3 base=$4 i=$5
+    local name=$1 cluster=$2 dir=$3 base=$4 i=$5 sync=${6:-}
     cat <<EOF2
 server_name: $name
 listen: 127.0.0.1:$((base + i))
-jetstream { store_dir: "$dir" }
+jetstream { store_dir: "$dir"${sync:+, sync_interval: $sync} }
 cluster {
   name: $cluster
   listen: 127.0.0.1:$((base + 10 + i))

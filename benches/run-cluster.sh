@@ -5,10 +5,11 @@
 # and `natrix-bench js-consume` (a pull consumer with explicit acks) through node 1, and
 # core pub/sub across nodes (`natrix-bench pubsub`, publisher on node 1, subscriber on node 2).
 # natrix acknowledges after the entry is fsynced on a quorum; nats-server (its default) after the
-# write reached a quorum's memory. One run per server and scenario,
+# write reached a quorum's memory (`--nats-sync always`: after it fsynced, like natrix). One run
+# per server and scenario,
 # servers alternating. Needs `cargo build --release --workspace --bins` first.
 #
-# Usage: benches/run-cluster.sh [--nats BIN] [--count N] [--pub1-count N]
+# Usage: benches/run-cluster.sh [--nats BIN] [--nats-sync INTERVAL] [--count N] [--pub1-count N]
 # Output: bench-results/cluster-<timestamp>/{results.jsonl,logs/}.
 set -euo pipefail
 
@@ -17,12 +18,14 @@ NATS_BIN=$(command -v nats-server || true)
 COUNT=100000
 PUB1_COUNT=2000
 CORE_MSGS=2000000
+NATS_SYNC=""
 while (($#)); do
     case "$1" in
     --nats) NATS_BIN=$2; shift 2 ;;
+    --nats-sync) NATS_SYNC=$2; shift 2 ;;
     --count) COUNT=$2; shift 2 ;;
     --pub1-count) PUB1_COUNT=$2; shift 2 ;;
-    *) echo "usage: benches/run-cluster.sh [--nats BIN] [--count N] [--pub1-count N]" >&2; exit 2 ;;
+    *) echo "usage: benches/run-cluster.sh [--nats BIN] [--nats-sync INTERVAL] [--count N] [--pub1-count N]" >&2; exit 2 ;;
     esac
 done
 NATRIX="$ROOT/target/release/natrix-server"
@@ -44,11 +47,12 @@ trap cleanup EXIT
 
 # start_cluster LABEL BIN BASEPORT: three nodes, clients on BASE+1..3, routes on BASE+11..13.
 start_cluster() {
-    local label=$1 bin=$2 base=$3 i
+    local label=$1 bin=$2 base=$3 i sync=""
+    if [[ $label == nats ]]; then sync=$NATS_SYNC; fi
     for i in 1 2 3; do
         local dir="$OUT/store/$label/n$i" conf="$OUT/$label-n$i.conf"
         mkdir -p "$dir"
-        cluster_node_conf "$label-n$i" bench "$dir" "$base" "$i" >"$conf"
+        cluster_node_conf "$label-n$i" bench "$dir" "$base" "$i" "$sync" >"$conf"
         "$bin" -c "$conf" >"$OUT/logs/$label-n$i.log" 2>&1 &
         PIDS+=($!)
     done
@@ -79,7 +83,7 @@ for scenario in "js-pub 256 $COUNT any" "js-pub 1 $PUB1_COUNT here" "js-pub 1 $P
     cleanup
     rm -rf "$OUT/store/natrix"
     start_cluster nats "$NATS_BIN" 19300
-    run "nats-$("$NATS_BIN" --version | awk '{print $2}')-r3" 19301 "$name" "$in_flight" "$count" "$leader"
+    run "nats-$("$NATS_BIN" --version | awk '{print $2}')${NATS_SYNC:+-sync-$NATS_SYNC}-r3" 19301 "$name" "$in_flight" "$count" "$leader"
     cleanup
     rm -rf "$OUT/store/nats"
 done
