@@ -582,10 +582,13 @@ async fn catches_up_from_a_snapshot(storage: stream::StorageType) -> anyhow::Res
         },
     )
     .await?;
+    // 10 KB each: the 210 messages make a snapshot of about 2 MB, which the leader reads and
+    // sends in several pieces.
+    let body = |i: u32| format!("s{i}:{}", ".".repeat(10_000));
     let mut expected = Vec::new();
     for i in 1..=10 {
-        publish_acked(&nodes[0].js, "snap", format!("s{i}")).await?;
-        expected.push(format!("s{i}"));
+        publish_acked(&nodes[0].js, "snap", body(i)).await?;
+        expected.push(body(i));
     }
     let leader = leader_index(&nodes, "SNAP").await?;
     let follower = (leader + 1) % 3;
@@ -593,8 +596,8 @@ async fn catches_up_from_a_snapshot(storage: stream::StorageType) -> anyhow::Res
     // 200 entries (one publish each) while it is away: its log position is long compacted away
     // on the others, so only a snapshot can bring it back.
     for i in 11..=210 {
-        publish_acked(&nodes[0].js, "snap", format!("s{i}")).await?;
-        expected.push(format!("s{i}"));
+        publish_acked(&nodes[0].js, "snap", body(i)).await?;
+        expected.push(body(i));
     }
     let seed = nodes[0]
         .server
