@@ -4,11 +4,13 @@
 //! group at once, while the syncer fdatasyncs the log and only then answers every waiter of every
 //! group written before that sync began. So building and writing group N+1 overlaps the fsync of
 //! group N, N concurrent writers share one fsync, and no waiter hears "ok" for bytes that are
-//! not on disk. A failed write or sync fails every waiter it covers and poisons the store: later
+//! not on disk. A group with nothing queued behind it while the syncer has nothing in hand (one
+//! publish at a time) is written with the fsync and answered by the writer itself: there is
+//! nothing to overlap, and the hand-off to the syncer would only add a thread wake-up. A failed write or sync fails every waiter it covers and poisons the store: later
 //! writes are refused until a restart recovers from disk.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -161,13 +163,19 @@ impl Committer {
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
+            // Nothing was left in the queue when the group was taken.
+            let drained = group.len() < self.max_group;
             let shutdown = group
                 .iter()
                 .position(|q| matches!(q.request, Request::Shutdown));
             if let Some(at) = shutdown {
                 group.truncate(at + 1);
             }
-            self.write_group(&mut group, &mut scratch, syncer.as_ref().map(|(tx, _)| tx));
+            let stage = match &syncer {
+                Some(syncer) if !(drained && syncer.idle()) => Some(syncer),
+                _ => None,
+            };
+            self.write_group(&mut group, &mut scratch, stage);
             if shutdown.is_some() {
                 break;
             }
@@ -179,7 +187,7 @@ impl Committer {
             }
         }
         // Everything written so far is synced and answered before the store reports closed.
-        if let Some((tx, handle)) = syncer {
+        if let Some(SyncStage { tx, handle, .. }) = syncer {
             drop(tx);
             if handle.join().is_err() {
                 tracing::error!("store: the syncer thread panicked");
@@ -193,19 +201,25 @@ impl Committer {
 
     /// Starts the thread that fsyncs written groups and answers them (`SyncPolicy::Always`).
     /// Without it (the thread cannot be spawned) the writer syncs each group itself.
-    fn start_syncer(&self) -> Option<(SyncSender<Written>, std::thread::JoinHandle<()>)> {
+    fn start_syncer(&self) -> Option<SyncStage> {
         let (tx, rx) = mpsc::sync_channel(self.max_group);
+        let in_hand = Arc::new(AtomicUsize::new(0));
         let syncer = Syncer {
             db: Arc::clone(&self.db),
             rx,
             counters: Arc::clone(&self.counters),
             poisoned: Arc::clone(&self.poisoned),
+            in_hand: Arc::clone(&in_hand),
         };
         match std::thread::Builder::new()
             .name("natrix-store-sync".to_owned())
             .spawn(move || syncer.run())
         {
-            Ok(handle) => Some((tx, handle)),
+            Ok(handle) => Some(SyncStage {
+                tx,
+                handle,
+                in_hand,
+            }),
             Err(err) => {
                 tracing::warn!(error = %err, "store: no syncer thread; each group syncs inline");
                 None
@@ -236,14 +250,14 @@ impl Committer {
         }
     }
 
-    /// Writes every request of `group` in one batch. Under `SyncPolicy::Always` with a syncer the
-    /// group goes to it to be fsynced and answered; otherwise it is answered here (written with
-    /// `sync = true` when there is no syncer).
+    /// Writes every request of `group` in one batch. Under `SyncPolicy::Always` with a syncer
+    /// (`stage`) the group goes to it to be fsynced and answered; otherwise it is answered here
+    /// (written with `sync = true` under `SyncPolicy::Always`).
     fn write_group(
         &mut self,
         group: &mut Vec<Queued>,
         scratch: &mut BytesMut,
-        syncer: Option<&SyncSender<Written>>,
+        stage: Option<&SyncStage>,
     ) {
         let db = Arc::clone(&self.db);
         let poisoned = self.poisoned.lock().clone();
@@ -340,7 +354,7 @@ impl Committer {
         } else {
             let mut opts = WriteOptions::default();
             // With a syncer the fsync happens there, overlapping the next group's write.
-            opts.set_sync(always && syncer.is_none());
+            opts.set_sync(always && stage.is_none());
             db.write_opt(wb, &opts)
         };
         match result {
@@ -354,9 +368,10 @@ impl Committer {
                     writes,
                     _slots: std::mem::take(group),
                 };
-                match syncer {
-                    Some(tx) if always && writes > 0 => {
-                        if let Err(mpsc::SendError(written)) = tx.send(written) {
+                match stage {
+                    Some(stage) if always && writes > 0 => {
+                        stage.in_hand.fetch_add(1, Ordering::AcqRel);
+                        if let Err(mpsc::SendError(written)) = stage.tx.send(written) {
                             // The syncer is gone (it panicked): nothing may be reported durable.
                             let reason = "the syncer thread stopped".to_owned();
                             *self.poisoned.lock() = Some(reason.clone());
@@ -408,6 +423,22 @@ impl Committer {
     }
 }
 
+/// The writer's end of the syncer thread.
+struct SyncStage {
+    tx: SyncSender<Written>,
+    handle: std::thread::JoinHandle<()>,
+    /// Groups sent to the syncer and not answered yet.
+    in_hand: Arc<AtomicUsize>,
+}
+
+impl SyncStage {
+    /// Whether every group sent to the syncer was answered: a group written with its own fsync
+    /// now cannot be answered before an earlier one.
+    fn idle(&self) -> bool {
+        self.in_hand.load(Ordering::Acquire) == 0
+    }
+}
+
 /// The second stage under `SyncPolicy::Always`: fsyncs the write-ahead log once for every group
 /// written since the last fsync, then answers them.
 struct Syncer {
@@ -415,6 +446,7 @@ struct Syncer {
     rx: Receiver<Written>,
     counters: Arc<Counters>,
     poisoned: Arc<Mutex<Option<String>>>,
+    in_hand: Arc<AtomicUsize>,
 }
 
 impl Syncer {
@@ -457,6 +489,7 @@ impl Syncer {
                         }),
                     ),
                 }
+                self.in_hand.fetch_sub(1, Ordering::AcqRel);
             }
         }
     }
