@@ -5,8 +5,8 @@
 //! group written before that sync began. So building and writing group N+1 overlaps the fsync of
 //! group N, N concurrent writers share one fsync, and no waiter hears "ok" for bytes that are
 //! not on disk. A group with nothing queued behind it while the syncer has nothing in hand (one
-//! publish at a time) is written with the fsync and answered by the writer itself: there is
-//! nothing to overlap, and the hand-off to the syncer would only add a thread wake-up. A failed write or sync fails every waiter it covers and poisons the store: later
+//! publish at a time) is fsynced and answered by the writer itself: there is nothing to overlap,
+//! and the hand-off to the syncer would only add a thread wake-up. A failed write or sync fails every waiter it covers and poisons the store: later
 //! writes are refused until a restart recovers from disk.
 
 use std::sync::Arc;
@@ -352,10 +352,10 @@ impl Committer {
         let result = if wb.is_empty() {
             Ok(())
         } else {
-            let mut opts = WriteOptions::default();
-            // With a syncer the fsync happens there, overlapping the next group's write.
-            opts.set_sync(always && stage.is_none());
-            db.write_opt(wb, &opts)
+            // Never a synced write: RocksDB makes one visible to reads only after its fsync, and
+            // the stream's in-memory state already counts it. The fsync follows the write, on the
+            // syncer thread (overlapping the next group's write) or below.
+            db.write_opt(wb, &WriteOptions::default())
         };
         match result {
             Ok(()) => {
@@ -384,12 +384,28 @@ impl Committer {
                             );
                         }
                     }
-                    _ => {
-                        if always && writes > 0 {
+                    _ if always && writes > 0 => match db.flush_wal(true) {
+                        Ok(()) => {
                             self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+                            answer(&self.counters, written, None);
                         }
-                        answer(&self.counters, written, None);
-                    }
+                        Err(source) => {
+                            let err = StoreError::SyncWal {
+                                source: source.clone(),
+                            };
+                            tracing::error!(error = %err, "store: write-ahead log sync failed; refusing writes");
+                            *self.poisoned.lock() = Some(err.to_string());
+                            self.counters.failed_groups.fetch_add(1, Ordering::Relaxed);
+                            answer(
+                                &self.counters,
+                                written,
+                                Some(&|| StoreError::SyncWal {
+                                    source: source.clone(),
+                                }),
+                            );
+                        }
+                    },
+                    _ => answer(&self.counters, written, None),
                 }
             }
             Err(source) => {
