@@ -6,8 +6,9 @@
 //! group N, N concurrent writers share one fsync, and no waiter hears "ok" for bytes that are
 //! not on disk. A group with nothing queued behind it while the syncer has nothing in hand (one
 //! publish at a time) is fsynced and answered by the writer itself: there is nothing to overlap,
-//! and the hand-off to the syncer would only add a thread wake-up. A failed write or sync fails every waiter it covers and poisons the store: later
-//! writes are refused until a restart recovers from disk.
+//! and the hand-off to the syncer would only add a thread wake-up. A failed write or sync fails
+//! every waiter it covers and poisons the store: later writes are refused until a restart
+//! recovers from disk.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -242,17 +243,13 @@ impl Committer {
             Ok(()) => {
                 self.counters.syncs.fetch_add(1, Ordering::Relaxed);
             }
-            Err(source) => {
-                let err = StoreError::SyncWal { source };
-                tracing::error!(error = %err, "store: write-ahead log sync failed; refusing writes");
-                *self.poisoned.lock() = Some(err.to_string());
-            }
+            Err(source) => poison_after_failed_sync(&self.poisoned, &source),
         }
     }
 
     /// Writes every request of `group` in one batch. Under `SyncPolicy::Always` with a syncer
     /// (`stage`) the group goes to it to be fsynced and answered; otherwise it is answered here
-    /// (written with `sync = true` under `SyncPolicy::Always`).
+    /// (after an fsync of the write-ahead log under `SyncPolicy::Always`).
     fn write_group(
         &mut self,
         group: &mut Vec<Queued>,
@@ -390,11 +387,7 @@ impl Committer {
                             answer(&self.counters, written, None);
                         }
                         Err(source) => {
-                            let err = StoreError::SyncWal {
-                                source: source.clone(),
-                            };
-                            tracing::error!(error = %err, "store: write-ahead log sync failed; refusing writes");
-                            *self.poisoned.lock() = Some(err.to_string());
+                            poison_after_failed_sync(&self.poisoned, &source);
                             self.counters.failed_groups.fetch_add(1, Ordering::Relaxed);
                             answer(
                                 &self.counters,
@@ -482,11 +475,7 @@ impl Syncer {
                         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(source) => {
-                        let err = StoreError::SyncWal {
-                            source: source.clone(),
-                        };
-                        tracing::error!(error = %err, "store: write-ahead log sync failed; refusing writes");
-                        *self.poisoned.lock() = Some(err.to_string());
+                        poison_after_failed_sync(&self.poisoned, &source);
                         self.counters
                             .failed_groups
                             .fetch_add(groups.len() as u64, Ordering::Relaxed);
@@ -509,6 +498,16 @@ impl Syncer {
             }
         }
     }
+}
+
+/// Records a failed fsync of the write-ahead log: logged, and every later write refused (the
+/// kernel may have dropped the dirty pages, so nothing written since can be reported durable).
+fn poison_after_failed_sync(poisoned: &Mutex<Option<String>>, source: &rocksdb::Error) {
+    let err = StoreError::SyncWal {
+        source: source.clone(),
+    };
+    tracing::error!(error = %err, "store: write-ahead log sync failed; refusing writes");
+    *poisoned.lock() = Some(err.to_string());
 }
 
 /// Answers every request of a written group: success, or the error `failure` makes.
