@@ -306,7 +306,7 @@ async fn dispatch(state: &Arc<ServerState>, js: &Arc<JetStream>, req: &ApiReques
         ["STREAM", "LIST"] => stream_api::list(js, &req.payload).await,
         ["STREAM", "PURGE", name] => stream_api::purge(js, name, &req.payload).await,
         ["STREAM", "MSG", "GET", name] => match confirm_leader(js, name).await {
-            Ok(()) => stream_api::msg_get(js, name, &req.payload),
+            Ok(()) => stream_api::msg_get(js, name, &req.payload).await,
             Err(err) => error_response("stream_msg_get", &err),
         },
         ["STREAM", "MSG", "DELETE", name] => stream_api::msg_delete(js, name, &req.payload).await,
@@ -330,9 +330,9 @@ async fn dispatch(state: &Arc<ServerState>, js: &Arc<JetStream>, req: &ApiReques
         }
         ["CONSUMER", "NAMES", stream] => consumer_api::names(js, stream, &req.payload),
         ["CONSUMER", "LIST", stream] => consumer_api::list(state, js, stream, &req.payload),
-        ["DIRECT", "GET", name] => direct::get(js, name, None, &req.payload),
+        ["DIRECT", "GET", name] => direct::get(js, name, None, &req.payload).await,
         ["DIRECT", "GET", name, subject @ ..] if !subject.is_empty() => {
-            direct::get(js, name, Some(&subject.join(".")), &req.payload)
+            direct::get(js, name, Some(&subject.join(".")), &req.payload).await
         }
         _ => {
             tracing::debug!(

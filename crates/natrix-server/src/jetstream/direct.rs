@@ -24,7 +24,7 @@ fn status(headers: &'static [u8]) -> ApiResponse {
     }
 }
 
-pub(crate) fn get(
+pub(crate) async fn get(
     js: &JetStream,
     stream: &str,
     last_by_subject: Option<&str>,
@@ -51,7 +51,7 @@ pub(crate) fn get(
             Err(_) => return status(MALFORMED),
         },
     };
-    match find_msg(&host, &req) {
+    match find_msg(&host, &req).await {
         Ok(Some(msg)) => message(stream, msg),
         _ => status(NOT_FOUND),
     }

@@ -37,6 +37,10 @@ const MAX_BATCH: usize = 1024;
 /// refused (with an error to their reply subject) instead of growing the queue without bound.
 const MAX_QUEUED_BYTES: u64 = 256 << 20;
 
+/// How long a read waits for a counted message's batch to commit before it reads what the store
+/// has (see [`StreamHost::read_msg`]).
+const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A publish or API command waiting for the stream task.
 pub(crate) enum Inbound {
     Publish {
@@ -629,7 +633,22 @@ impl StreamHost {
         self.committed.subscribe()
     }
 
-    /// A stored message by sequence.
+    /// A stored message by sequence as a reader asks for it: one the stream already counts (as
+    /// STREAM.INFO does once it is applied) is first waited for until its batch is committed, as
+    /// the store's writer thread may not have written it yet; bounded by [`READ_WAIT`] (a failed
+    /// write never commits).
+    pub async fn read_msg(&self, seq: u64) -> Result<Option<StoredMsg>, ApiError> {
+        let mut committed = self.subscribe_committed();
+        let wait = seq > *committed.borrow_and_update()
+            && self.storage == StorageType::File
+            && self.with_stream(|s| s.msg_meta(seq).is_some());
+        if wait {
+            let _ = tokio::time::timeout(READ_WAIT, committed.wait_for(|c| *c >= seq)).await;
+        }
+        self.get_msg(seq)
+    }
+
+    /// A stored message by sequence, as far as the store has it now (see [`Self::read_msg`]).
     pub fn get_msg(&self, seq: u64) -> Result<Option<StoredMsg>, ApiError> {
         {
             let core = self.core.lock();

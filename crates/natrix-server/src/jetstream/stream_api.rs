@@ -680,7 +680,7 @@ struct ApiMsg {
 }
 
 /// Finds the message a get request names (shared by the API get and direct get).
-pub(crate) fn find_msg(
+pub(crate) async fn find_msg(
     host: &StreamHost,
     req: &MsgGetRequest,
 ) -> Result<Option<StoredMsg>, ApiError> {
@@ -692,14 +692,14 @@ pub(crate) fn find_msg(
         Some(req.seq)
     };
     match seq {
-        Some(seq) => host.get_msg(seq),
+        Some(seq) => host.read_msg(seq).await,
         None => Ok(None),
     }
 }
 
-pub(crate) fn msg_get(js: &JetStream, name: &str, payload: &[u8]) -> ApiResponse {
+pub(crate) async fn msg_get(js: &JetStream, name: &str, payload: &[u8]) -> ApiResponse {
     const KIND: &str = "stream_msg_get";
-    let result = (|| {
+    let result = async {
         let req = parse_body::<MsgGetRequest>(payload)?;
         let host = js.stream(name).ok_or_else(ApiError::stream_not_found)?;
         if req.is_empty() {
@@ -708,8 +708,11 @@ pub(crate) fn msg_get(js: &JetStream, name: &str, payload: &[u8]) -> ApiResponse
         if req.conflicts() {
             return Err(ApiError::bad_request());
         }
-        find_msg(&host, &req)?.ok_or_else(ApiError::no_message_found)
-    })();
+        find_msg(&host, &req)
+            .await?
+            .ok_or_else(ApiError::no_message_found)
+    }
+    .await;
     match result {
         Ok(msg) => {
             let message = ApiMsg {

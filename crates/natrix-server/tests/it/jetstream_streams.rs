@@ -986,6 +986,61 @@ async fn direct_get_answers_from_streams_that_allow_it() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// While publishes keep coming, the last message of a subject (what a KV get reads) is always
+/// found, by direct get and by the API's get, and so is the last sequence STREAM.INFO reports:
+/// a message the stream counts can be read at once, as on nats-server.
+#[tokio::test]
+async fn what_the_stream_counts_can_be_read_while_publishes_keep_coming() -> anyhow::Result<()> {
+    const MSGS: u64 = 3000;
+    let node = Node::start().await?;
+    let stream = node
+        .js
+        .create_stream(Config {
+            allow_direct: true,
+            ..config("BUSY", &["busy.>"])
+        })
+        .await?;
+    acked(&node, "busy.x", msg("first")).await?;
+    let publisher = {
+        let js = jetstream::new(async_nats::connect(node.server.url()).await?);
+        tokio::spawn(async move {
+            let mut acks = Vec::new();
+            for i in 0..MSGS {
+                acks.push(js.publish("busy.x", Bytes::from(i.to_string())).await?);
+                if acks.len() == 64 {
+                    for ack in acks.drain(..) {
+                        ack.await?;
+                    }
+                }
+            }
+            for ack in acks {
+                ack.await?;
+            }
+            anyhow::Ok(())
+        })
+    };
+    let (mut reads, mut last) = (0u64, 0u64);
+    while !publisher.is_finished() || reads == 0 {
+        let direct = stream.direct_get_last_for_subject("busy.x").await?;
+        let api = stream.get_last_raw_message_by_subject("busy.x").await?;
+        assert!(
+            last <= direct.sequence && direct.sequence <= api.sequence,
+            "last message of busy.x went back: {last}, {}, {}",
+            direct.sequence,
+            api.sequence
+        );
+        last = api.sequence;
+        let counted = stream_state(&node, "BUSY").await?.last_sequence;
+        let read = stream.get_raw_message(counted).await?;
+        assert_eq!(read.sequence, counted);
+        reads += 1;
+    }
+    within("publisher", publisher).await???;
+    assert_eq!(stream_state(&node, "BUSY").await?.messages, MSGS + 1);
+    assert!(reads > 0);
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_memory_stream_stores_and_serves_messages() -> anyhow::Result<()> {
     let node = Node::start().await?;
