@@ -176,6 +176,7 @@ impl RaftHost {
                 .validate()
                 .map_err(|source| RaftHostError::Config { group_id, source })?,
         );
+        let sink = machine.snapshot_sink();
         let log = store.raft_log(group_id);
         let log_store = if machine.stores_applied() {
             LogStore::new(log.clone()).without_committed()
@@ -196,6 +197,9 @@ impl RaftHost {
         .await
         .map_err(|source| RaftHostError::Start { group_id, source })?;
         running.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(sink) = sink {
+            self.registry.set_snapshot_sink(group_id, sink);
+        }
         if self.registry.insert(group_id, raft.clone()).is_some() {
             // Lost a race with a concurrent start of the same group: keep the first one.
             tracing::warn!(

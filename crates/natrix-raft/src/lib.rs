@@ -32,7 +32,7 @@ pub use openraft::async_runtime::WatchReceiver;
 pub use service::{RaftRegistry, RaftService};
 pub use state_machine::{SnapshotBuilder, StateMachine, StateMachineError, StateMachineStore};
 pub use types::{
-    Command, Entry, EntryPayload, GroupId, LogId, Membership, NodeId, Raft, RaftMetrics, RaftNode,
-    Reply, Snapshot, SnapshotData, SnapshotMeta, SnapshotPieces, StorageError, StoredMembership,
-    TypeConfig, Vote,
+    BufferedSnapshot, Command, Entry, EntryPayload, GroupId, LogId, Membership, NodeId, Raft,
+    RaftMetrics, RaftNode, Reply, Snapshot, SnapshotData, SnapshotMeta, SnapshotPieces,
+    SnapshotSink, SnapshotSinkFactory, StorageError, StoredMembership, TypeConfig, Vote,
 };

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt, future};
 use natrix_proto::raft as pb;
@@ -21,12 +20,14 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec::{self, CodecError};
 use crate::network::NetworkOptions;
-use crate::types::{GroupId, Raft, Snapshot, SnapshotData};
+use crate::types::{BufferedSnapshot, GroupId, Raft, Snapshot, SnapshotSink, SnapshotSinkFactory};
 
 /// The groups running on this node, by group id.
 #[derive(Clone, Default)]
 pub struct RaftRegistry {
     groups: Arc<RwLock<HashMap<GroupId, Raft>>>,
+    /// Groups whose machine receives snapshots its own way ([`crate::StateMachine::snapshot_sink`]).
+    sinks: Arc<RwLock<HashMap<GroupId, SnapshotSinkFactory>>>,
 }
 
 impl RaftRegistry {
@@ -36,7 +37,17 @@ impl RaftRegistry {
     }
 
     pub fn remove(&self, group_id: GroupId) -> Option<Raft> {
+        self.sinks.write().remove(&group_id);
         self.groups.write().remove(&group_id)
+    }
+
+    /// Sets how group `group_id` receives snapshots (see [`crate::StateMachine::snapshot_sink`]).
+    pub fn set_snapshot_sink(&self, group_id: GroupId, sink: SnapshotSinkFactory) {
+        self.sinks.write().insert(group_id, sink);
+    }
+
+    fn snapshot_sink(&self, group_id: GroupId) -> Option<SnapshotSinkFactory> {
+        self.sinks.read().get(&group_id).cloned()
     }
 
     pub fn get(&self, group_id: GroupId) -> Option<Raft> {
@@ -198,19 +209,20 @@ impl pb::raft_server::Raft for RaftService {
             .map_err(|e| bad_request(group_id, &e))?;
         let meta =
             codec::decode_snapshot_meta(&first.meta_json).map_err(|e| bad_request(group_id, &e))?;
-        let mut data = BytesMut::from(&first.data[..]);
+        let mut sink: Box<dyn SnapshotSink> = match self.registry.snapshot_sink(group_id) {
+            Some(make) => make(),
+            None => Box::new(BufferedSnapshot::new(self.options.max_snapshot_bytes)),
+        };
+        let refused = |e: String| {
+            Status::resource_exhausted(format!("raft group {group_id}: receiving a snapshot: {e}"))
+        };
+        sink.write(first.data).await.map_err(refused)?;
         while let Some(chunk) = chunks.try_next().await? {
-            let limit = self.options.max_snapshot_bytes;
-            if (data.len() as u64).saturating_add(chunk.data.len() as u64) > limit {
-                return Err(Status::resource_exhausted(format!(
-                    "raft group {group_id}: snapshot larger than {limit} bytes"
-                )));
-            }
-            data.extend_from_slice(&chunk.data);
+            sink.write(chunk.data).await.map_err(refused)?;
         }
         let snapshot = Snapshot {
             meta,
-            snapshot: SnapshotData::Ready(data.freeze()),
+            snapshot: sink.finish().await.map_err(refused)?,
         };
         let response = raft
             .install_full_snapshot(vote, snapshot)

@@ -84,6 +84,15 @@ pub trait StateMachine: Send + Sync + 'static {
         async { Ok(None) }
     }
 
+    /// How a follower receives this machine's snapshots from a leader: `None` (the default)
+    /// collects the chunks in memory and hands the whole snapshot to [`StateMachine::install`];
+    /// a machine that keeps its state in a store can write it there as it arrives and finish
+    /// with a small [`SnapshotData::Ready`] naming what it wrote, which `install` then adopts.
+    /// Asked once, when the group starts.
+    fn snapshot_sink(&self) -> Option<crate::SnapshotSinkFactory> {
+        None
+    }
+
     /// Replaces the whole state with one produced by `snapshot` (on any node or architecture),
     /// which covers the log up to `applied`. A durable machine stores `applied.bytes()`
     /// atomically with the installed state.

@@ -3,6 +3,7 @@
 //! state machine answers with opaque bytes. Nothing here depends on the machine's word size.
 
 use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -132,6 +133,54 @@ impl SnapshotData {
             whole.extend_from_slice(&piece);
         }
         Ok(whole.freeze())
+    }
+}
+
+/// Where a follower puts a snapshot while its chunks arrive, before the group installs it. The
+/// default ([`BufferedSnapshot`]) keeps the bytes in memory; a machine whose state lives in a
+/// store can write the state there as it comes and hand the group only a small handle to it
+/// ([`crate::StateMachine::snapshot_sink`]), so a follower never holds a large snapshot whole.
+pub trait SnapshotSink: Send + 'static {
+    /// The next bytes of the snapshot, in order. An error ends the transfer (nothing is
+    /// installed).
+    fn write(&mut self, piece: Bytes) -> BoxFuture<'_, Result<(), String>>;
+
+    /// Every byte has arrived: what the group's machine is to install.
+    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<SnapshotData, String>>;
+}
+
+/// Makes a [`SnapshotSink`] for each snapshot a group receives.
+pub type SnapshotSinkFactory = std::sync::Arc<dyn Fn() -> Box<dyn SnapshotSink> + Send + Sync>;
+
+/// A snapshot received into memory, up to a size limit.
+pub struct BufferedSnapshot {
+    data: BytesMut,
+    limit: u64,
+}
+
+impl BufferedSnapshot {
+    pub fn new(limit: u64) -> BufferedSnapshot {
+        BufferedSnapshot {
+            data: BytesMut::new(),
+            limit,
+        }
+    }
+}
+
+impl SnapshotSink for BufferedSnapshot {
+    fn write(&mut self, piece: Bytes) -> BoxFuture<'_, Result<(), String>> {
+        let result = if (self.data.len() as u64).saturating_add(piece.len() as u64) > self.limit {
+            Err(format!("snapshot larger than {} bytes", self.limit))
+        } else {
+            self.data.extend_from_slice(&piece);
+            Ok(())
+        };
+        Box::pin(async move { result })
+    }
+
+    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<SnapshotData, String>> {
+        let data = self.data.freeze();
+        Box::pin(async move { Ok(SnapshotData::Ready(data)) })
     }
 }
 

@@ -39,6 +39,14 @@ pub(crate) enum Request {
         config: Bytes,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
+    /// `batch.stream_id` takes the place of stream `replaced`: see [`crate::Store::adopt_stream`].
+    AdoptStream {
+        replaced: u64,
+        config: Bytes,
+        batch: StreamBatch,
+        raft_applied: RaftApplied,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     PutStreamConfig {
         stream_id: u64,
         config: Bytes,
@@ -338,6 +346,25 @@ impl Committer {
                     batch::add_stream_deletion(&mut wb, &cfs, &mut floors, stream_id);
                     pending.push(Pending::Unit(reply));
                 }
+                Request::AdoptStream {
+                    replaced,
+                    config,
+                    batch,
+                    raft_applied,
+                    reply,
+                } => {
+                    batch::add_stream_deletion(&mut wb, &cfs, &mut floors, replaced);
+                    wb.put_cf(cfs.meta, keys::config_key(batch.stream_id), &config);
+                    batch::add_stream_batch(
+                        &mut wb,
+                        &cfs,
+                        &mut floors,
+                        scratch,
+                        &batch,
+                        Some(&raft_applied),
+                    );
+                    pending.push(Pending::Unit(reply));
+                }
                 Request::Shutdown => {}
             }
         }
@@ -543,7 +570,8 @@ fn fail(request: Request, err: StoreError) {
         Request::Stream { reply, .. }
         | Request::Consumers { reply, .. }
         | Request::PutStreamConfig { reply, .. }
-        | Request::DeleteStream { reply, .. } => drop(reply.send(Err(err))),
+        | Request::DeleteStream { reply, .. }
+        | Request::AdoptStream { reply, .. } => drop(reply.send(Err(err))),
         Request::CreateStream { reply, .. } => drop(reply.send(Err(err))),
         Request::Shutdown => {}
     }

@@ -407,6 +407,59 @@ impl Store {
             })
     }
 
+    /// Stream `batch.stream_id`, whose messages were written beforehand
+    /// ([`Store::write_staged_msgs`]), takes the place of stream `replaced` in one atomic batch:
+    /// every key of `replaced` is removed, `config` is stored as the new stream's config and
+    /// `batch` (its applied and sequence positions, consumers) is written with the Raft group's
+    /// applied state. Until this batch, the stream `replaced` is whole; after it, the new one.
+    pub fn adopt_stream(
+        &self,
+        replaced: u64,
+        config: Bytes,
+        batch: StreamBatch,
+        raft_applied: RaftApplied,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        self.queue
+            .clone()
+            .submit(move |reply| Request::AdoptStream {
+                replaced,
+                config,
+                batch,
+                raft_applied,
+                reply,
+            })
+    }
+
+    /// Writes messages (seq, encoded [`natrix_stream::StoredMsg`]) of a stream being received,
+    /// on the calling thread, without an fsync: the write that adopts the stream
+    /// ([`Store::adopt_stream`]) makes them durable (RocksDB has one write-ahead log, synced in
+    /// order). A failed write refuses every later write.
+    pub fn write_staged_msgs(
+        &self,
+        stream_id: u64,
+        msgs: &[(u64, Bytes)],
+    ) -> Result<(), StoreError> {
+        if let Some(reason) = self.poisoned.lock().clone() {
+            return Err(StoreError::Poisoned { reason });
+        }
+        let cfs = committer::cfs(&self.db).ok_or(StoreError::Closed)?;
+        let mut wb = WriteBatch::default();
+        for (seq, msg) in msgs {
+            wb.put_cf(cfs.msgs, keys::msg_key(stream_id, *seq), msg);
+        }
+        self.db
+            .write_opt(wb, &WriteOptions::default())
+            .map_err(|source| {
+                let err = StoreError::Write {
+                    requests: 1,
+                    source,
+                };
+                tracing::error!(error = %err, "store: staged write failed; refusing writes");
+                *self.poisoned.lock() = Some(err.to_string());
+                err
+            })
+    }
+
     /// Removes every key of a stream (messages, consumers, applied position, config) in one
     /// atomic batch.
     pub fn delete_stream(

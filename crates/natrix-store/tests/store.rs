@@ -268,6 +268,83 @@ async fn deleting_a_stream_removes_all_its_keys_and_nothing_else() -> Result {
     Ok(())
 }
 
+/// A stream received under a new id replaces the old one in one batch: before the adopting
+/// write the old stream is whole and the staged messages belong to no stream's config; after
+/// it, the new id holds config, messages, positions, consumers and the group's applied state,
+/// and nothing of the old id is left. A restart sees the same.
+#[tokio::test]
+async fn an_adopted_stream_replaces_the_old_one_whole() -> Result {
+    let dir = tempfile::tempdir()?;
+    let (old, new) = {
+        let store = Store::open(dir.path(), StoreOptions::default())?;
+        let old = store.create_stream(Bytes::from_static(b"old")).await?;
+        let mut batch = append(old, 1..=50);
+        batch.consumer_updates = vec![ConsumerUpdate::Put {
+            name: "gone".into(),
+            state: Bytes::from_static(b"s"),
+        }];
+        store.commit(batch).await?;
+        let new = store.create_stream(Bytes::from_static(b"staging")).await?;
+        let mut staged = Vec::new();
+        for seq in 40..=120 {
+            let mut encoded = bytes::BytesMut::new();
+            msg(new, seq).encode(&mut encoded);
+            staged.push((seq, encoded.freeze()));
+        }
+        for part in staged.chunks(30) {
+            store.write_staged_msgs(new, part)?;
+        }
+        assert_eq!(
+            seqs(&store, old, 0)?.len(),
+            50,
+            "the old stream is whole until adopted"
+        );
+        assert_eq!(store.get_msg(new, 40)?, Some(msg(new, 40)));
+        let batch = StreamBatch {
+            stream_id: new,
+            ops: Vec::new(),
+            applied: 7,
+            position: Some(Bytes::from_static(b"pos")),
+            consumer_updates: vec![ConsumerUpdate::Put {
+                name: "kept".into(),
+                state: Bytes::from_static(b"k"),
+            }],
+        };
+        let applied = RaftApplied {
+            group_id: 9,
+            state: Bytes::from_static(b"applied"),
+        };
+        store
+            .adopt_stream(old, Bytes::from_static(b"new"), batch, applied)
+            .await?;
+        (old, new)
+    };
+    let store = Store::open(dir.path(), StoreOptions::default())?;
+    assert_eq!(
+        store.stream_configs()?,
+        vec![(new, Bytes::from_static(b"new"))]
+    );
+    assert_eq!(seqs(&store, new, 0)?, (40..=120).collect::<Vec<_>>());
+    assert_eq!(store.get_msg(new, 120)?, Some(msg(new, 120)));
+    assert_eq!(store.applied(new)?, Some(7));
+    assert_eq!(
+        store.stream_position(new)?,
+        Some(Bytes::from_static(b"pos"))
+    );
+    assert_eq!(
+        store.consumers(new)?,
+        vec![("kept".to_owned(), Bytes::from_static(b"k"))]
+    );
+    assert_eq!(
+        store.raft_log(9).read_applied()?,
+        Some(Bytes::from_static(b"applied"))
+    );
+    assert_eq!(seqs(&store, old, 0)?, Vec::<u64>::new());
+    assert_eq!(store.applied(old)?, None);
+    assert!(store.consumers(old)?.is_empty());
+    Ok(())
+}
+
 #[tokio::test]
 async fn disk_usage_reports_the_store_and_its_file_system() -> Result {
     let dir = tempfile::tempdir()?;

@@ -28,6 +28,8 @@ use crate::internal::{InternalHandler, InternalMsg};
 use crate::router::Subscription;
 use crate::state::ServerState;
 
+mod received;
+pub(crate) use received::StagedSnapshot;
 mod replicated;
 
 /// Most commands applied and committed as one batch.
@@ -156,8 +158,9 @@ pub(crate) struct StreamCore {
 
 pub(crate) struct StreamHost {
     pub name: String,
-    /// The store's stream id (file storage) or a node-local id (memory storage).
-    pub id: u64,
+    /// The store's stream id (file storage) or a node-local id (memory storage). A replica that
+    /// installs a snapshot received from its leader gets the id the snapshot was stored under.
+    id: AtomicU64,
     pub created_ns: i64,
     storage: StorageType,
     /// The JetStream domain PubAcks name (`jetstream { domain }`), as nats-server's do.
@@ -230,6 +233,7 @@ impl StreamHost {
                     config: config.clone(),
                     created_ns,
                     group_id,
+                    staging: false,
                 };
                 js.store()
                     .create_stream(record.encode())
@@ -265,22 +269,7 @@ impl StreamHost {
             .transpose()
             .map_err(|e| format!("stream position: {e}"))?;
         let applied = store.applied(id).map_err(|e| e.to_string())?.unwrap_or(0);
-        let storage = record.config.storage;
-        let mut scan_error = None;
-        let msgs = store
-            .scan_msg_refs(id, 0, |r| RecoveredMsg::from_ref(&r, storage))
-            .map_err(|e| e.to_string())?
-            .map_while(|m| match m {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    scan_error = Some(e);
-                    None
-                }
-            });
-        let stream = Stream::recover(record.config, position, msgs).map_err(|e| e.to_string())?;
-        if let Some(e) = scan_error {
-            return Err(e.to_string());
-        }
+        let stream = stream_from_store(store, id, record.config, position)?;
         let replica = match record.group_id {
             Some(group_id) => Some(Replica {
                 group_id,
@@ -335,7 +324,7 @@ impl StreamHost {
         let last_seq = stream.last_seq();
         let host = Arc::new(StreamHost {
             name: config.name.clone(),
-            id,
+            id: AtomicU64::new(id),
             created_ns,
             storage: config.storage,
             domain: js.config.domain.clone(),
@@ -519,7 +508,7 @@ impl StreamHost {
             && let Some(js) = self.js.upgrade()
         {
             js.store()
-                .delete_consumer(self.id, name)
+                .delete_consumer(self.id(), name)
                 .await
                 .map_err(|e| store_failed(&e))
         } else {
@@ -562,7 +551,7 @@ impl StreamHost {
             state: record,
         };
         js.store()
-            .update_consumers(self.id, vec![update])
+            .update_consumers(self.id(), vec![update])
             .await
             .map_err(|e| store_failed(&e))
     }
@@ -624,6 +613,11 @@ impl StreamHost {
         f(&self.core.lock().stream)
     }
 
+    /// The stream's id in the store (see the field).
+    pub fn id(&self) -> u64 {
+        self.id.load(Ordering::Acquire)
+    }
+
     /// The last sequence that is durable.
     pub fn committed_seq(&self) -> u64 {
         *self.committed.borrow()
@@ -661,7 +655,7 @@ impl StreamHost {
         }
         let js = self.js.upgrade().ok_or_else(stopped)?;
         js.store()
-            .get_msg(self.id, seq)
+            .get_msg(self.id(), seq)
             .map_err(|e| store_failed(&e))
     }
 
@@ -716,9 +710,10 @@ impl StreamHost {
                 config: (*new).clone(),
                 created_ns: self.created_ns,
                 group_id: None,
+                staging: false,
             };
             js.store()
-                .put_stream_config(self.id, record.encode())
+                .put_stream_config(self.id(), record.encode())
                 .await
                 .map_err(|e| store_failed(&e))?;
         }
@@ -743,7 +738,7 @@ impl StreamHost {
         if self.storage == StorageType::File {
             let js = self.js.upgrade().ok_or_else(stopped)?;
             js.store()
-                .delete_stream(self.id)
+                .delete_stream(self.id())
                 .await
                 .map_err(|e| store_failed(&e))?;
         }
@@ -940,7 +935,7 @@ impl StreamHost {
             );
         }
         let batch = StreamBatch {
-            stream_id: self.id,
+            stream_id: self.id(),
             ops,
             applied: core.applied,
             position: Some(core.stream.position().encode()),
@@ -955,6 +950,33 @@ impl StreamHost {
                 proposal: None,
             },
         )
+    }
+}
+
+/// The stream state machine rebuilt from what the store holds for stream `id`: its messages (a
+/// scan that reads their subjects, headers and sizes) and its sequence position.
+fn stream_from_store(
+    store: &natrix_store::Store,
+    id: u64,
+    config: StreamConfig,
+    position: Option<StreamPosition>,
+) -> Result<Stream, String> {
+    let storage = config.storage;
+    let mut scan_error = None;
+    let msgs = store
+        .scan_msg_refs(id, 0, |r| RecoveredMsg::from_ref(&r, storage))
+        .map_err(|e| e.to_string())?
+        .map_while(|m| match m {
+            Ok(m) => Some(m),
+            Err(e) => {
+                scan_error = Some(e);
+                None
+            }
+        });
+    let stream = Stream::recover(config, position, msgs).map_err(|e| e.to_string())?;
+    match scan_error {
+        Some(e) => Err(e.to_string()),
+        None => Ok(stream),
     }
 }
 

@@ -25,11 +25,12 @@ use std::time::Duration;
 use natrix_store::{Store, StoreOptions, SyncPolicy};
 use natrix_stream::{AccountLimits, ApiError, StorageType, StreamConfig};
 use parking_lot::RwLock;
+use record::StreamRecord;
 
 use crate::config::{AccountConfig, JetStreamConfig};
 use crate::state::ServerState;
 
-pub(crate) use host::StreamHost;
+pub(crate) use host::{StagedSnapshot, StreamHost};
 
 /// Why JetStream could not start.
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +175,18 @@ impl JetStream {
             })?;
         let mut messages = 0;
         for (id, bytes) in configs {
+            if StreamRecord::is_staging(&bytes) {
+                tracing::info!(
+                    "JetStream: removing an unfinished snapshot transfer (store id {id})"
+                );
+                let deletion = self.store.delete_stream(id);
+                tokio::spawn(async move {
+                    if let Err(err) = deletion.await {
+                        tracing::warn!("JetStream: removing store id {id}: {err}");
+                    }
+                });
+                continue;
+            }
             let host = StreamHost::recover(state, self, id, &bytes)
                 .map_err(|reason| JetStreamError::Recover { id, reason })?;
             messages += host.messages();

@@ -13,6 +13,11 @@ pub(crate) struct StreamRecord {
     /// The stream's Raft group when it is replicated (clustered JetStream).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<u64>,
+    /// A snapshot being received from the stream's leader is stored under this record's id
+    /// until it replaces the stream; a staging record found at start is left over from a
+    /// transfer that never finished, and is removed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub staging: bool,
 }
 
 impl StreamRecord {
@@ -22,6 +27,16 @@ impl StreamRecord {
 
     pub fn decode(bytes: &[u8]) -> Result<StreamRecord, String> {
         serde_json::from_slice(bytes).map_err(|e| format!("stream record: {e}"))
+    }
+
+    /// Whether `bytes` are a staging record, whatever else they hold.
+    pub fn is_staging(bytes: &[u8]) -> bool {
+        #[derive(Deserialize)]
+        struct Flag {
+            #[serde(default)]
+            staging: bool,
+        }
+        serde_json::from_slice::<Flag>(bytes).is_ok_and(|f| f.staging)
     }
 }
 
@@ -105,6 +120,7 @@ mod tests {
             config: StreamConfig::named("ORDERS", &["orders.>"]),
             created_ns: 1_700_000_000_123_456_789,
             group_id: Some(7),
+            staging: false,
         };
         let back = StreamRecord::decode(&record.encode()).expect("decodes");
         assert_eq!(back.config, record.config);

@@ -605,6 +605,16 @@ async fn catches_up_from_a_snapshot(storage: stream::StorageType) -> anyhow::Res
         .ok_or_else(|| anyhow::anyhow!("no cluster address"))?;
     nodes.insert(follower, start_again(stopped, &seed, tune).await?);
     wait_for_copies(&nodes, 210).await?;
+    // Restarted once more, it finds the installed stream whole in its own store (a file
+    // stream's follower writes the received messages under a new store id, which the install
+    // makes the stream's).
+    let seed = nodes[(follower + 1) % 3]
+        .server
+        .cluster_addr()
+        .ok_or_else(|| anyhow::anyhow!("no cluster address"))?;
+    let stopped = stop_node(nodes.remove(follower)).await?;
+    nodes.insert(follower, start_again(stopped, &seed, tune).await?);
+    wait_for_copies(&nodes, 210).await?;
     // It serves the whole stream as its leader: the third node stops, so the leader's
     // stepdown can only hand the group to it.
     let third = 3 - leader - follower;

@@ -11,7 +11,7 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage as Publish;
 use async_nats::jetstream::stream::{Config, DiscardPolicy, StorageType};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::support;
 use support::{Node, eventually, ok, within};
@@ -1038,6 +1038,48 @@ async fn what_the_stream_counts_can_be_read_while_publishes_keep_coming() -> any
     within("publisher", publisher).await???;
     assert_eq!(stream_state(&node, "BUSY").await?.messages, MSGS + 1);
     assert!(reads > 0);
+    Ok(())
+}
+
+/// A snapshot transfer cut short by a crash leaves the messages it received under a staging
+/// record in the store; the next start removes them and serves the streams as they were.
+#[tokio::test]
+async fn an_unfinished_snapshot_transfer_is_removed_at_start() -> anyhow::Result<()> {
+    let node = Node::start().await?;
+    node.stream("KEEP", &["keep"]).await?;
+    node.publish("keep", "one").await?;
+    let dir = node.stop().await;
+    let db = dir.path().join("jetstream/rocksdb");
+    let staged = {
+        let store = natrix_store::Store::open(&db, natrix_store::StoreOptions::default())?;
+        let [(_, record)] = <[_; 1]>::try_from(store.stream_configs()?)
+            .map_err(|c| anyhow::anyhow!("{} stream records", c.len()))?;
+        let mut record: serde_json::Value = serde_json::from_slice(&record)?;
+        record["staging"] = true.into();
+        let id = store
+            .create_stream(Bytes::from(serde_json::to_vec(&record)?))
+            .await?;
+        let msg = natrix_stream::StoredMsg {
+            seq: 1,
+            timestamp_ns: 1,
+            subject: Bytes::from_static(b"keep"),
+            headers: None,
+            payload: Bytes::from_static(b"received"),
+        };
+        let mut encoded = bytes::BytesMut::new();
+        msg.encode(&mut encoded);
+        store.write_staged_msgs(id, &[(1, encoded.freeze())])?;
+        id
+    };
+    let node = Node::start_in(dir).await?;
+    let names: Vec<String> = node.js.stream_names().try_collect().await?;
+    assert_eq!(names, vec!["KEEP".to_owned()]);
+    assert_eq!(stream_state(&node, "KEEP").await?.messages, 1);
+    let dir = node.stop().await;
+    let store =
+        natrix_store::Store::open(dir.path().join("jetstream/rocksdb"), Default::default())?;
+    assert_eq!(store.stream_configs()?.len(), 1);
+    assert_eq!(store.scan_msgs(staged, 0)?.count(), 0);
     Ok(())
 }
 

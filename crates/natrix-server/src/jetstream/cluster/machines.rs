@@ -65,6 +65,18 @@ impl StateMachine for StreamMachine {
         self.host.stored_snapshot()
     }
 
+    /// A file stream's follower writes a received snapshot's messages to the store as they
+    /// arrive; a memory stream's is held whole (its messages live in memory anyway).
+    fn snapshot_sink(&self) -> Option<natrix_raft::SnapshotSinkFactory> {
+        if self.host.storage() != StorageType::File {
+            return None;
+        }
+        let host = Arc::downgrade(&self.host);
+        Some(Arc::new(move || {
+            Box::new(crate::jetstream::StagedSnapshot::new(host.clone()))
+        }))
+    }
+
     async fn transfer_snapshot(&self) -> Result<Option<SnapshotData>, StateMachineError> {
         self.host
             .transfer_snapshot()

@@ -401,7 +401,7 @@ impl StreamHost {
             } else {
                 core.applied += 1;
                 let batch = StreamBatch {
-                    stream_id: self.id,
+                    stream_id: self.id(),
                     ops: std::mem::take(&mut core.pending_ops),
                     applied: core.applied,
                     position: Some(core.stream.position().encode()),
@@ -418,9 +418,10 @@ impl StreamHost {
                     config,
                     created_ns: self.created_ns,
                     group_id: Some(replica.group_id),
+                    staging: false,
                 };
                 js.store()
-                    .put_stream_config(self.id, record.encode())
+                    .put_stream_config(self.id(), record.encode())
                     .await?;
             }
             let applied = RaftApplied {
@@ -478,7 +479,7 @@ impl StreamHost {
         }
         let js = self.js.upgrade().ok_or("JetStream stopped")?;
         let store = Arc::clone(js.store());
-        let id = self.id;
+        let id = self.id();
         let (pinned_tx, pinned_rx) = tokio::sync::oneshot::channel();
         let (head_tx, head_rx) = std::sync::mpsc::sync_channel::<SnapshotHead>(1);
         let (pieces_tx, pieces_rx) = tokio::sync::mpsc::channel(SNAPSHOT_PIECES_AHEAD);
@@ -577,8 +578,10 @@ impl StreamHost {
     }
 
     /// State machine: replaces this replica's stream with a snapshot (from any node), together
-    /// with the group's applied position, in one store batch. The messages are decoded as
-    /// slices of `snapshot` (no copy before the store batch).
+    /// with the group's applied position, in one store batch. The messages come either in the
+    /// snapshot (decoded as slices of it, no copy before the store batch) or, for a file stream
+    /// received from the leader, already in the store under the staging id the snapshot names
+    /// (see [`super::received`]): that id then becomes the stream's.
     pub(crate) async fn install_snapshot(
         &self,
         snapshot: Bytes,
@@ -595,20 +598,39 @@ impl StreamHost {
             .map_err(|e| format!("snapshot config: {e}"))?;
         let position = StreamPosition::decode(snapshot.position.clone())
             .map_err(|e| format!("snapshot position: {e}"))?;
-        // Taken, not cloned: once the store batch is built from the messages, nothing holds
-        // the received snapshot any more and its memory is freed before the batch is written.
-        let msgs = std::mem::take(&mut snapshot.msgs)
-            .into_iter()
-            .map(StoredMsg::decode)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("snapshot message: {e}"))?;
         let storage = config.storage;
-        let stream = Stream::recover(
-            config.clone(),
-            Some(position),
-            msgs.iter().map(|m| RecoveredMsg::from_stored(m, storage)),
-        )
-        .map_err(|e| format!("snapshot: {e}"))?;
+        let staged = snapshot.staged_stream_id;
+        let js = self.js.upgrade().ok_or("stopped")?;
+        let (stream, msgs) = if staged != 0 {
+            if storage != StorageType::File || self.core.lock().memory.is_some() {
+                return Err("a staged snapshot is only installed into a file stream".into());
+            }
+            let store = Arc::clone(js.store());
+            let config = config.clone();
+            let stream = tokio::task::spawn_blocking(move || {
+                super::stream_from_store(&store, staged, config, Some(position))
+            })
+            .await
+            .map_err(|e| format!("reading the received messages: {e}"))?
+            .map_err(|e| format!("reading the received messages: {e}"))?;
+            (stream, Vec::new())
+        } else {
+            // Taken, not cloned: once the store batch is built from the messages, nothing
+            // holds the received snapshot any more and its memory is freed before the batch
+            // is written.
+            let msgs = std::mem::take(&mut snapshot.msgs)
+                .into_iter()
+                .map(StoredMsg::decode)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("snapshot message: {e}"))?;
+            let stream = Stream::recover(
+                config.clone(),
+                Some(position),
+                msgs.iter().map(|m| RecoveredMsg::from_stored(m, storage)),
+            )
+            .map_err(|e| format!("snapshot: {e}"))?;
+            (stream, msgs)
+        };
         let last_seq = stream.last_seq();
         let consumers: BTreeMap<String, Bytes> = snapshot
             .consumers
@@ -622,10 +644,11 @@ impl StreamHost {
             core.pending_ops.clear();
             core.pending_config = None;
             core.pending_consumers.clear();
+            // A staged stream has no consumers yet; the stream it replaces goes whole.
             let mut consumer_updates: Vec<ConsumerUpdate> = core
                 .consumer_records
                 .keys()
-                .filter(|name| !consumers.contains_key(*name))
+                .filter(|name| staged == 0 && !consumers.contains_key(*name))
                 .map(|name| ConsumerUpdate::Delete { name: name.clone() })
                 .collect();
             consumer_updates.extend(consumers.iter().map(|(name, record)| ConsumerUpdate::Put {
@@ -641,10 +664,13 @@ impl StreamHost {
                 }
                 None => {
                     core.applied += 1;
-                    let mut ops = vec![StoreOp::RemoveBelow { seq: u64::MAX }];
-                    ops.extend(msgs.into_iter().map(StoreOp::Append));
+                    let mut ops = Vec::new();
+                    if staged == 0 {
+                        ops.push(StoreOp::RemoveBelow { seq: u64::MAX });
+                        ops.extend(msgs.into_iter().map(StoreOp::Append));
+                    }
                     Some(StreamBatch {
-                        stream_id: self.id,
+                        stream_id: if staged == 0 { self.id() } else { staged },
                         ops,
                         applied: core.applied,
                         position: Some(core.stream.position().encode()),
@@ -654,26 +680,39 @@ impl StreamHost {
             }
         };
         if let Some(batch) = batch {
-            let js = self.js.upgrade().ok_or("stopped")?;
             let record = StreamRecord {
                 config,
                 created_ns: snapshot.created_ns,
                 group_id: self.replica.as_ref().map(|r| r.group_id),
+                staging: false,
             };
             let store = js.store();
-            store
-                .put_stream_config(self.id, record.encode())
-                .await
-                .map_err(|e| e.to_string())?;
             let group_id = self.replica.as_ref().map_or(0, |r| r.group_id);
             let applied = RaftApplied {
                 group_id,
                 state: Bytes::from(applied),
             };
-            store
-                .commit_with_raft_applied(batch, applied)
-                .await
-                .map_err(|e| e.to_string())?;
+            if staged == 0 {
+                store
+                    .put_stream_config(self.id(), record.encode())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                store
+                    .commit_with_raft_applied(batch, applied)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            } else {
+                store
+                    .adopt_stream(self.id(), record.encode(), batch, applied)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.id.store(staged, Ordering::Release);
+                tracing::info!(
+                    "JetStream stream '{}': installed a snapshot of {} messages received into the store",
+                    self.name,
+                    self.messages()
+                );
+            }
         }
         self.committed.send_replace(last_seq);
         Ok(())
@@ -786,6 +825,7 @@ impl SnapshotHead {
                 raft_index: self.raft_index,
                 consumers: self.consumers,
                 partial,
+                staged_stream_id: 0,
             }
             .encode_to_vec(),
         )

@@ -50,8 +50,8 @@ impl Node {
         })
     }
 
-    /// Stops the node and starts a new one on the same store directory.
-    pub async fn restart(self) -> anyhow::Result<Node> {
+    /// Stops the node; its store directory stays.
+    pub async fn stop(self) -> tempfile::TempDir {
         let Node {
             server,
             client,
@@ -60,8 +60,18 @@ impl Node {
         } = self;
         drop(client);
         server.shutdown().await;
+        dir
+    }
+
+    /// Starts a node on an existing store directory.
+    pub async fn start_in(dir: tempfile::TempDir) -> anyhow::Result<Node> {
         let server = TestServer::start_with(js_config(dir.path())).await?;
         Node::connect(server, dir).await
+    }
+
+    /// Stops the node and starts a new one on the same store directory.
+    pub async fn restart(self) -> anyhow::Result<Node> {
+        Node::start_in(self.stop().await).await
     }
 
     pub async fn stream(
