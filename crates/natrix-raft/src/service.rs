@@ -224,10 +224,9 @@ impl pb::raft_server::Raft for RaftService {
             meta,
             snapshot: sink.finish().await.map_err(refused)?,
         };
-        let response = raft
-            .install_full_snapshot(vote, snapshot)
-            .await
-            .map_err(|e| raft_failed(group_id, &e))?;
+        let response = raft.install_full_snapshot(vote, snapshot).await;
+        sink.done(response.is_ok());
+        let response = response.map_err(|e| raft_failed(group_id, &e))?;
         Ok(Response::new(pb::SnapshotResponse {
             vote: Some(codec::vote_to_pb(&response.vote)),
         }))

@@ -146,7 +146,15 @@ pub trait SnapshotSink: Send + 'static {
     fn write(&mut self, piece: Bytes) -> BoxFuture<'_, Result<(), String>>;
 
     /// Every byte has arrived: what the group's machine is to install.
-    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<SnapshotData, String>>;
+    fn finish(&mut self) -> BoxFuture<'_, Result<SnapshotData, String>>;
+
+    /// The group answered the snapshot it was given (`answered`), which it does only once it
+    /// installed it or found it already had that state; `false` when it failed or stopped
+    /// (whether it installed it is then unknown). A sink that keeps data for a snapshot the
+    /// group did not install can drop it here.
+    fn done(self: Box<Self>, answered: bool) {
+        let _ = answered;
+    }
 }
 
 /// Makes a [`SnapshotSink`] for each snapshot a group receives.
@@ -178,8 +186,8 @@ impl SnapshotSink for BufferedSnapshot {
         Box::pin(async move { result })
     }
 
-    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<SnapshotData, String>> {
-        let data = self.data.freeze();
+    fn finish(&mut self) -> BoxFuture<'_, Result<SnapshotData, String>> {
+        let data = std::mem::take(&mut self.data).freeze();
         Box::pin(async move { Ok(SnapshotData::Ready(data)) })
     }
 }

@@ -62,6 +62,11 @@ const RECONCILE_INTERVAL: Duration = Duration::from_millis(250);
 /// Longest wait for a meta proposal, its local application, or a new stream's leader.
 const META_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A create placed on a peer that left before the meta group applied it is placed again, at
+/// most this many times, after this pause (the removal reaches this node's view meanwhile).
+const PLACEMENT_RETRIES: u32 = 3;
+const PLACEMENT_RETRY_PAUSE: Duration = Duration::from_millis(200);
+
 /// Deadline of one node-to-node call of this module.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -292,23 +297,37 @@ impl JsCluster {
         if self.meta_leader().is_none() {
             return Err(not_available());
         }
-        let (peers, load) = {
-            let meta = self.meta_state.read();
-            let peers: Vec<PeerInfo> = meta.peers.values().cloned().collect();
-            (peers, meta.load())
-        };
-        let mut request = PlacementRequest::for_stream(config, &self.cluster_name)
-            .map_err(|e| e.to_api_error())?;
-        request.load = load;
-        let chosen = place(&peers, &request).map_err(|e| e.to_api_error())?;
-        let max_streams = js.account_limits()?.max_streams;
-        let command = MetaCommand::create_stream(config, chosen, now_ns(), max_streams);
-        let assignment = match self.propose(&command).await? {
-            MetaReply::Stream(assignment) => assignment,
-            other => {
-                return Err(ApiError::store_failed(format!(
-                    "unexpected meta reply {other:?}"
-                )));
+        let mut attempts = 0;
+        let assignment = loop {
+            let (peers, load) = {
+                let meta = self.meta_state.read();
+                let peers: Vec<PeerInfo> = meta.peers.values().cloned().collect();
+                (peers, meta.load())
+            };
+            let mut request = PlacementRequest::for_stream(config, &self.cluster_name)
+                .map_err(|e| e.to_api_error())?;
+            request.load = load;
+            let chosen = place(&peers, &request).map_err(|e| e.to_api_error())?;
+            let max_streams = js.account_limits()?.max_streams;
+            let command = MetaCommand::create_stream(config, chosen, now_ns(), max_streams);
+            match self.propose(&command).await {
+                Ok(MetaReply::Stream(assignment)) => break assignment,
+                Ok(other) => {
+                    return Err(ApiError::store_failed(format!(
+                        "unexpected meta reply {other:?}"
+                    )));
+                }
+                // A peer this node placed on left the cluster (`SERVER.REMOVE`) before the
+                // meta group applied the create: place again once this node's view of the
+                // peers has caught up.
+                Err(err)
+                    if err.err_code == ApiError::cluster_peer_not_member().err_code
+                        && attempts < PLACEMENT_RETRIES =>
+                {
+                    attempts += 1;
+                    tokio::time::sleep(PLACEMENT_RETRY_PAUSE).await;
+                }
+                Err(err) => return Err(err),
             }
         };
         self.reconcile(state, js).await;

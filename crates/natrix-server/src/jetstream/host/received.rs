@@ -209,11 +209,10 @@ impl SnapshotSink for StagedSnapshot {
         })
     }
 
-    fn finish(mut self: Box<Self>) -> BoxFuture<'static, Result<SnapshotData, String>> {
+    fn finish(&mut self) -> BoxFuture<'_, Result<SnapshotData, String>> {
         Box::pin(async move {
             self.write_batch().await?;
             let head = std::mem::take(&mut self.splitter).finish()?;
-            self.finished = true;
             let Some(staged) = self.staged else {
                 // No messages: the snapshot is whole as it is.
                 return Ok(SnapshotData::Ready(head));
@@ -221,13 +220,28 @@ impl SnapshotSink for StagedSnapshot {
             let mut snapshot =
                 StreamSnapshot::decode(head).map_err(|e| format!("snapshot: {e}"))?;
             snapshot.staged_stream_id = staged;
+            self.finished = true;
             Ok(SnapshotData::Ready(Bytes::from(snapshot.encode_to_vec())))
         })
+    }
+
+    /// The group answered without adopting the staged stream (it had that state already, the
+    /// leader's resend of a snapshot whose answer timed out, say): the staged copy goes. Not when
+    /// the group failed: it may still be adopting it (a start removes it if it did not).
+    fn done(mut self: Box<Self>, answered: bool) {
+        let adopted = self
+            .host
+            .upgrade()
+            .is_some_and(|h| Some(h.id()) == self.staged);
+        if answered && !adopted {
+            self.finished = false;
+        }
     }
 }
 
 impl Drop for StagedSnapshot {
-    /// A transfer that stopped before it finished: its staged messages go.
+    /// A transfer that stopped before it finished, or whose snapshot the group did not install:
+    /// its staged messages go.
     fn drop(&mut self) {
         let (Some(id), false) = (self.staged, self.finished) else {
             return;
@@ -235,6 +249,9 @@ impl Drop for StagedSnapshot {
         let Some(js) = self.host.upgrade().and_then(|h| h.js.upgrade()) else {
             return;
         };
+        tracing::info!(
+            "JetStream: removing the messages of a snapshot that was not installed (store id {id})"
+        );
         let deletion = js.store().delete_stream(id);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {

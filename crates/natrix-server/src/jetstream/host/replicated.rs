@@ -708,7 +708,7 @@ impl StreamHost {
                     .map_err(|e| e.to_string())?;
                 self.id.store(staged, Ordering::Release);
                 tracing::info!(
-                    "JetStream stream '{}': installed a snapshot of {} messages received into the store",
+                    "JetStream stream '{}': took over the {} messages of a received snapshot from the store",
                     self.name,
                     self.messages()
                 );
