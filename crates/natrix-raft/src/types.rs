@@ -206,3 +206,27 @@ impl std::fmt::Debug for SnapshotData {
 }
 pub type StorageError = openraft::StorageError<TypeConfig>;
 pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_buffered_snapshot_is_the_pieces_in_order_up_to_its_limit() {
+        let mut sink = BufferedSnapshot::new(10);
+        for piece in ["abc", "defg", "hij"] {
+            sink.write(Bytes::from_static(piece.as_bytes()))
+                .await
+                .expect("within the limit");
+        }
+        let err = sink
+            .write(Bytes::from_static(b"k"))
+            .await
+            .expect_err("one byte over the limit");
+        assert!(err.contains("larger than 10 bytes"), "{err}");
+        match sink.finish().await {
+            Ok(SnapshotData::Ready(bytes)) => assert_eq!(&bytes[..], b"abcdefghij"),
+            other => panic!("not the bytes received: {other:?}"),
+        }
+    }
+}
