@@ -9,6 +9,8 @@
 #   scripts/cluster-chaos.sh                        # 30 rounds, a random seed
 #   NATRIX_CHAOS_ROUNDS=200 scripts/cluster-chaos.sh
 #   NATRIX_CHAOS_SEED=1234 scripts/cluster-chaos.sh   # replay a failing run's schedule of faults
+#   NATRIX_CHAOS_SNAPSHOT_EVERY=200 scripts/cluster-chaos.sh   # snapshot every 200 entries, so
+#                                                   # a node that was down catches up by snapshot
 #   scripts/cluster-chaos.sh --release              # extra cargo flags go before `--`
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

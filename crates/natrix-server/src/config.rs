@@ -199,7 +199,8 @@ pub struct JetStreamConfig {
     /// Clustered JetStream: a stream group snapshots its state and compacts its Raft log every
     /// this many log entries, keeping at most as many (up to 1,000) behind the snapshot for
     /// followers that lag a little; `None` is every 10,000. natrix's own setting (tests use a
-    /// small value to make a lagging follower catch up from a snapshot); not in config files.
+    /// small value to make a lagging follower catch up from a snapshot); in a config file
+    /// `jetstream { raft_snapshot_every: N }` (not a nats-server option).
     pub raft_snapshot_every: Option<u64>,
 }
 

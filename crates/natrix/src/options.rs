@@ -716,6 +716,13 @@ impl Mapper<'_> {
                                 enabled = b;
                             }
                         }
+                        // natrix's own: how often a stream group snapshots and compacts its
+                        // Raft log (entries); fault tests set it low to force snapshot installs.
+                        "raft_snapshot_every" => match self.count::<u64>(e) {
+                            Some(0) => self.error(e, "raft_snapshot_every must be at least 1"),
+                            Some(n) => self.settings.jetstream.raft_snapshot_every = Some(n),
+                            None => {}
+                        },
                         _ => match compat::jetstream(&key) {
                             Some(support) => self.unsupported_or_ignored(e, support),
                             None => self.unknown(e),

@@ -102,6 +102,7 @@ jetstream {
   max_memory_store: 1GB
   max_file_store: "10G"
   domain = hub
+  raft_snapshot_every: 500
 }
 "#;
 
@@ -144,7 +145,7 @@ fn a_documentation_style_file_with_includes_variables_and_env_maps_to_the_expect
             max_file_store: Some(10 << 30),
             domain: Some("hub".into()),
             sync_interval: None,
-            raft_snapshot_every: None,
+            raft_snapshot_every: Some(500),
         }),
         cluster: Some(ClusterConfig {
             name: Some("c1".into()),
@@ -939,6 +940,22 @@ fn max_payload_flag_is_a_size_and_still_bounded_by_max_pending() {
 fn a_missing_config_file_is_an_error_naming_it() {
     let err = error(&["-c", "/nonexistent/dir/natrix.conf"]);
     assert!(err.contains("/nonexistent/dir/natrix.conf"), "{err}");
+}
+
+#[test]
+fn raft_snapshot_every_must_be_a_positive_count() {
+    let dir = tempfile::tempdir().unwrap();
+    for (value, expected) in [
+        ("0", "raft_snapshot_every must be at least 1"),
+        ("-5", "raft_snapshot_every value can not be negative"),
+        ("\"often\"", "raft_snapshot_every"),
+    ] {
+        let err = config_error(
+            dir.path(),
+            &format!("jetstream {{ raft_snapshot_every: {value} }}\n"),
+        );
+        assert!(err.contains(expected), "{value}: {err}");
+    }
 }
 
 #[test]

@@ -43,6 +43,8 @@ use tokio::sync::watch;
 const STREAM: &str = "CCRASH";
 const CLUSTER: &str = "c1";
 const NODES: usize = 3;
+/// How often stream groups snapshot (entries), when set; the default otherwise.
+const SNAPSHOT_EVERY_VAR: &str = "NATRIX_CHAOS_SNAPSHOT_EVERY";
 const PUBLISHERS: usize = 4;
 
 /// The whole test, start to finish (the brief: under a minute on two cores).
@@ -478,6 +480,12 @@ impl Cluster {
         for port in &cluster_ports {
             writeln!(routes, "    \"nats-route://127.0.0.1:{port}\"")?;
         }
+        // `NATRIX_CHAOS_SNAPSHOT_EVERY=N`: stream groups snapshot every N entries, so a node
+        // that was down catches up from a snapshot (received while faults go on).
+        let snapshot_every = match std::env::var(SNAPSHOT_EVERY_VAR) {
+            Ok(n) => format!("  raft_snapshot_every: {}\n", n.trim().parse::<u64>()?),
+            Err(_) => String::new(),
+        };
         let mut nodes = Vec::new();
         for i in 0..NODES {
             let name = format!("n{}", i + 1);
@@ -491,7 +499,7 @@ impl Cluster {
                 "server_name: \"{name}\"\n\
                  listen: \"127.0.0.1:{client_port}\"\n\
                  http: \"127.0.0.1:{http_port}\"\n\
-                 jetstream {{\n  store_dir: \"{}\"\n}}\n\
+                 jetstream {{\n  store_dir: \"{}\"\n{snapshot_every}}}\n\
                  cluster {{\n  name: \"{CLUSTER}\"\n  listen: \"127.0.0.1:{cluster_port}\"\n  \
                  routes: [\n{routes}  ]\n}}\n",
                 store.display()
