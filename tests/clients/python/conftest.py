@@ -182,23 +182,3 @@ async def _checked_connect_init(self):
 nats.aio.transport.TcpTransport.readline = _recording_readline
 nats.aio.client.Client._process_connect_init = _checked_connect_init
 
-
-# nats-py 2.16.0's `flush` writes its PING straight to the socket while commands queued before it
-# (a SUB, say) wait in the client's buffer for its flusher task, so the PONG can come back before
-# the server has seen the SUB. Tests that subscribe, flush and then publish from another
-# connection then lose messages now and then, against either server (seen in CI: "67 of 200
-# reached the subscriber before the drain", against nats-server; reproduced here within a few
-# hundred runs against nats-server 2.9.10 and 2.15.1). Here `flush` first writes what is queued,
-# as the NATS protocol intends (a PONG answers everything sent before its PING).
-_flush = nats.aio.client.Client.flush
-
-
-async def _ordered_flush(self, *args, **kwargs):
-    if self._transport is not None and self.is_connected and self._pending_data_size > 0:
-        self._transport.writelines(self._pending[:])
-        self._pending = []
-        self._pending_data_size = 0
-    await _flush(self, *args, **kwargs)
-
-
-nats.aio.client.Client.flush = _ordered_flush

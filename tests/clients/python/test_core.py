@@ -327,7 +327,12 @@ def test_drain_processes_pending_messages_then_closes(server):
         got = []
         closed = asyncio.Event()
 
+        ready = asyncio.Event()
+
         async def slow(msg):
+            if msg.data == b"probe":
+                ready.set()
+                return
             await asyncio.sleep(0.001)
             got.append(msg.data)
 
@@ -337,6 +342,18 @@ def test_drain_processes_pending_messages_then_closes(server):
         sub_nc = await connect(server, closed_cb=closed_cb)
         sub = await sub_nc.subscribe("drain.me", cb=slow)
         await sub_nc.flush()
+        # nats-py 2.16.0's flush writes its PING ahead of a SUB still queued in the client, so
+        # the flush above does not prove the server has the subscription (seen in CI: "67 of
+        # 200 reached the subscriber", against nats-server). Probe until a message arrives.
+        for _ in range(50):
+            await nc.publish("drain.me", b"probe")
+            await nc.flush()
+            try:
+                await asyncio.wait_for(ready.wait(), 0.2)
+                break
+            except asyncio.TimeoutError:
+                pass
+        assert ready.is_set(), "the subscription never reached the server"
         for i in range(200):
             await nc.publish("drain.me", b"%d" % i)
         await nc.flush()

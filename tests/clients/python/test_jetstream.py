@@ -794,6 +794,10 @@ def test_max_age_and_ephemeral_inactive_threshold(js_server):
                 await js.consumer_info("AGE", ci.name)
             except NotFoundError:
                 break
+            except TypeError:
+                # nats-server 2.9.10 can answer for a consumer it is just deleting with an
+                # info of nulls, which nats.py cannot read; ask again.
+                pass
             await asyncio.sleep(0.1)
         with pytest.raises(NotFoundError):
             await js.consumer_info("AGE", ci.name)
