@@ -282,9 +282,7 @@ impl Store {
         batch: StreamBatch,
         raft_applied: RaftApplied,
     ) -> Result<(), StoreError> {
-        if let Some(reason) = self.poisoned.lock().clone() {
-            return Err(StoreError::Poisoned { reason });
-        }
+        self.refuse_if_poisoned()?;
         let cfs = committer::cfs(&self.db).ok_or(StoreError::Closed)?;
         let mut wb = WriteBatch::default();
         let mut scratch = BytesMut::new();
@@ -297,23 +295,40 @@ impl Store {
             &batch,
             Some(&raft_applied),
         );
-        match self.db.write_opt(wb, &WriteOptions::default()) {
+        match self.write_direct(wb, "state machine write") {
             Ok(()) => {
                 floors.commit();
                 self.counters.note_direct_write();
                 Ok(())
             }
-            Err(source) => {
+            Err(err) => {
                 floors.rollback();
+                Err(err)
+            }
+        }
+    }
+
+    fn refuse_if_poisoned(&self) -> Result<(), StoreError> {
+        match self.poisoned.lock().clone() {
+            Some(reason) => Err(StoreError::Poisoned { reason }),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `wb` on the calling thread without an fsync. A failed write refuses every later
+    /// write of the store (as a failed group of the committer does).
+    fn write_direct(&self, wb: WriteBatch, what: &str) -> Result<(), StoreError> {
+        self.db
+            .write_opt(wb, &WriteOptions::default())
+            .map_err(|source| {
                 let err = StoreError::Write {
                     requests: 1,
                     source,
                 };
-                tracing::error!(error = %err, "store: state machine write failed; refusing writes");
+                tracing::error!(error = %err, "store: {what} failed; refusing writes");
                 *self.poisoned.lock() = Some(err.to_string());
-                Err(err)
-            }
-        }
+                err
+            })
     }
 
     /// Queues one stream command's effects like [`Store::commit`], returning once it is queued:
@@ -439,25 +454,13 @@ impl Store {
         stream_id: u64,
         msgs: &[(u64, Bytes)],
     ) -> Result<(), StoreError> {
-        if let Some(reason) = self.poisoned.lock().clone() {
-            return Err(StoreError::Poisoned { reason });
-        }
+        self.refuse_if_poisoned()?;
         let cfs = committer::cfs(&self.db).ok_or(StoreError::Closed)?;
         let mut wb = WriteBatch::default();
         for (seq, msg) in msgs {
             wb.put_cf(cfs.msgs, keys::msg_key(stream_id, *seq), msg);
         }
-        self.db
-            .write_opt(wb, &WriteOptions::default())
-            .map_err(|source| {
-                let err = StoreError::Write {
-                    requests: 1,
-                    source,
-                };
-                tracing::error!(error = %err, "store: staged write failed; refusing writes");
-                *self.poisoned.lock() = Some(err.to_string());
-                err
-            })
+        self.write_direct(wb, "staged write")
     }
 
     /// Removes every key of a stream (messages, consumers, applied position, config) in one

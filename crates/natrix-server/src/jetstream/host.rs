@@ -29,7 +29,7 @@ use crate::router::Subscription;
 use crate::state::ServerState;
 
 mod received;
-pub(crate) use received::StagedSnapshot;
+pub(crate) use received::{StagedSnapshot, remove_staged};
 mod replicated;
 
 /// Most commands applied and committed as one batch.

@@ -176,15 +176,7 @@ impl JetStream {
         let mut messages = 0;
         for (id, bytes) in configs {
             if StreamRecord::is_staging(&bytes) {
-                tracing::info!(
-                    "JetStream: removing an unfinished snapshot transfer (store id {id})"
-                );
-                let deletion = self.store.delete_stream(id);
-                tokio::spawn(async move {
-                    if let Err(err) = deletion.await {
-                        tracing::warn!("JetStream: removing store id {id}: {err}");
-                    }
-                });
+                host::remove_staged(&self.store, id, "left by a transfer that never finished");
                 continue;
             }
             let host = StreamHost::recover(state, self, id, &bytes)

@@ -1075,9 +1075,8 @@ async fn an_unfinished_snapshot_transfer_is_removed_at_start() -> anyhow::Result
     let names: Vec<String> = node.js.stream_names().try_collect().await?;
     assert_eq!(names, vec!["KEEP".to_owned()]);
     assert_eq!(stream_state(&node, "KEEP").await?.messages, 1);
-    let dir = node.stop().await;
-    let store =
-        natrix_store::Store::open(dir.path().join("jetstream/rocksdb"), Default::default())?;
+    let _dir = node.stop().await;
+    let store = natrix_store::Store::open(&db, Default::default())?;
     assert_eq!(store.stream_configs()?.len(), 1);
     assert_eq!(store.scan_msgs(staged, 0)?.count(), 0);
     Ok(())

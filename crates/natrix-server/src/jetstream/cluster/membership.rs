@@ -12,7 +12,7 @@ use natrix_raft::WatchReceiver;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use natrix_cluster::{MetaCommand, PlacementRequest, StreamAssignment, place};
+use natrix_cluster::{MetaCommand, PeerInfo, PlacementRequest, StreamAssignment, place};
 use natrix_raft::openraft::ChangeMembers;
 use natrix_raft::{Raft, RaftNode};
 use natrix_stream::{ApiError, StreamConfig};
@@ -25,6 +25,23 @@ use crate::jetstream::{JetStream, StreamHost};
 const MOVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl JsCluster {
+    /// The cluster's peers as this node knows them, and a placement request for a stream with
+    /// `config` that weighs the streams they already hold.
+    pub(crate) fn placement_for(
+        &self,
+        config: &StreamConfig,
+    ) -> Result<(Vec<PeerInfo>, PlacementRequest), ApiError> {
+        let (candidates, load) = {
+            let meta = self.meta_state.read();
+            let candidates: Vec<PeerInfo> = meta.peers.values().cloned().collect();
+            (candidates, meta.load())
+        };
+        let mut request = PlacementRequest::for_stream(config, &self.cluster_name)
+            .map_err(|e| e.to_api_error())?;
+        request.load = load;
+        Ok((candidates, request))
+    }
+
     /// The peers a stream should have with `config`'s replica count: its current peers except
     /// `exclude`, `leader` first (a scale-down keeps the leader), then new ones by placement.
     pub(crate) fn replan(
@@ -34,14 +51,7 @@ impl JsCluster {
         leader: Option<u64>,
         exclude: BTreeSet<u64>,
     ) -> Result<Vec<u64>, ApiError> {
-        let (candidates, load) = {
-            let meta = self.meta_state.read();
-            let candidates: Vec<_> = meta.peers.values().cloned().collect();
-            (candidates, meta.load())
-        };
-        let mut request = PlacementRequest::for_stream(config, &self.cluster_name)
-            .map_err(|e| e.to_api_error())?;
-        request.load = load;
+        let (candidates, mut request) = self.placement_for(config)?;
         let mut keep: Vec<u64> = assignment
             .peers
             .iter()

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use natrix_cluster::{
-    META_GROUP_ID, MetaCommand, MetaReply, MetaState, PeerInfo, PlacementRequest, StreamAssignment,
-    decode_reply, encode_command, place,
+    META_GROUP_ID, MetaCommand, MetaReply, MetaState, PeerInfo, StreamAssignment, decode_reply,
+    encode_command, place,
 };
 use natrix_proto::jetstream::jet_stream_cluster_client::JetStreamClusterClient;
 use natrix_proto::jetstream::{
@@ -297,18 +297,11 @@ impl JsCluster {
         if self.meta_leader().is_none() {
             return Err(not_available());
         }
+        let max_streams = js.account_limits()?.max_streams;
         let mut attempts = 0;
         let assignment = loop {
-            let (peers, load) = {
-                let meta = self.meta_state.read();
-                let peers: Vec<PeerInfo> = meta.peers.values().cloned().collect();
-                (peers, meta.load())
-            };
-            let mut request = PlacementRequest::for_stream(config, &self.cluster_name)
-                .map_err(|e| e.to_api_error())?;
-            request.load = load;
+            let (peers, request) = self.placement_for(config)?;
             let chosen = place(&peers, &request).map_err(|e| e.to_api_error())?;
-            let max_streams = js.account_limits()?.max_streams;
             let command = MetaCommand::create_stream(config, chosen, now_ns(), max_streams);
             match self.propose(&command).await {
                 Ok(MetaReply::Stream(assignment)) => break assignment,

@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use natrix_proto::jetstream::StreamSnapshot;
 use natrix_raft::{SnapshotData, SnapshotSink};
+use natrix_store::Store;
 use natrix_stream::StoredMsg;
 use prost::Message;
 
@@ -189,17 +190,18 @@ impl SnapshotSink for StagedSnapshot {
             let (batch, batch_bytes, last_seq) =
                 (&mut self.batch, &mut self.batch_bytes, &mut self.last_seq);
             self.splitter.push(&piece, |record| {
-                let msg = StoredMsg::decode(record.clone())
-                    .map_err(|e| format!("snapshot message: {e}"))?;
-                if msg.seq <= *last_seq {
+                let seq = StoredMsg::decode_ref(&record)
+                    .map_err(|e| format!("snapshot message: {e}"))?
+                    .seq;
+                if seq <= *last_seq {
                     return Err(format!(
-                        "snapshot message {} is out of order (after {})",
-                        msg.seq, *last_seq
+                        "snapshot message {seq} is out of order (after {})",
+                        *last_seq
                     ));
                 }
-                *last_seq = msg.seq;
+                *last_seq = seq;
                 *batch_bytes += record.len();
-                batch.push((msg.seq, record));
+                batch.push((seq, record));
                 Ok(())
             })?;
             if self.batch_bytes >= STAGED_BATCH {
@@ -246,22 +248,23 @@ impl Drop for StagedSnapshot {
         let (Some(id), false) = (self.staged, self.finished) else {
             return;
         };
-        let Some(js) = self.host.upgrade().and_then(|h| h.js.upgrade()) else {
-            return;
-        };
-        tracing::info!(
-            "JetStream: removing the messages of a snapshot that was not installed (store id {id})"
-        );
-        let deletion = js.store().delete_stream(id);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(err) = deletion.await {
-                    tracing::warn!(
-                        "JetStream: removing an unfinished snapshot (store id {id}): {err}"
-                    );
-                }
-            });
+        if let Some(js) = self.host.upgrade().and_then(|h| h.js.upgrade()) {
+            remove_staged(js.store(), id, "not installed");
         }
+    }
+}
+
+/// Removes the messages and record of a received snapshot staged under store id `id` (`why`
+/// for the log), in the background.
+pub(crate) fn remove_staged(store: &Store, id: u64, why: &str) {
+    tracing::info!("JetStream: removing a received snapshot, {why} (store id {id})");
+    let deletion = store.delete_stream(id);
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            if let Err(err) = deletion.await {
+                tracing::warn!("JetStream: removing a received snapshot (store id {id}): {err}");
+            }
+        });
     }
 }
 
