@@ -30,6 +30,12 @@ struct QueueState {
     frames: Vec<RouteFrame>,
     bytes: usize,
     closed: bool,
+    /// Replaced by a preferred session to the same peer: what is queued still goes out.
+    retiring: bool,
+    /// While retiring: end the stream once the queue is empty (the dialer's request stream);
+    /// otherwise it stays open until the session closes it (the acceptor's response stream,
+    /// whose end would end the whole call, the dialer's last frames with it).
+    end_when_empty: bool,
 }
 
 /// What became of a frame offered to a [`LinkQueue`].
@@ -60,6 +66,8 @@ pub(crate) struct LinkQueue {
     pub overflowed: AtomicBool,
     /// Woken when the queue closes.
     pub closed: Notify,
+    /// Woken (one permit) when the queue starts retiring.
+    pub retired: Notify,
 }
 
 impl LinkQueue {
@@ -73,6 +81,7 @@ impl LinkQueue {
             drained: Notify::new(),
             overflowed: AtomicBool::new(false),
             closed: Notify::new(),
+            retired: Notify::new(),
         })
     }
 
@@ -116,6 +125,24 @@ impl LinkQueue {
     pub fn close(&self) {
         self.state.lock().closed = true;
         self.wake_all_on_close();
+    }
+
+    /// The session was replaced by a preferred one to the same peer: frames already queued
+    /// still go out (a message handed to this session before the switch is not lost), then
+    /// the stream ends (`end_when_empty`, the dialer's side) or waits for the session to close
+    /// it once the peer ended its side.
+    pub fn retire(&self, end_when_empty: bool) {
+        {
+            let mut state = self.state.lock();
+            state.retiring = true;
+            state.end_when_empty = end_when_empty;
+        }
+        self.wake.notify_one();
+        self.retired.notify_one();
+    }
+
+    pub fn is_retiring(&self) -> bool {
+        self.state.lock().retiring
     }
 
     fn wake_all_on_close(&self) {
@@ -163,6 +190,9 @@ impl LinkQueue {
                         self.drained.notify_waiters();
                     }
                     return Some(RouteBatch { frames });
+                }
+                if state.retiring && state.end_when_empty {
+                    return None;
                 }
             }
             self.wake.notified().await;

@@ -178,14 +178,18 @@ impl Mesh {
 
     /// Registers an established session: keeps one session per peer (the one dialled by the
     /// smaller server id; between two dialled by the same node, the smaller nonce), sends the
-    /// new peer the whole local interest, and gossips peers' addresses both ways.
-    pub fn register(&self, link: &Arc<Link>) -> Result<(), Refusal> {
+    /// new peer the whole local interest, and gossips peers' addresses both ways. Returns the
+    /// session it replaced, now retiring: its queued frames still go out and its session
+    /// still reads what the peer sent on it, but nothing new is routed to it (the caller
+    /// removes its interest).
+    pub fn register(&self, link: &Arc<Link>) -> Result<Option<Arc<Link>>, Refusal> {
         let mut inner = self.inner.lock();
         // Checked under the lock `close_all` takes after raising the flag: a session is either
         // refused here or registered in time to be closed there.
         if *self.shutdown.borrow() {
             return Err(Refusal::ShuttingDown);
         }
+        let mut replaced = None;
         if let Some(existing) = inner.links.get(&link.peer.server_id) {
             if !self.preferred(link, existing) {
                 return Err(Refusal::Duplicate);
@@ -196,7 +200,8 @@ impl Mesh {
                 existing.rid,
                 link.rid
             );
-            existing.queue.close();
+            existing.queue.retire(existing.did_solicit);
+            replaced = Some(existing.clone());
         }
         for (subject, queue, count) in inner.local.snapshot() {
             let frame = interest_frame(subject, queue, count);
@@ -223,7 +228,7 @@ impl Mesh {
             .insert(link.peer.server_id.clone(), link.clone());
         drop(inner);
         self.changed.send_modify(|v| *v += 1);
-        Ok(())
+        Ok(replaced)
     }
 
     /// Removes a session if it is the registered one for its peer.

@@ -25,6 +25,9 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// A ping goes out this often; a session silent for `IDLE_LIMIT` is dropped.
 const PING_INTERVAL: Duration = Duration::from_secs(2);
 const IDLE_LIMIT: Duration = Duration::from_secs(10);
+/// A session replaced by a preferred one reads what the peer still sends on it for at most
+/// this long (the peer ends its side once it switched too).
+const RETIRE_LIMIT: Duration = Duration::from_secs(2);
 
 /// How a session ended, which tells a dial loop what to do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +135,13 @@ where
         interest: Mutex::new(PeerInterest::default()),
     });
     match mesh.register(&link) {
-        Ok(()) => {}
+        Ok(replaced) => {
+            // The replaced session's interest goes now (the peer sends all of it again on
+            // this one), so a message matches one session to the peer, not two.
+            if let Some(replaced) = replaced {
+                state.router.remove_peer_interest(&replaced);
+            }
+        }
         Err(Refusal::Duplicate) => {
             tracing::debug!(peer = %link.peer.server_id, "dropping duplicate route session");
             queue.close();
@@ -165,9 +174,13 @@ where
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_read = Instant::now();
+    let mut retire_deadline: Option<tokio::time::Instant> = None;
     loop {
         if queue.is_closed() {
             break;
+        }
+        if retire_deadline.is_none() && queue.is_retiring() {
+            retire_deadline = Some(tokio::time::Instant::now() + RETIRE_LIMIT);
         }
         tokio::select! {
             next = inbound.next() => match next {
@@ -181,7 +194,7 @@ where
                 }
                 None => break,
             },
-            _ = ping.tick() => {
+            _ = ping.tick(), if retire_deadline.is_none() => {
                 if last_read.elapsed() > IDLE_LIMIT {
                     tracing::warn!(rid = link.rid, "Stale route connection - closing");
                     break;
@@ -190,6 +203,11 @@ where
                 queue.push(RouteFrame { kind: Some(route_frame::Kind::Ping(RoutePing {})) }, 16);
             }
             _ = queue.closed.notified() => break,
+            _ = queue.retired.notified(), if retire_deadline.is_none() => {}
+            () = sleep_until_some(retire_deadline) => {
+                tracing::debug!(rid = link.rid, "replaced route session: the peer did not end it");
+                break;
+            }
         }
     }
     queue.close();
@@ -203,6 +221,10 @@ where
     state.router.remove_peer_interest(&link);
     tracing::info!(rid = link.rid, peer = %link.peer.server_name, "Route connection closed");
     announce_connect_urls(&state, &mesh);
+    if queue.is_retiring() {
+        // Replaced by a preferred session: the dial loop waits for that one to end.
+        return SessionEnd::Duplicate(link.peer.server_id.clone());
+    }
     SessionEnd::Closed { established: true }
 }
 
@@ -222,6 +244,8 @@ impl Reader<'_> {
         self.link.touch();
         for frame in frames {
             match frame.kind {
+                // A replaced session's interest is gone; the peer sends it on the new one.
+                Some(route_frame::Kind::Interest(_)) if self.link.queue.is_retiring() => {}
                 Some(route_frame::Kind::Interest(i)) => {
                     let queue = (!i.queue.is_empty()).then_some(i.queue);
                     self.state
@@ -308,5 +332,13 @@ impl Reader<'_> {
                 sub.advertised() && self.state.deliver_internal(sub, im)
             });
         }
+    }
+}
+
+/// Sleeps until `deadline`; forever without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }

@@ -182,6 +182,9 @@ async fn run(
             continue;
         }
         if let Some(cluster) = js.cluster() {
+            // A node that just started answers nothing before its meta state is ready (this
+            // queue waits, in order); nats-server does not answer in that window either.
+            cluster.wait_until_api_ready().await;
             let subject = format!("$JS.API.{}", request.subject);
             let msg = InternalMsg {
                 subject: subject.as_bytes(),
@@ -192,12 +195,16 @@ async fn run(
                 hops: request.hops,
             };
             let handed_over = match stream_of(&request.subject) {
-                Some(stream) => cluster.route_to_leader(&state, &js, stream, &msg),
+                Some(stream) => {
+                    cluster.wait_for_route(&state, &js, Some(stream)).await;
+                    cluster.route_to_leader(&state, &js, stream, &msg)
+                }
                 None if matches!(
                     request.subject.as_str(),
                     "STREAM.NAMES" | "META.LEADER.STEPDOWN" | "SERVER.REMOVE"
                 ) =>
                 {
+                    cluster.wait_for_route(&state, &js, None).await;
                     cluster.route_to_meta_leader(&state, &msg)
                 }
                 None => false,
@@ -294,7 +301,12 @@ fn response_kind(subject: &str) -> Option<&'static str> {
 async fn dispatch(state: &Arc<ServerState>, js: &Arc<JetStream>, req: &ApiRequest) -> ApiResponse {
     let tokens: Vec<&str> = req.subject.split('.').collect();
     match tokens.as_slice() {
-        ["INFO"] => ApiResponse::Json(account_info(js)),
+        // In a cluster without a meta leader, as nats-server: the account's streams are not
+        // known for sure.
+        ["INFO"] if js.cluster().is_some_and(|c| c.meta_leader().is_none()) => {
+            error_response("account_info", &super::cluster::not_available())
+        }
+        ["INFO"] => ApiResponse::Json(account_info(js).await),
         ["STREAM", "CREATE", name] => stream_api::create(state, js, name, &req.payload).await,
         ["STREAM", "UPDATE", name] => stream_api::update(state, js, name, &req.payload).await,
         ["STREAM", "INFO", name] => match confirm_leader(js, name).await {
@@ -345,9 +357,12 @@ async fn dispatch(state: &Arc<ServerState>, js: &Arc<JetStream>, req: &ApiReques
     }
 }
 
-/// `$JS.API.INFO`: the account's usage and limits.
-fn account_info(js: &JetStream) -> String {
-    let usage = js.usage();
+/// `$JS.API.INFO`: the account's usage (in a cluster, the whole cluster's) and limits.
+async fn account_info(js: &JetStream) -> String {
+    let usage = match js.cluster() {
+        Some(cluster) => cluster.account_usage(js).await,
+        None => js.usage(),
+    };
     let mut body = serde_json::json!({
         "type": "io.nats.jetstream.api.v1.account_info_response",
         "memory": usage.memory,

@@ -756,7 +756,15 @@ impl StreamHost {
         if max_age <= 0 {
             return None;
         }
-        let first = core.stream.msg_meta(core.stream.first_seq())?;
+        let Some(first) = core.stream.msg_meta(core.stream.first_seq()) else {
+            // A replicated stream applies a publish after this task proposed it, so the
+            // message this task just handed on may not be here yet: look again by the time it
+            // could age out (before, it aged out only when the next request woke this task).
+            let wait = std::time::Duration::from_nanos(u64::try_from(max_age).unwrap_or(0));
+            return self.replica.is_some().then(|| {
+                tokio::time::Instant::now() + wait.min(std::time::Duration::from_secs(1))
+            });
+        };
         let due_ns = first.timestamp_ns.saturating_add(max_age);
         let wait = u64::try_from(due_ns.saturating_sub(now_ns())).unwrap_or(0);
         Some(tokio::time::Instant::now() + std::time::Duration::from_nanos(wait))

@@ -286,7 +286,20 @@ impl JetStream {
         self.streams.read().values().cloned().collect()
     }
 
+    /// What this node's replicas hold, for a cluster's account info: the bytes of every
+    /// replica here and the consumers of the streams this node leads (where they run; a
+    /// follower's copy would count them twice). Its stream count is not the cluster's (the meta
+    /// state has that).
+    pub fn replica_usage(&self) -> Usage {
+        self.usage_counting_consumers_of(StreamHost::is_leader)
+    }
+
+    /// What this node's streams hold: a single node's account info and limits.
     pub fn usage(&self) -> Usage {
+        self.usage_counting_consumers_of(|_| true)
+    }
+
+    fn usage_counting_consumers_of(&self, counted: impl Fn(&StreamHost) -> bool) -> Usage {
         let mut usage = Usage::default();
         for host in self.streams.read().values() {
             let bytes = host.bytes();
@@ -295,7 +308,9 @@ impl JetStream {
                 StorageType::File => usage.storage += bytes,
             }
             usage.streams += 1;
-            usage.consumers += host.consumer_count();
+            if counted(host) {
+                usage.consumers += host.consumer_count();
+            }
         }
         usage
     }

@@ -175,6 +175,130 @@ async fn a_replicated_pub_ack_names_the_jetstream_domain() -> anyhow::Result<()>
     Ok(())
 }
 
+/// A client of a cluster that is still forming is never told JetStream works and then refused:
+/// requests sent while the meta group forms are answered once it is ready, and as soon as
+/// `$JS.API.INFO` succeeds on a node an R3 stream can be created through it (before, INFO
+/// succeeded at once and the create was refused with 10008, then 10005 `jetstream not enabled
+/// in cluster` while the leader recorded the peers).
+#[tokio::test]
+async fn a_forming_cluster_answers_the_api_only_once_it_can_serve_it() -> anyhow::Result<()> {
+    let first = crate::js_cluster::start_node(&[]).await?;
+    let seed = crate::js_cluster::seed_routes(std::slice::from_ref(&first))?;
+    let second = crate::js_cluster::start_node(&seed).await?;
+    let third = crate::js_cluster::start_node(&seed).await?;
+    let deadline = Instant::now() + CLUSTER_WAIT;
+    for node in [&third, &second, &first] {
+        loop {
+            let answer = tokio::time::timeout(
+                Duration::from_secs(15),
+                node.client.request("$JS.API.INFO", "".into()),
+            )
+            .await??;
+            let answer: serde_json::Value = serde_json::from_slice(&answer.payload)?;
+            if answer.get("error").is_none() {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "no account info: {answer}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let request = serde_json::json!({"name": "EARLY", "subjects": ["early"], "num_replicas": 3});
+    let answer = third
+        .client
+        .request(
+            "$JS.API.STREAM.CREATE.EARLY",
+            serde_json::to_vec(&request)?.into(),
+        )
+        .await?;
+    let answer: serde_json::Value = serde_json::from_slice(&answer.payload)?;
+    assert!(answer.get("error").is_none(), "{answer}");
+    assert_eq!(
+        answer["cluster"]["replicas"].as_array().map(Vec::len),
+        Some(2),
+        "{answer}"
+    );
+    crate::js_cluster::shutdown(vec![first, second, third]).await;
+    Ok(())
+}
+
+/// `max_age` ages out a replicated stream's last message by itself, with nothing published after
+/// it (before, the leader looked for the message to age out before it had applied it, found
+/// none, and waited for the next request), and the account info counts every replica's bytes
+/// and every stream and consumer of the cluster, whichever node answers it (as nats-server).
+#[tokio::test]
+async fn a_replicated_stream_ages_out_its_last_message_and_the_account_counts_the_cluster()
+-> anyhow::Result<()> {
+    let nodes = start_cluster(3).await?;
+    create_stream(
+        &nodes[0].js,
+        stream::Config {
+            name: "AGE".into(),
+            subjects: vec!["age".into()],
+            num_replicas: 3,
+            max_age: Duration::from_millis(500),
+            ..Default::default()
+        },
+    )
+    .await?;
+    create_stream(
+        &nodes[1].js,
+        stream::Config {
+            name: "KEEP".into(),
+            subjects: vec!["keep".into()],
+            ..Default::default()
+        },
+    )
+    .await?;
+    create_stream(
+        &nodes[2].js,
+        stream::Config {
+            name: "KEEP3".into(),
+            subjects: vec!["keep3".into()],
+            num_replicas: 3,
+            ..Default::default()
+        },
+    )
+    .await?;
+    nodes[2]
+        .js
+        .create_consumer_on_stream(
+            jetstream::consumer::pull::Config {
+                durable_name: Some("reader".into()),
+                ..Default::default()
+            },
+            "KEEP",
+        )
+        .await?;
+    publish_acked(&nodes[1].js, "keep", "kept".into()).await?;
+    publish_acked(&nodes[1].js, "keep3", "kept".into()).await?;
+    let one = stream_info(&nodes[0].js, "KEEP").await?.state.bytes;
+    let three = stream_info(&nodes[0].js, "KEEP3").await?.state.bytes;
+    for node in &nodes {
+        let answer = node.client.request("$JS.API.INFO", "".into()).await?;
+        let info: serde_json::Value = serde_json::from_slice(&answer.payload)?;
+        assert_eq!(info["streams"], 3, "{info}");
+        assert_eq!(info["consumers"], 1, "{info}");
+        // An R1 and an R3 stream of one message each: four stored copies.
+        assert_eq!(info["storage"], one + 3 * three, "{info}");
+    }
+
+    publish_acked(&nodes[1].js, "age", "old".into()).await?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let state = loop {
+        let state = stream_info(&nodes[2].js, "AGE").await?.state;
+        if state.messages == 0 || Instant::now() >= deadline {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (state.messages, state.first_sequence, state.last_sequence),
+        (0, 2, 1)
+    );
+    crate::js_cluster::shutdown(nodes).await;
+    Ok(())
+}
+
 /// A node cut off from the rest (here: the only one left) has no meta leader: a stream create
 /// is answered at once with nats-server's 10008, and the stream is not made.
 #[tokio::test]

@@ -31,7 +31,7 @@ use natrix_cluster::{
 };
 use natrix_proto::jetstream::jet_stream_cluster_client::JetStreamClusterClient;
 use natrix_proto::jetstream::{
-    GroupLeaderRequest, GroupLeaderResponse, MetaProposal, MetaStatusRequest,
+    AccountUsageRequest, GroupLeaderRequest, GroupLeaderResponse, MetaProposal, MetaStatusRequest,
 };
 use natrix_raft::openraft::ChangeMembers;
 use natrix_raft::{NetworkOptions, Raft, RaftHost, RaftNode};
@@ -70,6 +70,14 @@ const PLACEMENT_RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Deadline of one node-to-node call of this module.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// For this long after a node starts, a JetStream API request that reaches it before its meta
+/// group is ready waits for it instead of being answered 10008. nats-server does not answer at
+/// all in that window (its `lostQuorumIntervalDefault`, 10 s), and 10008 after it.
+const API_START_WINDOW: Duration = Duration::from_secs(10);
+
+/// Longest wait in the start-up window for a route session to the node a request goes to.
+const LINK_WAIT: Duration = Duration::from_secs(2);
+
 /// nats-server's `JSClusterNotLeaderErr` (10009): the request reached a node that cannot serve
 /// it now (no leader, or leadership moved while it was in flight).
 pub(crate) fn not_leader() -> ApiError {
@@ -99,6 +107,11 @@ pub(crate) struct JsCluster {
     /// Stream groups whose replicas this node (their leader) is moving right now.
     moving: Arc<Mutex<HashSet<u64>>>,
     stopped: std::sync::atomic::AtomicBool,
+    /// When this node's meta group member started (the start of [`API_START_WINDOW`]).
+    started: Instant,
+    /// Set once [`JsCluster::api_ready`] held; later losses of the meta leader are answered
+    /// 10008 at once, as nats-server does.
+    api_was_ready: std::sync::atomic::AtomicBool,
 }
 
 struct Capture {
@@ -148,6 +161,8 @@ impl JsCluster {
             reconciling: tokio::sync::Mutex::new(()),
             moving: Arc::new(Mutex::new(HashSet::new())),
             stopped: std::sync::atomic::AtomicBool::new(false),
+            started: Instant::now(),
+            api_was_ready: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -174,10 +189,54 @@ impl JsCluster {
     }
 
     /// Whether this node's meta state is current: it has a leader and applied its whole log.
+    /// The machine's own applied index counts too: openraft's metrics report an apply a moment
+    /// after the machine did it.
     pub fn meta_caught_up(&self) -> bool {
         let metrics = self.meta.metrics().borrow_watched().clone();
-        metrics.current_leader.is_some()
-            && metrics.last_applied.map(|id| id.index) >= metrics.last_log_index
+        let applied = metrics
+            .last_applied
+            .map(|id| id.index)
+            .max(Some(*self.meta_applied.borrow()));
+        metrics.current_leader.is_some() && applied >= metrics.last_log_index
+    }
+
+    /// Whether this node can serve the JetStream API from its meta state: the state is current
+    /// (see [`JsCluster::meta_caught_up`]) and records every member of the meta group as a peer,
+    /// so placement sees them all. Before that, a fresh cluster answered `$JS.API.INFO` and
+    /// then refused a stream create with 10008 (no meta leader yet) or 10005 (`jetstream not
+    /// enabled in cluster`: the leader had not recorded the peers yet).
+    pub fn api_ready(&self) -> bool {
+        if !self.meta_caught_up() {
+            return false;
+        }
+        let metrics = self.meta.metrics().borrow_watched().clone();
+        let meta = self.meta_state.read();
+        metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .all(|(id, _)| meta.peer(*id).is_some())
+    }
+
+    /// Waits until the API can be served ([`JsCluster::api_ready`]), at most until the end of
+    /// the start-up window; at once after it was ready once or after the window: a request
+    /// is then answered as the meta state stands (10008 without a meta leader).
+    pub async fn wait_until_api_ready(&self) {
+        use std::sync::atomic::Ordering;
+        if self.api_was_ready.load(Ordering::Relaxed) {
+            return;
+        }
+        let until = self.started + API_START_WINDOW;
+        loop {
+            if self.api_ready() {
+                self.api_was_ready.store(true, Ordering::Relaxed);
+                return;
+            }
+            if Instant::now() >= until || self.is_stopped() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The stream's assignment, if the meta state has it.
@@ -335,10 +394,21 @@ impl JsCluster {
         js: &Arc<JetStream>,
         name: &str,
     ) -> Result<(), ApiError> {
+        let group_id = self.assignment(name).map(|a| a.group_id);
         self.propose(&MetaCommand::DeleteStream {
             name: name.to_string(),
         })
         .await?;
+        // Applied here now, so this node's replica of that group is gone for good (group ids
+        // are never reused): removed before the answer, so the client's next request about
+        // the stream finds none, even when this node's meta state is not caught up at this
+        // instant (the reconciliation below then leaves removals for later).
+        if let Some(host) = js.stream(name)
+            && host.replica.as_ref().map(|r| r.group_id) == group_id
+        {
+            let _one_at_a_time = self.reconciling.lock().await;
+            self.remove_replica(state, js, &host).await;
+        }
         self.reconcile(state, js).await;
         Ok(())
     }
@@ -391,6 +461,46 @@ impl JsCluster {
         None
     }
 
+    /// The account's usage across the cluster, as nats-server reports it in `$JS.API.INFO`:
+    /// every stream of the meta state, the bytes of every replica and the consumers of every
+    /// stream, gathered from each node (`AccountUsage` RPC, asked of all at once, bounded); a
+    /// node that does not answer is left out.
+    pub async fn account_usage(&self, js: &JetStream) -> super::Usage {
+        let (streams, others) = {
+            let meta = self.meta_state.read();
+            let others: Vec<(u64, String)> = meta
+                .peers
+                .values()
+                .filter(|p| p.node_id != self.node_id)
+                .map(|p| (p.node_id, p.cluster_addr.clone()))
+                .collect();
+            (meta.streams.len() as u64, others)
+        };
+        let asks = others.into_iter().map(|(node, addr)| async move {
+            let mut client = self.client(&addr)?;
+            let call = client.account_usage(AccountUsageRequest {});
+            match tokio::time::timeout(CALL_TIMEOUT, call).await {
+                Ok(Ok(answer)) => Some(answer.into_inner()),
+                Ok(Err(status)) => {
+                    tracing::debug!("account usage of {node:016x}: {status}");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!("account usage of {node:016x}: timed out");
+                    None
+                }
+            }
+        });
+        let mut usage = js.replica_usage();
+        usage.streams = streams;
+        for answer in futures::future::join_all(asks).await.into_iter().flatten() {
+            usage.memory += answer.memory;
+            usage.storage += answer.storage;
+            usage.consumers += answer.consumers;
+        }
+        usage
+    }
+
     /// A stream's info fields as its leader reports them (asked over gRPC when the leader is
     /// another node); `None` when no node answers.
     pub async fn leader_info_fields(
@@ -433,6 +543,35 @@ impl JsCluster {
             .iter()
             .copied()
             .find(|p| *p != self.node_id)
+    }
+
+    /// In the start-up window, waits (at most [`LINK_WAIT`]) until this node has a route
+    /// session to the node a request about `stream` (or, without one, for the meta leader)
+    /// would be handed to: a node that just started has its meta state before its route
+    /// sessions, and a request handed to a node it has no session with is dropped.
+    pub async fn wait_for_route(&self, state: &ServerState, js: &JetStream, stream: Option<&str>) {
+        let Some(mesh) = state.router.mesh() else {
+            return;
+        };
+        let now = Instant::now();
+        if now >= self.started + API_START_WINDOW {
+            return;
+        }
+        let deadline = now + LINK_WAIT;
+        loop {
+            let target = match stream {
+                Some(stream) => self.forward_target(js, stream),
+                None => self.meta_leader(),
+            };
+            match target {
+                Some(node) if node != self.node_id && mesh.link_for_node(node).is_none() => {}
+                _ => return,
+            }
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Hands a message to `node`'s JetStream over the route session. False if not connected.
@@ -550,18 +689,26 @@ impl JsCluster {
             {
                 continue;
             }
-            tracing::info!(
-                "JetStream stream '{}': replica no longer assigned here, removing it",
-                host.name
-            );
-            self.raft.stop_group(replica.group_id).await;
-            if let Some(removed) = js.remove(&host.name) {
-                if let Err(err) = removed.delete(state).await {
-                    tracing::warn!("JetStream stream '{}': removal: {err}", host.name);
-                }
-                if let Err(err) = js.store().raft_log(replica.group_id).delete_group() {
-                    tracing::warn!("JetStream stream '{}': raft log removal: {err}", host.name);
-                }
+            self.remove_replica(state, js, &host).await;
+        }
+    }
+
+    /// Stops a replica this node no longer holds and deletes its data and Raft keys.
+    async fn remove_replica(&self, state: &Arc<ServerState>, js: &JetStream, host: &StreamHost) {
+        let Some(replica) = &host.replica else {
+            return;
+        };
+        tracing::info!(
+            "JetStream stream '{}': replica no longer assigned here, removing it",
+            host.name
+        );
+        self.raft.stop_group(replica.group_id).await;
+        if let Some(removed) = js.remove(&host.name) {
+            if let Err(err) = removed.delete(state).await {
+                tracing::warn!("JetStream stream '{}': removal: {err}", host.name);
+            }
+            if let Err(err) = js.store().raft_log(replica.group_id).delete_group() {
+                tracing::warn!("JetStream stream '{}': raft log removal: {err}", host.name);
             }
         }
     }

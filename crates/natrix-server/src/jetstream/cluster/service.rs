@@ -9,8 +9,9 @@ use natrix_proto::jetstream::jet_stream_cluster_server::{
     JetStreamCluster, JetStreamClusterServer,
 };
 use natrix_proto::jetstream::{
-    GroupLeaderRequest, GroupLeaderResponse, MetaOutcome, MetaProposal, MetaStatusRequest,
-    MetaStatusResponse, StreamInfoRequest, StreamInfoResponse,
+    AccountUsageRequest, AccountUsageResponse, GroupLeaderRequest, GroupLeaderResponse,
+    MetaOutcome, MetaProposal, MetaStatusRequest, MetaStatusResponse, StreamInfoRequest,
+    StreamInfoResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -116,6 +117,18 @@ impl JetStreamCluster for ClusterService {
         Ok(Response::new(MetaStatusResponse {
             member,
             leader: metrics.current_leader.unwrap_or(0),
+        }))
+    }
+
+    async fn account_usage(
+        &self,
+        _request: Request<AccountUsageRequest>,
+    ) -> Result<Response<AccountUsageResponse>, Status> {
+        let usage = self.js()?.replica_usage();
+        Ok(Response::new(AccountUsageResponse {
+            memory: usage.memory,
+            storage: usage.storage,
+            consumers: usage.consumers,
         }))
     }
 }
