@@ -45,24 +45,39 @@ fi
 export NATRIX_BIN
 # pytest exits 5 when it collected no tests; with `set -e` that fails the script, as it should.
 "$PYTHON" -m pytest -q tests/clients/python
+# The JetStream tests again with three clustered servers of each kind, the client on the first:
+# streams land on any node, so requests, publishes and deliveries cross nodes.
+NATRIX_PY_JS_CLUSTER=1 "$PYTHON" -m pytest -q tests/clients/python/test_jetstream.py
 
 # The official Go client (nats.go, Debian's package) against natrix and the reference nats-server,
 # built offline in GOPATH mode; everything Go writes stays under target/test-deps.
 GO="$(scripts/install-go-deps.sh)"
 deps="$PWD/target/test-deps"
-go_log="$deps/go-test.log"
-if ! (cd tests/clients/go && env GO111MODULE=off GOFLAGS=-count=1 \
-    GOPATH="$deps/gopath:/usr/share/gocode" GOCACHE="$deps/gocache" \
-    "$GO" test -v ./...) >"$go_log" 2>&1; then
-    cat "$go_log"
-    echo "Go client suite failed (log: $go_log)" >&2
-    exit 1
-fi
-go_passed="$(grep -c -- '--- PASS' "$go_log" || true)"
-if [[ "$go_passed" -eq 0 ]]; then
-    cat "$go_log"
-    echo "Go client suite ran no test" >&2
-    exit 1
-fi
-grep -E '^(ok|FAIL)' "$go_log"
-echo "Go client suite: $go_passed tests and subtests passed"
+
+# go_suite LABEL [go test args...]: runs the suite (environment as given), shows its log on
+# failure, and fails if no test passed.
+go_suite() {
+    local label="$1"
+    shift
+    local log="$deps/go-test-$label.log"
+    if ! (cd tests/clients/go && env GO111MODULE=off GOFLAGS=-count=1 \
+        GOPATH="$deps/gopath:/usr/share/gocode" GOCACHE="$deps/gocache" \
+        "$GO" test -v "$@" ./...) >"$log" 2>&1; then
+        cat "$log"
+        echo "Go client suite ($label) failed (log: $log)" >&2
+        exit 1
+    fi
+    local passed
+    passed="$(grep -c -- '--- PASS' "$log" || true)"
+    if [[ "$passed" -eq 0 ]]; then
+        cat "$log"
+        echo "Go client suite ($label) ran no test" >&2
+        exit 1
+    fi
+    grep -E '^(ok|FAIL)' "$log"
+    echo "Go client suite ($label): $passed tests and subtests passed"
+}
+
+go_suite all
+# The JetStream tests again against three clustered servers of each kind (as for Python above).
+NATRIX_GO_JS_CLUSTER=1 go_suite jetstream-cluster -run '^TestJetStream'

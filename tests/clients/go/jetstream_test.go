@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strconv"
 	"sync"
@@ -18,12 +19,23 @@ import (
 // and a fresh store directory, with a connection and its JetStream context.
 func EachJetStream(t *testing.T, test func(t *testing.T, nc *nats.Conn, js nats.JetStreamContext)) {
 	EachKind(t, func(t *testing.T, kind string) {
-		s := StartJetStreamServer(t, kind)
+		var s *Server
+		if os.Getenv("NATRIX_GO_JS_CLUSTER") == "1" {
+			// Three clustered servers; the test talks to the first, and its streams are
+			// placed on any of the three, so requests, publishes and deliveries cross nodes.
+			s = StartCluster(t, kind)[0]
+		} else {
+			s = StartJetStreamServer(t, kind)
+		}
 		nc := Connect(t, s.URL(), nats.NoReconnect())
 		js, err := nc.JetStream(nats.MaxWait(3 * time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
+		eventually(t, "JetStream answers", func() error {
+			_, err := js.AccountInfo()
+			return err
+		})
 		test(t, nc, js)
 	})
 }
@@ -608,9 +620,18 @@ func TestJetStreamAccountInfo(t *testing.T) {
 		if _, err := js.PullSubscribe("orders.>", "d"); err != nil {
 			t.Fatal(err)
 		}
-		info, err = js.AccountInfo()
-		if err != nil {
-			t.Fatal(err)
+		// A clustered nats-server counts the stored bytes a moment later (usage is gathered
+		// from the nodes asynchronously).
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			info, err = js.AccountInfo()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Store > 100 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		if info.Streams != 1 || info.Consumers != 1 || info.Store <= 100 || info.Memory != 0 ||
 			info.Limits.MaxStreams != -1 || info.API.Total == 0 {

@@ -153,8 +153,51 @@ def run(coro, timeout: float = 15):
 
 @pytest.fixture
 def js_server(start_server, tmp_path) -> Server:
-    """A server of this test's kind with JetStream enabled, storing in a fresh directory."""
-    return start_server("-js", "-sd", str(tmp_path / "jetstream"))
+    """A server of this test's kind with JetStream enabled, storing in a fresh directory.
+
+    With NATRIX_PY_JS_CLUSTER=1, three clustered servers of this test's kind instead, and the
+    test talks to the first: its streams are placed on any of the three, so requests, publishes
+    and deliveries cross nodes (`scripts/test.sh` runs test_jetstream.py both ways)."""
+    if os.environ.get("NATRIX_PY_JS_CLUSTER") != "1":
+        return start_server("-js", "-sd", str(tmp_path / "jetstream"))
+    cluster_ports = [free_port() for _ in range(3)]
+    routes = ",".join(f"nats://127.0.0.1:{p}" for p in cluster_ports)
+    nodes = []
+    for i, port in enumerate(cluster_ports):
+        nodes.append(start_server(
+            "-js", "-sd", str(tmp_path / f"n{i + 1}"),
+            "--server_name", f"n{i + 1}",
+            "--cluster_name", "pyjs",
+            "--cluster", f"nats://127.0.0.1:{port}",
+            "--routes", routes,
+        ))
+    _wait_for_jetstream(nodes[0])
+    return nodes[0]
+
+
+def _wait_for_jetstream(server: Server, timeout: float = 20) -> None:
+    """Waits until the server answers $JS.API.INFO (a cluster has elected its meta leader)."""
+    import json
+
+    async def ask():
+        nc = await nats.connect(server.url, allow_reconnect=False)
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while True:
+                try:
+                    msg = await nc.request("$JS.API.INFO", b"", timeout=1)
+                    if "error" not in json.loads(msg.data):
+                        return
+                except Exception:  # noqa: BLE001 - not ready yet
+                    pass
+                if loop.time() >= deadline:
+                    raise RuntimeError(f"{server.kind}: no JetStream after {timeout} s")
+                await asyncio.sleep(0.2)
+        finally:
+            await nc.close()
+
+    asyncio.run(ask())
 
 
 # nats-py reads one line after its CONNECT+PING and, if that line is not the PONG (an INFO, say),

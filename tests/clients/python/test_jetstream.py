@@ -80,6 +80,24 @@ def test_stream_add_info_update_purge_delete(js_server):
     run(main())
 
 
+def test_a_deleted_stream_is_gone_at_once(js_server):
+    """Once a delete is answered the stream is not found, whichever node held it (in cluster
+    mode natrix often still had the replica on the answering node for a moment)."""
+    async def main():
+        nc, js = await connect(js_server)
+        for _ in range(10):
+            await orders_stream(js)
+            await js.publish("orders.1", b"x")
+            await js.update_stream(name="ORDERS", subjects=["orders.>", "refunds.*"], max_msgs=2)
+            await js.purge_stream("ORDERS")
+            assert await js.delete_stream("ORDERS") is True
+            with pytest.raises(NotFoundError):
+                await js.stream_info("ORDERS")
+        await nc.close()
+
+    run(main())
+
+
 def test_purge_by_subject_and_keep(js_server):
     async def main():
         nc, js = await connect(js_server)
@@ -392,7 +410,13 @@ def test_account_info(js_server):
         await orders_stream(js)
         await js.publish("orders.1", b"x" * 100)
         await js.pull_subscribe("orders.>", durable="d")
+        # A clustered nats-server counts the stored bytes a moment later (usage is gathered
+        # from the nodes asynchronously).
+        deadline = asyncio.get_running_loop().time() + 5
         info = await js.account_info()
+        while info.storage <= 100 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+            info = await js.account_info()
         assert info.streams == 1
         assert info.consumers == 1
         assert info.storage > 100
