@@ -299,6 +299,55 @@ async fn a_replicated_stream_ages_out_its_last_message_and_the_account_counts_th
     Ok(())
 }
 
+/// A node with no route to any replica of a stream stops taking its subjects: a publish there
+/// is answered "no responders" at once (as nats-server, which has no interest to route it by),
+/// not captured and dropped for the client to time out (as a node that just restarted did
+/// before its route sessions were up).
+#[tokio::test]
+async fn a_publish_no_replica_can_be_reached_from_is_answered_no_responders() -> anyhow::Result<()>
+{
+    let mut nodes = start_cluster(3).await?;
+    create_stream(
+        &nodes[0].js,
+        stream::Config {
+            name: "FAR".into(),
+            subjects: vec!["far".into()],
+            ..Default::default()
+        },
+    )
+    .await?;
+    publish_acked(&nodes[0].js, "far", "first".into()).await?;
+    let leader = crate::js_cluster::stream_leader(&nodes[0].js, "FAR")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no leader"))?;
+    let at = nodes
+        .iter()
+        .position(|n| n.server.server.server_name() == leader)
+        .ok_or_else(|| anyhow::anyhow!("leader {leader} is not a node"))?;
+    let replica = nodes.remove(at);
+    crate::js_cluster::shutdown(vec![replica]).await;
+
+    let deadline = Instant::now() + CLUSTER_WAIT;
+    loop {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(1),
+            nodes[0].client.request("far", "lost?".into()),
+        )
+        .await;
+        match answer {
+            Ok(Err(err)) if err.kind() == async_nats::RequestErrorKind::NoResponders => break,
+            other => anyhow::ensure!(
+                Instant::now() < deadline,
+                "never answered no responders: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    crate::js_cluster::shutdown(nodes).await;
+    Ok(())
+}
+
 /// A node cut off from the rest (here: the only one left) has no meta leader: a stream create
 /// is answered at once with nats-server's 10008, and the stream is not made.
 #[tokio::test]

@@ -819,8 +819,22 @@ impl JsCluster {
         js: &Arc<JetStream>,
         assignments: &[StreamAssignment],
     ) {
+        // Only streams this node can hand a publish to: a replica here, or a route session to
+        // one. Otherwise (a node that just started, before its sessions are up, or one cut off)
+        // a publish matches nothing and its client hears "no responders" at once, as from
+        // nats-server, instead of waiting for an answer that cannot come.
+        let mesh = state.router.mesh();
+        let reachable = |a: &StreamAssignment| {
+            a.has_peer(self.node_id)
+                || mesh.as_ref().is_none_or(|mesh| {
+                    a.peers
+                        .iter()
+                        .any(|peer| mesh.link_for_node(*peer).is_some())
+                })
+        };
         let wanted: BTreeMap<String, Vec<String>> = assignments
             .iter()
+            .filter(|a| reachable(a))
             .filter_map(|a| {
                 let config = a.stream_config().ok()?;
                 Some((a.name.clone(), config.subjects))
