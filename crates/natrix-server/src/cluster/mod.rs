@@ -79,6 +79,8 @@ struct MeshInner {
     links: HashMap<String, Arc<Link>>,
     /// Cluster addresses with a dial loop running.
     dialing: HashSet<String>,
+    /// Node ids (JetStream's) of every peer a session was registered with since the start.
+    ever_linked: HashSet<u64>,
 }
 
 /// Why a session was not registered.
@@ -226,6 +228,7 @@ impl Mesh {
         inner
             .links
             .insert(link.peer.server_id.clone(), link.clone());
+        inner.ever_linked.insert(link.peer.node_id);
         drop(inner);
         self.changed.send_modify(|v| *v += 1);
         Ok(replaced)
@@ -276,6 +279,12 @@ impl Mesh {
     }
 
     /// The session to the node with Raft node id `node_id`, if connected.
+    /// Whether a session with the node (JetStream node id) was ever registered since this node
+    /// started: a node just starting waits for a first session, not for one that went away.
+    pub fn was_linked(&self, node_id: u64) -> bool {
+        self.inner.lock().ever_linked.contains(&node_id)
+    }
+
     pub fn link_for_node(&self, node_id: u64) -> Option<Arc<Link>> {
         if node_id == 0 {
             return None;

@@ -545,10 +545,10 @@ impl JsCluster {
             .find(|p| *p != self.node_id)
     }
 
-    /// In the start-up window, waits (at most [`LINK_WAIT`]) until this node has a route
-    /// session to the node a request about `stream` (or, without one, for the meta leader)
-    /// would be handed to: a node that just started has its meta state before its route
-    /// sessions, and a request handed to a node it has no session with is dropped.
+    /// In the start-up window, waits (at most [`LINK_WAIT`]) until this node has its first
+    /// route session to the node a request about `stream` (or, without one, for the meta
+    /// leader) would be handed to: a node that just started has its meta state before its
+    /// route sessions, and a request handed to a node it has no session with is dropped.
     pub async fn wait_for_route(&self, state: &ServerState, js: &JetStream, stream: Option<&str>) {
         let Some(mesh) = state.router.mesh() else {
             return;
@@ -563,8 +563,14 @@ impl JsCluster {
                 Some(stream) => self.forward_target(js, stream),
                 None => self.meta_leader(),
             };
+            // Only for a first session: a node that was linked and went away (killed, cut
+            // off) is not waited for; its request is handled as before (dropped, or answered
+            // here by a replica).
             match target {
-                Some(node) if node != self.node_id && mesh.link_for_node(node).is_none() => {}
+                Some(node)
+                    if node != self.node_id
+                        && !mesh.was_linked(node)
+                        && mesh.link_for_node(node).is_none() => {}
                 _ => return,
             }
             if Instant::now() >= deadline {
@@ -979,10 +985,15 @@ impl Bootstrap {
 
 async fn run(cluster: Arc<JsCluster>, state: Weak<ServerState>, js: Weak<JetStream>) {
     let mut bootstrap = Bootstrap::default();
+    let mut links = state
+        .upgrade()
+        .and_then(|s| s.router.mesh().map(|m| m.changed.subscribe()));
     loop {
+        let mut links_changed = false;
         tokio::select! {
             () = cluster.changed.notified() => {}
             () = tokio::time::sleep(RECONCILE_INTERVAL) => {}
+            () = next_change(&mut links) => links_changed = true,
         }
         if cluster.is_stopped() {
             return;
@@ -990,11 +1001,34 @@ async fn run(cluster: Arc<JsCluster>, state: Weak<ServerState>, js: Weak<JetStre
         let (Some(state), Some(js)) = (state.upgrade(), js.upgrade()) else {
             return;
         };
+        if links_changed {
+            // Which streams this node can hand publishes to changed: take their subjects
+            // (or stop) at once, not after the meta membership work below.
+            let assignments: Vec<StreamAssignment> = cluster
+                .meta_state
+                .read()
+                .streams
+                .values()
+                .cloned()
+                .collect();
+            cluster.update_captures(&state, &js, &assignments);
+        }
         if let Some(mesh) = state.router.mesh() {
             cluster.tick(mesh, &mut bootstrap).await;
         }
         cluster.reconcile(&state, &js).await;
     }
+}
+
+/// The next change of the route sessions; never without a route mesh (or once it is gone).
+async fn next_change(links: &mut Option<watch::Receiver<u64>>) {
+    if let Some(rx) = links
+        && rx.changed().await.is_ok()
+    {
+        return;
+    }
+    *links = None;
+    std::future::pending().await
 }
 
 /// The connected peers that run JetStream, as the meta state records them.
