@@ -192,7 +192,8 @@ impl JsCluster {
     /// The machine's own applied index counts too: openraft's metrics report an apply a moment
     /// after the machine did it.
     pub fn meta_caught_up(&self) -> bool {
-        let metrics = self.meta.metrics().borrow_watched().clone();
+        let metrics = self.meta.metrics();
+        let metrics = metrics.borrow_watched();
         let applied = metrics
             .last_applied
             .map(|id| id.index)
@@ -209,7 +210,8 @@ impl JsCluster {
         if !self.meta_caught_up() {
             return false;
         }
-        let metrics = self.meta.metrics().borrow_watched().clone();
+        let metrics = self.meta.metrics();
+        let metrics = metrics.borrow_watched();
         let meta = self.meta_state.read();
         metrics
             .membership_config
@@ -660,11 +662,15 @@ impl JsCluster {
 
     // --- reconciling this node with the meta state ----------------------------------------
 
+    /// A copy of every stream assignment of the meta state, taken under one read lock.
+    fn stream_assignments(&self) -> Vec<StreamAssignment> {
+        self.meta_state.read().streams.values().cloned().collect()
+    }
+
     /// Makes this node match the meta state: captures, replicas started, replicas removed.
     pub async fn reconcile(&self, state: &Arc<ServerState>, js: &Arc<JetStream>) {
         let _one_at_a_time = self.reconciling.lock().await;
-        let assignments: Vec<StreamAssignment> =
-            self.meta_state.read().streams.values().cloned().collect();
+        let assignments = self.stream_assignments();
         self.update_captures(state, js, &assignments);
         for assignment in &assignments {
             if assignment.has_peer(self.node_id)
@@ -1004,14 +1010,7 @@ async fn run(cluster: Arc<JsCluster>, state: Weak<ServerState>, js: Weak<JetStre
         if links_changed {
             // Which streams this node can hand publishes to changed: take their subjects
             // (or stop) at once, not after the meta membership work below.
-            let assignments: Vec<StreamAssignment> = cluster
-                .meta_state
-                .read()
-                .streams
-                .values()
-                .cloned()
-                .collect();
-            cluster.update_captures(&state, &js, &assignments);
+            cluster.update_captures(&state, &js, &cluster.stream_assignments());
         }
         if let Some(mesh) = state.router.mesh() {
             cluster.tick(mesh, &mut bootstrap).await;
