@@ -155,6 +155,14 @@ impl Server {
                 services.add_service(crate::jetstream::cluster::service(&js));
             }
             tracing::info!("Starting JetStream");
+            tracing::info!(
+                "  Max Memory:      {}",
+                crate::jetstream::friendly_limit(js.config.max_memory_store)
+            );
+            tracing::info!(
+                "  Max Storage:     {}",
+                crate::jetstream::friendly_limit(js.config.max_file_store)
+            );
             tracing::info!("  Store Directory: \"{}\"", js.store_dir.display());
             let _ = state.jetstream.set(js);
         }

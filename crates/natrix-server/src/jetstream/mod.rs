@@ -13,6 +13,7 @@ mod consumer_host;
 mod direct;
 mod host;
 mod record;
+mod resources;
 mod sourcing;
 pub(crate) mod stream_api;
 
@@ -47,10 +48,6 @@ pub enum JetStreamError {
     #[error("starting clustered JetStream: {0}")]
     Cluster(String),
 }
-
-/// Free space the file system must keep beyond a write: below it, file-stored writes are refused
-/// with "insufficient storage resources" instead of failing half-way on a full disk.
-const DISK_RESERVE_BYTES: u64 = 64 << 20;
 
 /// How often the free space of the store's file system is sampled.
 const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -118,6 +115,8 @@ impl JetStream {
             path: db_dir.clone(),
             source,
         })?;
+        let mut config = config;
+        resolve_server_limits(&mut config, &store);
         let cluster = match &state.config.cluster {
             Some(cluster) => {
                 let name = cluster
@@ -299,6 +298,16 @@ impl JetStream {
         self.usage_counting_consumers_of(|_| true)
     }
 
+    /// The bytes every stream of one storage type holds on this node.
+    fn stored_bytes(&self, storage: StorageType) -> u64 {
+        self.streams
+            .read()
+            .values()
+            .filter(|host| host.storage() == storage)
+            .map(|host| host.bytes())
+            .sum()
+    }
+
     fn usage_counting_consumers_of(&self, counted: impl Fn(&StreamHost) -> bool) -> Usage {
         let mut usage = Usage::default();
         for host in self.streams.read().values() {
@@ -336,7 +345,7 @@ impl JetStream {
     /// as nats-server), then the server's limit and (for files) the disk (10023).
     pub fn check_resources(&self, storage: StorageType, more: u64) -> Result<(), ApiError> {
         if storage == StorageType::File && self.disk_low.load(Ordering::Relaxed) {
-            return Err(ApiError::storage_resources_exceeded());
+            return Err(ApiError::insufficient_resources());
         }
         let account = self.account_limits()?;
         let server_max = u64::try_from(self.max_store(storage)).ok();
@@ -344,11 +353,7 @@ impl JetStream {
         if account.max_store(storage) < 0 && server_max.is_none() {
             return Ok(());
         }
-        let usage = self.usage();
-        let used = match storage {
-            StorageType::Memory => usage.memory,
-            StorageType::File => usage.storage,
-        };
+        let used = self.stored_bytes(storage);
         account.check_usage(storage, used, more)?;
         if server_max.is_some_and(|max| used.saturating_add(more) > max) {
             return Err(ApiError::insufficient_resources());
@@ -398,6 +403,30 @@ fn default_store_dir() -> PathBuf {
     std::env::temp_dir().join("nats")
 }
 
+/// Sets the server limits the configuration leaves open as nats-server does: three quarters of
+/// the machine's memory and of the store's file system (see [`resources`]).
+fn resolve_server_limits(config: &mut JetStreamConfig, store: &Store) {
+    if config.max_memory_store.is_none() {
+        config.max_memory_store = resources::default_max_memory_store(resources::total_memory());
+    }
+    if config.max_file_store.is_none() {
+        match store.disk_usage() {
+            Ok(usage) => {
+                config.max_file_store = Some(resources::default_max_file_store(
+                    usage.fs_available_bytes,
+                    usage.dir_bytes,
+                ));
+            }
+            Err(err) => tracing::warn!("JetStream store size unknown, no max_file_store: {err}"),
+        }
+    }
+}
+
+/// The server limits as the start-up banner shows them (`-1`: none).
+pub(crate) fn friendly_limit(limit: Option<i64>) -> String {
+    limit.map_or_else(|| "unlimited".to_string(), resources::friendly_bytes)
+}
+
 /// Samples the free space of the store's file system, so that writes are refused before the disk
 /// is full rather than failing in the middle of a batch.
 async fn watch_disk(js: Weak<JetStream>) {
@@ -406,8 +435,8 @@ async fn watch_disk(js: Weak<JetStream>) {
         tick.tick().await;
         let Some(js) = js.upgrade() else { return };
         match js.store.fs_space() {
-            Ok((available, _)) => {
-                let low = available < DISK_RESERVE_BYTES;
+            Ok((available, total)) => {
+                let low = available < resources::disk_reserve(total);
                 if js.disk_low.swap(low, Ordering::Relaxed) != low {
                     if low {
                         tracing::warn!(

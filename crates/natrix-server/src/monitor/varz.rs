@@ -190,15 +190,13 @@ pub(crate) fn build(monitor: &Monitor) -> Varz {
                 .collect(),
         });
     let jetstream = JetStreamVarz {
-        config: config.jetstream.as_ref().map(|js| JetStreamConfigVarz {
-            max_memory: js.max_memory_store.unwrap_or(0),
-            max_storage: js.max_file_store.unwrap_or(0),
-            store_dir: js
-                .store_dir
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            domain: js.domain.clone(),
+        // The running JetStream's limits (derived from memory and disk when the configuration
+        // sets none) and directory, as nats-server shows them.
+        config: state.jetstream.get().map(|js| JetStreamConfigVarz {
+            max_memory: js.config.max_memory_store.unwrap_or(0),
+            max_storage: js.config.max_file_store.unwrap_or(0),
+            store_dir: js.store_dir.display().to_string(),
+            domain: js.config.domain.clone(),
         }),
     };
     Varz {

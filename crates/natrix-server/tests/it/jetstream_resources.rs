@@ -91,3 +91,49 @@ async fn publishes_beyond_the_server_limit_are_refused_without_using_a_sequence(
     assert_eq!(info["state"]["messages"], 8);
     Ok(())
 }
+
+/// Without `max_memory_store` / `max_file_store`, the server takes three quarters of the
+/// machine's memory and of its store's file system, as nats-server does, and shows them in
+/// `/varz` and `/jsz` with the store directory (`<store_dir>/jetstream`).
+#[tokio::test]
+async fn unset_server_limits_are_derived_from_memory_and_disk_as_nats_server_does()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start_with(ServerConfig {
+        http_port: Some(0),
+        jetstream: Some(JetStreamConfig {
+            store_dir: Some(dir.path().to_path_buf()),
+            ..JetStreamConfig::default()
+        }),
+        ..test_config()
+    })
+    .await?;
+    let varz = server.monitor_json("/varz").await?;
+    let config = &varz["jetstream"]["config"];
+    let meminfo = std::fs::read_to_string("/proc/meminfo")?;
+    let mem_total_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no MemTotal in /proc/meminfo"))?;
+    assert_eq!(
+        config["max_memory"],
+        mem_total_kib * 1024 / 4 * 3,
+        "{config}"
+    );
+    let max_storage = config["max_storage"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("no max_storage: {config}"))?;
+    assert!(max_storage > 0, "{config}");
+    let store_dir = dir.path().join("jetstream");
+    assert_eq!(config["store_dir"], store_dir.display().to_string());
+    let jsz = server.monitor_json("/jsz").await?;
+    assert_eq!(jsz["config"]["max_memory"], config["max_memory"]);
+    assert_eq!(jsz["config"]["max_storage"], max_storage);
+    // The account itself still has no limits.
+    let client = async_nats::connect(server.url()).await?;
+    let info = api(&client, "$JS.API.INFO", "").await?;
+    assert_eq!(info["limits"]["max_storage"], -1);
+    Ok(())
+}
