@@ -677,6 +677,14 @@ impl Consumer {
         Some(now_ns.saturating_add(wait_ns.max(1)))
     }
 
+    /// Whether `max_ack_pending` deliveries await their acks, so no new message goes out (a
+    /// waiting pull request then waits for acks or its expiry, as in nats-server, rather than
+    /// ending as at the end of the messages).
+    pub fn at_max_ack_pending(&self) -> bool {
+        let max = self.config.max_ack_pending;
+        self.tracks_acks() && max > 0 && self.state.pending.len() as u64 >= max as u64
+    }
+
     /// When the held next message may be delivered (replay pacing or the rate limit), if one is.
     pub fn hold_until(&self) -> Option<i64> {
         self.hold_until
@@ -692,8 +700,7 @@ impl Consumer {
             };
             return Some(self.redeliver(meta, view, now_ns));
         }
-        let max = self.config.max_ack_pending;
-        if self.tracks_acks() && max > 0 && self.state.pending.len() as u64 >= max as u64 {
+        if self.at_max_ack_pending() {
             return None;
         }
         let pending_cache = self.pending_cache;

@@ -477,8 +477,12 @@ impl ConsumerHost {
                 out.push(advisory_out(&stream.name, &self.name, &adv, now));
             }
             let Some(d) = delivery else {
-                // A message held by replay pacing is not the end of the messages.
-                if pull && inner.consumer.hold_until().is_none() {
+                // A message held by replay pacing is not the end of the messages, nor is a
+                // full max_ack_pending (nats-server leaves the requests waiting for acks).
+                if pull
+                    && inner.consumer.hold_until().is_none()
+                    && !inner.consumer.at_max_ack_pending()
+                {
                     let ended = inner.waiting.end_of_messages();
                     out.extend(ended.into_iter().map(|(r, s)| status_out(r, &s)));
                 }

@@ -254,6 +254,42 @@ async fn pull_request_with_expiry_answers_408_when_it_expires_empty() -> anyhow:
     Ok(())
 }
 
+/// A full `max_ack_pending` is not the end of the messages: a no_wait request (with an expiry,
+/// as nats.c and nats.go send it) that took what the limit allowed keeps waiting for acks or its
+/// expiry, as in nats-server 2.9 and 2.15; it used to end at once with 408, so a client fetching
+/// in a loop spun instead of waiting.
+#[tokio::test]
+async fn a_no_wait_pull_blocked_by_max_ack_pending_waits_for_its_expiry() -> anyhow::Result<()> {
+    let (node, _consumer) = setup(
+        3,
+        pull::Config {
+            max_ack_pending: 2,
+            ..durable("C")
+        },
+    )
+    .await?;
+    let started = Instant::now();
+    let mut replies = raw_pull(
+        &node,
+        "S",
+        "C",
+        r#"{"batch":5,"expires":500000000,"no_wait":true}"#,
+    )
+    .await?;
+    for _ in 0..2 {
+        let msg = next_raw(&mut replies).await?;
+        assert_eq!(msg.status, None, "a message first");
+    }
+    let end = next_raw(&mut replies).await?;
+    assert_eq!(end.status, Some(StatusCode::TIMEOUT));
+    assert!(
+        started.elapsed() >= Duration::from_millis(450),
+        "ended after {:?}, before its expiry",
+        started.elapsed()
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn max_bytes_caps_how_much_one_pull_request_receives() -> anyhow::Result<()> {
     let node = Node::start().await?;
