@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every unit, property, integration and oracle test, and
-# the official Python (nats-py) and Go (nats.go) clients against natrix and nats-server. Needs only
+# the official Python (nats-py), C (nats.c) and Go (nats.go) clients against natrix and nats-server. Needs only
 # the Rust toolchain and apt: scripts/install-test-deps.sh fetches the reference nats-server,
 # scripts/install-python-deps.sh the Python environment and scripts/install-go-deps.sh Go and nats.go.
 set -euo pipefail
@@ -37,8 +37,11 @@ cargo test --workspace --doc --locked
 cluster_kinds_py() { [[ "${NATRIX_TEST_KINDS:-}" == all ]] && echo "natrix or nats" || echo natrix; }
 cluster_kinds_go() { [[ "${NATRIX_TEST_KINDS:-}" == all ]] && echo '^TestJetStream' || echo '^TestJetStream/^natrix$'; }
 
-# The official Python client against natrix and the reference nats-server, side by side.
+# The official Python client against natrix and the reference nats-server, side by side; the
+# same pytest run drives the official C client (nats.c, Debian's libnats-dev) through
+# tests/clients/python/test_c_client.py.
 PYTHON="$(scripts/install-python-deps.sh)"
+scripts/install-c-deps.sh
 # Built by the workspace test build above (the natrix package's integration tests need it). A
 # `cargo build -p natrix` here would select fewer packages, so build-time dependencies would
 # unify to other features and RocksDB's C++ would be compiled once more.
