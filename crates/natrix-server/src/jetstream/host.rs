@@ -844,7 +844,7 @@ impl StreamHost {
                 } => {
                     let allowed = match &js {
                         // This batch's earlier publishes are not in the usage figures yet.
-                        Some(js) => js.check_resources(self.storage, batch_bytes + size),
+                        Some(js) => js.check_resources(self.storage, batch_bytes, size),
                         None => Err(stopped()),
                     };
                     let result = allowed.and_then(|()| {

@@ -65,8 +65,10 @@ pub(crate) struct JetStream {
     next_memory_id: AtomicU64,
     pub api_total: AtomicU64,
     pub api_errors: AtomicU64,
-    /// Set while the store's file system has less than [`DISK_RESERVE_BYTES`] free.
+    /// Set while the store's file system has less free space than [`resources::disk_reserve`].
     disk_low: AtomicBool,
+    /// When publishes check the server limits (derived ones only near them).
+    limit_checks: resources::LimitChecks,
     /// Clustered JetStream (a `cluster {}` is configured): the meta group and stream groups.
     cluster: Option<Arc<cluster::JsCluster>>,
 }
@@ -116,7 +118,7 @@ impl JetStream {
             source,
         })?;
         let mut config = config;
-        resolve_server_limits(&mut config, &store);
+        let limit_checks = resolve_server_limits(&mut config, &store);
         let cluster = match &state.config.cluster {
             Some(cluster) => {
                 let name = cluster
@@ -146,6 +148,7 @@ impl JetStream {
             api_total: AtomicU64::new(0),
             api_errors: AtomicU64::new(0),
             disk_low: AtomicBool::new(false),
+            limit_checks,
             cluster,
         });
         let recovered = js.recover(state);
@@ -341,15 +344,24 @@ impl JetStream {
             .ok_or_else(ApiError::jetstream_not_enabled_for_account)
     }
 
-    /// Whether a publish of `more` bytes of `storage` still fits: the account's limit (10002,
-    /// as nats-server), then the server's limit and (for files) the disk (10023).
-    pub fn check_resources(&self, storage: StorageType, more: u64) -> Result<(), ApiError> {
+    /// Whether a publish of `size` bytes of `storage` still fits after `batch` bytes its batch
+    /// adds before it (not in the usage figures yet): the account's limit (10002, as
+    /// nats-server), then the server's limit and (for files) the disk (10023).
+    pub fn check_resources(
+        &self,
+        storage: StorageType,
+        batch: u64,
+        size: u64,
+    ) -> Result<(), ApiError> {
+        let more = batch.saturating_add(size);
         if storage == StorageType::File && self.disk_low.load(Ordering::Relaxed) {
             return Err(ApiError::insufficient_resources());
         }
         let account = self.account_limits()?;
-        let server_max = u64::try_from(self.max_store(storage)).ok();
-        // Summing every stream's bytes is work on the publish path: only when a limit is set.
+        let server_max = u64::try_from(self.max_store(storage))
+            .ok()
+            .filter(|max| self.limit_checks.exact(storage, size, *max));
+        // Summing every stream's bytes is work on the publish path: only when a limit applies.
         if account.max_store(storage) < 0 && server_max.is_none() {
             return Ok(());
         }
@@ -405,7 +417,11 @@ fn default_store_dir() -> PathBuf {
 
 /// Sets the server limits the configuration leaves open as nats-server does: three quarters of
 /// the machine's memory and of the store's file system (see [`resources`]).
-fn resolve_server_limits(config: &mut JetStreamConfig, store: &Store) {
+fn resolve_server_limits(config: &mut JetStreamConfig, store: &Store) -> resources::LimitChecks {
+    let checks = resources::LimitChecks::new(
+        config.max_memory_store.is_none(),
+        config.max_file_store.is_none(),
+    );
     if config.max_memory_store.is_none() {
         config.max_memory_store = resources::default_max_memory_store(resources::total_memory());
     }
@@ -420,6 +436,7 @@ fn resolve_server_limits(config: &mut JetStreamConfig, store: &Store) {
             Err(err) => tracing::warn!("JetStream store size unknown, no max_file_store: {err}"),
         }
     }
+    checks
 }
 
 /// The server limits as the start-up banner shows them (`-1`: none).
@@ -427,13 +444,17 @@ pub(crate) fn friendly_limit(limit: Option<i64>) -> String {
     limit.map_or_else(|| "unlimited".to_string(), resources::friendly_bytes)
 }
 
-/// Samples the free space of the store's file system, so that writes are refused before the disk
-/// is full rather than failing in the middle of a batch.
+/// Samples, once a second, the free space of the store's file system, so that writes are refused
+/// before the disk is full rather than failing in the middle of a batch, and the bytes stored
+/// against the derived server limits ([`resources::LimitChecks`]).
 async fn watch_disk(js: Weak<JetStream>) {
     let mut tick = tokio::time::interval(DISK_CHECK_INTERVAL);
     loop {
         tick.tick().await;
         let Some(js) = js.upgrade() else { return };
+        for storage in [StorageType::Memory, StorageType::File] {
+            js.limit_checks.sample(storage, js.stored_bytes(storage));
+        }
         match js.store.fs_space() {
             Ok((available, total)) => {
                 let low = available < resources::disk_reserve(total);

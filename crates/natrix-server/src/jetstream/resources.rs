@@ -2,6 +2,10 @@
 //! derives them, and the free space the store's file system must keep. Pure arithmetic apart
 //! from [`total_memory`], so it is unit-tested without a disk.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use natrix_stream::StorageType;
+
 /// Free space the file system must keep at most: below it, file-stored writes are refused with
 /// "insufficient resources" instead of failing half-way on a full disk.
 const DISK_RESERVE_MAX: u64 = 64 << 20;
@@ -24,6 +28,68 @@ pub(crate) fn default_max_file_store(fs_available: u64, store_bytes: u64) -> i64
 /// system (a 40 MB volume would otherwise take no write at all).
 pub(crate) fn disk_reserve(fs_total: u64) -> u64 {
     DISK_RESERVE_MAX.min(fs_total / 20)
+}
+
+/// When a publish sums what every stream stores to check a server limit. A configured limit is
+/// checked on every publish, as before; a limit natrix derived (a safety net three quarters of
+/// memory or disk away) only once what was stored at the last once-a-second sample, plus what
+/// publishes asked to add since, passes half of it, so a server without configured limits does
+/// no per-publish summing while far below them.
+#[derive(Debug, Default)]
+pub(crate) struct LimitChecks {
+    memory: Check,
+    file: Check,
+}
+
+#[derive(Debug, Default)]
+struct Check {
+    derived: bool,
+    /// Bytes stored at the last sample.
+    sampled: AtomicU64,
+    /// Bytes publishes asked to store since the last sample.
+    added: AtomicU64,
+}
+
+impl LimitChecks {
+    /// Which limits were derived rather than configured.
+    pub(crate) fn new(memory_derived: bool, file_derived: bool) -> LimitChecks {
+        let check = |derived| Check {
+            derived,
+            ..Check::default()
+        };
+        LimitChecks {
+            memory: check(memory_derived),
+            file: check(file_derived),
+        }
+    }
+
+    fn check(&self, storage: StorageType) -> &Check {
+        match storage {
+            StorageType::Memory => &self.memory,
+            StorageType::File => &self.file,
+        }
+    }
+
+    /// Whether a publish of `more` bytes of `storage` must check the server limit `max`
+    /// against the exact usage.
+    pub(crate) fn exact(&self, storage: StorageType, more: u64, max: u64) -> bool {
+        let check = self.check(storage);
+        if !check.derived {
+            return true;
+        }
+        let added = check
+            .added
+            .fetch_add(more, Ordering::Relaxed)
+            .saturating_add(more);
+        check.sampled.load(Ordering::Relaxed).saturating_add(added) >= max / 2
+    }
+
+    /// Takes a sample of the bytes stored.
+    pub(crate) fn sample(&self, storage: StorageType, used: u64) {
+        let check = self.check(storage);
+        check.sampled.store(used, Ordering::Relaxed);
+        check.added.store(0, Ordering::Relaxed);
+    }
 }
 
 fn three_quarters(bytes: u64) -> i64 {
@@ -92,6 +158,32 @@ mod tests {
         assert_eq!(disk_reserve(40 << 20), 2 << 20);
         assert_eq!(disk_reserve(1 << 40), 64 << 20);
         assert_eq!(disk_reserve(0), 0);
+    }
+
+    #[test]
+    fn derived_limits_are_checked_exactly_only_past_half() {
+        let checks = LimitChecks::new(true, false);
+        assert!(
+            checks.exact(StorageType::File, 1, 1_000),
+            "configured: always"
+        );
+        assert!(
+            !checks.exact(StorageType::Memory, 100, 1_000),
+            "derived, far below"
+        );
+        checks.sample(StorageType::Memory, 300);
+        assert!(!checks.exact(StorageType::Memory, 100, 1_000), "300 + 100");
+        assert!(
+            checks.exact(StorageType::Memory, 100, 1_000),
+            "300 + 200 since the sample: half"
+        );
+        checks.sample(StorageType::Memory, 10);
+        assert!(
+            !checks.exact(StorageType::Memory, 1, 1_000),
+            "back below half"
+        );
+        checks.sample(StorageType::Memory, 600);
+        assert!(checks.exact(StorageType::Memory, 1, 1_000));
     }
 
     #[test]

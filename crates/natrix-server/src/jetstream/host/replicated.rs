@@ -222,7 +222,7 @@ impl StreamHost {
                         payload,
                     } => {
                         let allowed = match &js {
-                            Some(js) => js.check_resources(self.storage, batch_bytes + size),
+                            Some(js) => js.check_resources(self.storage, batch_bytes, size),
                             None => Err(stopped()),
                         };
                         match allowed {
