@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use crate::auth::{Permissions, ReplyTracker};
 use crate::router::Subscription;
 use crate::stall::{Backpressure, stall_wait};
+use crate::trace;
 
 /// Why a connection was closed (names as in nats-server's /connz `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,6 +327,14 @@ impl Client {
         self.last_activity_ms.store(ms, Ordering::Relaxed);
     }
 
+    /// This client's prefix in protocol trace lines.
+    pub fn peer(&self) -> trace::Peer {
+        trace::Peer {
+            addr: self.addr,
+            cid: self.id,
+        }
+    }
+
     /// Queues a MSG/HMSG for subscription `sid`. Headers are dropped for clients that did not
     /// announce header support, as nats-server does.
     pub fn enqueue_msg(
@@ -353,11 +362,13 @@ impl Client {
             return Enqueued::Dropped;
         }
         let before = out.buf.len();
-        match headers {
-            Some(h) if self.flags.headers.load(Ordering::Relaxed) => {
-                write_hmsg(&mut out.buf, subject, sid, reply, h, payload)
-            }
-            _ => write_msg(&mut out.buf, subject, sid, reply, payload),
+        let sent_headers = headers.filter(|_| self.flags.headers.load(Ordering::Relaxed));
+        if trace::enabled() && self.id != 0 {
+            trace_msg(&self.peer(), subject, sid, reply, sent_headers, payload);
+        }
+        match sent_headers {
+            Some(h) => write_hmsg(&mut out.buf, subject, sid, reply, h, payload),
+            None => write_msg(&mut out.buf, subject, sid, reply, payload),
         }
         let added = (out.buf.len() - before) as u64;
         out.pending += added;
@@ -393,6 +404,9 @@ impl Client {
 
     /// Queues raw protocol bytes (INFO, PONG, +OK, PING) and wakes the writer.
     pub fn send_proto(&self, bytes: &[u8]) {
+        if trace::enabled() && self.id != 0 {
+            trace::outbound_proto(&self.peer(), bytes);
+        }
         {
             let mut out = self.out.lock();
             if out.closing.is_some() {
@@ -469,4 +483,27 @@ impl Backpressure for Client {
         let pending = self.out.lock().pending;
         stall_wait(pending, self.stall_at, self.max_pending)
     }
+}
+
+/// Traces a MSG/HMSG as nats-server does: `->> [MSG subject sid [reply] size]`,
+/// `->> [HMSG subject sid [reply] hdr_size total_size]`.
+fn trace_msg(
+    peer: &trace::Peer,
+    subject: &[u8],
+    sid: &[u8],
+    reply: Option<&[u8]>,
+    headers: Option<&[u8]>,
+    payload: &[u8],
+) {
+    let hdr = headers.map(|h| h.len().to_string());
+    let total = (payload.len() + headers.map_or(0, <[u8]>::len)).to_string();
+    let args = trace::args(&[
+        Some(subject),
+        Some(sid),
+        reply,
+        hdr.as_deref().map(str::as_bytes),
+        Some(total.as_bytes()),
+    ]);
+    let verb = if headers.is_some() { "HMSG" } else { "MSG" };
+    trace::outbound(peer, format_args!("{verb} {args}"));
 }

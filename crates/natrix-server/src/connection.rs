@@ -26,8 +26,8 @@ use crate::router::{
 };
 use crate::stall::Backpressure;
 use crate::state::{ServerState, Stats};
+use crate::trace;
 
-const TRACE: &str = "natrix_server::trace";
 /// First read buffer size; it doubles while reads fill it, up to `READ_BUF_MAX`.
 const READ_BUF_MIN: usize = 16 * 1024;
 const READ_BUF_MAX: usize = 512 * 1024;
@@ -293,14 +293,18 @@ impl Connection {
             } => self.on_subscribe(subject, queue, sid),
             ClientOp::Unsub { sid, max } => self.on_unsubscribe(sid, max),
             ClientOp::Ping => {
-                tracing::trace!(target: TRACE, cid = self.client.id, "<<- [PING]");
+                if trace::enabled() {
+                    trace::inbound(&self.client.peer(), format_args!("PING"));
+                }
                 self.client.send_proto(PONG);
                 if self.connected {
                     self.state.first_pong_sent(&self.client);
                 }
             }
             ClientOp::Pong => {
-                tracing::trace!(target: TRACE, cid = self.client.id, "<<- [PONG]");
+                if trace::enabled() {
+                    trace::inbound(&self.client.peer(), format_args!("PONG"));
+                }
                 self.pings_out = 0;
                 if let Some(sent) = self.ping_sent_at.take() {
                     self.rtt_known = true;
@@ -338,8 +342,9 @@ impl Connection {
     }
 
     fn on_connect(&mut self, json: &[u8]) -> bool {
-        if tracing::enabled!(target: TRACE, tracing::Level::TRACE) {
-            tracing::trace!(target: TRACE, cid = self.client.id, "<<- [CONNECT {}]", redacted_connect(json));
+        if trace::enabled() {
+            let connect = redacted_connect(json);
+            trace::inbound(&self.client.peer(), format_args!("CONNECT {connect}"));
         }
         let info: ConnectInfo = match serde_json::from_slice(json) {
             Ok(info) => info,
@@ -474,10 +479,10 @@ impl Connection {
     }
 
     fn on_subscribe(&mut self, subject: Bytes, queue: Option<Bytes>, sid: Bytes) {
-        tracing::trace!(target: TRACE, cid = self.client.id, "<<- [SUB {} {} {}]",
-            String::from_utf8_lossy(&subject),
-            queue.as_deref().map(String::from_utf8_lossy).unwrap_or_default(),
-            String::from_utf8_lossy(&sid));
+        if trace::enabled() {
+            let args = trace::args(&[Some(&subject), queue.as_deref(), Some(&sid)]);
+            trace::inbound(&self.client.peer(), format_args!("SUB {args}"));
+        }
         self.batch_subs += 1;
         // nats-server's order: permissions, the limit, then a reused sid (ignored, yet
         // acknowledged), then the subject (the trie rejects what is invalid).
@@ -533,7 +538,11 @@ impl Connection {
     }
 
     fn on_unsubscribe(&mut self, sid: Bytes, max: Option<u64>) {
-        tracing::trace!(target: TRACE, cid = self.client.id, "<<- [UNSUB {} {:?}]", String::from_utf8_lossy(&sid), max);
+        if trace::enabled() {
+            let max = max.map(|m| m.to_string());
+            let args = trace::args(&[Some(&sid), max.as_deref().map(str::as_bytes)]);
+            trace::inbound(&self.client.peer(), format_args!("UNSUB {args}"));
+        }
         let sub = self.client.subs.lock().get(&sid).cloned();
         if let Some(sub) = sub {
             match max {
@@ -548,12 +557,21 @@ impl Connection {
 
     fn on_publish(&mut self, p: Publish) {
         let hdr_len = p.headers.as_ref().map_or(0, |h| h.len());
-        if tracing::enabled!(target: TRACE, tracing::Level::TRACE) {
-            tracing::trace!(target: TRACE, cid = self.client.id, "<<- [{}PUB {} {} {}]",
-                if p.headers.is_some() { "H" } else { "" },
-                String::from_utf8_lossy(&p.subject),
-                p.reply.as_deref().map(String::from_utf8_lossy).unwrap_or_default(),
-                p.payload.len() + hdr_len);
+        if trace::enabled() {
+            let peer = self.client.peer();
+            let total = (p.payload.len() + hdr_len).to_string();
+            let hdr = p.headers.as_ref().map(|_| hdr_len.to_string());
+            let args = trace::args(&[
+                Some(&p.subject),
+                p.reply.as_deref(),
+                hdr.as_deref().map(str::as_bytes),
+                Some(total.as_bytes()),
+            ]);
+            let verb = if p.headers.is_some() { "HPUB" } else { "PUB" };
+            trace::inbound(&peer, format_args!("{verb} {args}"));
+            let mut body = p.headers.as_deref().unwrap_or_default().to_vec();
+            body.extend_from_slice(&p.payload);
+            trace::payload(&peer, &body);
         }
         self.batch.in_msgs += 1;
         self.batch.in_bytes += (p.payload.len() + hdr_len) as u64;
@@ -802,14 +820,10 @@ impl Connection {
             self.state.router.remove(sub);
         }
         self.state.clients.write().remove(&self.client.id);
+        let reason = self.client.close_reason().map_or("unknown", |r| r.as_str());
         tracing::debug!(
-            cid = self.client.id,
-            reason = self
-                .client
-                .close_reason()
-                .map(|r| r.as_str())
-                .unwrap_or("unknown"),
-            "client connection closed"
+            "{} - Client connection closed: {reason}",
+            self.client.peer()
         );
     }
 }

@@ -14,6 +14,7 @@ mod server;
 mod stall;
 mod state;
 pub mod tls;
+mod trace;
 mod writer;
 
 pub use auth::{AuthConfigError, check_config as check_auth_config};

@@ -518,7 +518,7 @@ async fn serve_client(state: Arc<ServerState>, stream: TcpStream, addr: SocketAd
         .stats
         .total_connections
         .fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(cid, %addr, "client connection created");
+    tracing::debug!("{addr} - cid:{cid} - Client connection created");
 
     // The generation is read before the INFO is built: a change after this read is sent again
     // after the client's first PONG.

@@ -375,13 +375,22 @@ fn log_file_receives_the_logs_and_protocol_trace_with_dash_dv() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    std::io::Write::write_all(&mut stream, b"CONNECT {\"verbose\":false}\r\nPING\r\n").unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"CONNECT {\"verbose\":false}\r\nSUB foo 1\r\nPUB foo 5\r\nhello\r\nPING\r\n",
+    )
+    .unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).unwrap(); // INFO
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "MSG foo 1 5\r\n");
+    line.clear();
+    reader.read_line(&mut line).unwrap(); // hello
     line.clear();
     reader.read_line(&mut line).unwrap();
     assert_eq!(line, "PONG\r\n");
@@ -410,10 +419,23 @@ fn log_file_receives_the_logs_and_protocol_trace_with_dash_dv() {
         "{text}"
     );
     assert!(
-        text.lines()
-            .any(|l| l.starts_with(&pid_prefix) && l.contains(" [TRC] <<- [CONNECT")),
+        text.lines().any(|l| l.starts_with(&pid_prefix)
+            && l.contains(" [TRC] 127.0.0.1:")
+            && l.contains(" - cid:")
+            && l.contains(" - <<- [CONNECT")),
         "{text}"
     );
+    // The rest of the exchange, in nats-server's words.
+    for traced in [
+        " - <<- [SUB foo 1]",
+        " - <<- [PUB foo 5]",
+        " - <<- MSG_PAYLOAD: [\"hello\"]",
+        " - ->> [MSG foo 1 5]",
+        " - <<- [PING]",
+        " - ->> [PONG]",
+    ] {
+        assert!(text.contains(traced), "no `{traced}` in:\n{text}");
+    }
     assert!(
         !text.contains('\u{1b}'),
         "ANSI escapes in the log file:\n{text}"
