@@ -113,6 +113,8 @@ impl Server {
             headers: true,
             auth_required: auth.advertise_required(),
             max_payload: i64::from(config.limits.max_payload),
+            // As nats-server: a server running JetStream says so to every client.
+            jetstream: config.jetstream.is_some(),
             cluster: config
                 .cluster
                 .as_ref()

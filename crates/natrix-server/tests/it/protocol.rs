@@ -44,9 +44,31 @@ async fn info_announces_identity_limits_and_the_client_address() -> anyhow::Resu
         "no auth configured: {info}"
     );
     assert!(
+        info.get("jetstream").is_none(),
+        "no JetStream configured: {info}"
+    );
+    assert!(
         raw.info.ends_with("} "),
         "INFO ends with a space before CRLF, as nats-server's"
     );
+    Ok(())
+}
+
+/// A server running JetStream says `"jetstream":true` in its INFO, as nats-server 2.9 and 2.15
+/// do (natrix left it out until the C client suite's probe of INFO showed it).
+#[tokio::test]
+async fn info_announces_jetstream_when_it_runs() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start_with(natrix_server::ServerConfig {
+        jetstream: Some(natrix_server::JetStreamConfig {
+            store_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        }),
+        ..natrix_testkit::test_config()
+    })
+    .await?;
+    let info = server.raw().await?.info_json()?;
+    assert_eq!(info["jetstream"], true, "{info}");
     Ok(())
 }
 
