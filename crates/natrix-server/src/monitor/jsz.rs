@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::time::rfc3339_nano;
 use super::{GLOBAL_ACCOUNT, Monitor, Params, json};
-use crate::jetstream::JetStream;
+use crate::jetstream::{JetStream, Usage};
 use crate::state::ServerState;
 
 #[derive(Serialize)]
@@ -21,13 +21,8 @@ struct Jsz {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     disabled: bool,
     config: JszConfig,
-    memory: u64,
-    storage: u64,
-    reserved_memory: u64,
-    reserved_storage: u64,
-    accounts: u64,
-    ha_assets: u64,
-    api: ApiStats,
+    #[serde(flatten)]
+    stats: JetStreamStats,
     streams: u64,
     consumers: u64,
     messages: u64,
@@ -50,10 +45,48 @@ struct MetaCluster {
     cluster_size: usize,
 }
 
-#[derive(Serialize)]
-struct ApiStats {
+/// What JetStream stores and its API's counts: the figures `/jsz`, its account details and
+/// `/varz`'s `jetstream.stats` share, in nats-server's order.
+#[derive(Serialize, Default)]
+pub(super) struct JetStreamStats {
+    pub memory: u64,
+    pub storage: u64,
+    pub reserved_memory: u64,
+    pub reserved_storage: u64,
+    pub accounts: u64,
+    pub ha_assets: u64,
+    pub api: ApiStats,
+}
+
+/// The JetStream API's request and error counts (`/jsz`'s and `/varz`'s `api`).
+#[derive(Serialize, Default)]
+pub(super) struct ApiStats {
     total: u64,
     errors: u64,
+}
+
+impl JetStreamStats {
+    /// This node's figures: one account, nothing reserved, no HA assets counted.
+    pub(super) fn of_node(js: &JetStream, usage: &Usage) -> JetStreamStats {
+        JetStreamStats {
+            memory: usage.memory,
+            storage: usage.storage,
+            reserved_memory: 0,
+            reserved_storage: 0,
+            accounts: 1,
+            ha_assets: 0,
+            api: ApiStats::of(js),
+        }
+    }
+}
+
+impl ApiStats {
+    pub(super) fn of(js: &JetStream) -> ApiStats {
+        ApiStats {
+            total: js.api_total.load(Ordering::Relaxed),
+            errors: js.api_errors.load(Ordering::Relaxed),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -70,13 +103,8 @@ struct JszConfig {
 struct AccountDetail {
     name: String,
     id: String,
-    memory: u64,
-    storage: u64,
-    reserved_memory: u64,
-    reserved_storage: u64,
-    accounts: u64,
-    ha_assets: u64,
-    api: ApiStats,
+    #[serde(flatten)]
+    stats: JetStreamStats,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     stream_detail: Vec<StreamDetail>,
 }
@@ -131,16 +159,7 @@ pub(crate) async fn handle(
                 store_dir: String::new(),
                 domain: None,
             },
-            memory: 0,
-            storage: 0,
-            reserved_memory: 0,
-            reserved_storage: 0,
-            accounts: 0,
-            ha_assets: 0,
-            api: ApiStats {
-                total: 0,
-                errors: 0,
-            },
+            stats: JetStreamStats::default(),
             streams: 0,
             consumers: 0,
             messages: 0,
@@ -161,10 +180,7 @@ fn enabled(
     config: bool,
 ) -> Jsz {
     let usage = js.usage();
-    let api = || ApiStats {
-        total: js.api_total.load(Ordering::Relaxed),
-        errors: js.api_errors.load(Ordering::Relaxed),
-    };
+    let api = || ApiStats::of(js);
     let hosts = js.streams();
     let (messages, bytes) = hosts
         .iter()
@@ -210,13 +226,15 @@ fn enabled(
         vec![AccountDetail {
             name: account.name.clone(),
             id: account.name.clone(),
-            memory: usage.memory,
-            storage: usage.storage,
-            reserved_memory: u64::try_from(limits.max_memory).unwrap_or(u64::MAX),
-            reserved_storage: u64::try_from(limits.max_storage).unwrap_or(u64::MAX),
-            accounts: 0,
-            ha_assets: 0,
-            api: api(),
+            stats: JetStreamStats {
+                memory: usage.memory,
+                storage: usage.storage,
+                reserved_memory: u64::try_from(limits.max_memory).unwrap_or(u64::MAX),
+                reserved_storage: u64::try_from(limits.max_storage).unwrap_or(u64::MAX),
+                accounts: 0,
+                ha_assets: 0,
+                api: api(),
+            },
             stream_detail,
         }]
     } else {
@@ -232,13 +250,7 @@ fn enabled(
             store_dir: js.store_dir.display().to_string(),
             domain: js.config.domain.clone(),
         },
-        memory: usage.memory,
-        storage: usage.storage,
-        reserved_memory: 0,
-        reserved_storage: 0,
-        accounts: 1,
-        ha_assets: 0,
-        api: api(),
+        stats: JetStreamStats::of_node(js, &usage),
         streams: usage.streams,
         consumers: usage.consumers,
         messages,

@@ -10,6 +10,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Serialize;
 
+use super::jsz::JetStreamStats;
 use super::time::{rfc3339_nano, uptime};
 use super::{Empty, Monitor, Params, go_float, is_false, json, process};
 
@@ -104,11 +105,14 @@ pub(crate) struct ClusterVarz {
     urls: Vec<String>,
 }
 
-/// `{}` while JetStream is off; its configuration once enabled.
+/// `{}` while JetStream is off; its configuration and usage once enabled.
 #[derive(Serialize, Default)]
 pub(crate) struct JetStreamVarz {
     #[serde(skip_serializing_if = "Option::is_none")]
     config: Option<JetStreamConfigVarz>,
+    /// What JetStream stores on this node and its API's counts, as in `/jsz`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stats: Option<JetStreamStats>,
 }
 
 #[derive(Serialize)]
@@ -198,6 +202,10 @@ pub(crate) fn build(monitor: &Monitor) -> Varz {
             store_dir: js.store_dir.display().to_string(),
             domain: js.config.domain.clone(),
         }),
+        stats: state
+            .jetstream
+            .get()
+            .map(|js| JetStreamStats::of_node(js, &js.usage())),
     };
     Varz {
         server_id: state.server_id.clone(),

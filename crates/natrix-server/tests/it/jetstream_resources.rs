@@ -135,5 +135,24 @@ async fn unset_server_limits_are_derived_from_memory_and_disk_as_nats_server_doe
     let client = async_nats::connect(server.url()).await?;
     let info = api(&client, "$JS.API.INFO", "").await?;
     assert_eq!(info["limits"]["max_storage"], -1);
+    // `/varz` also shows what is stored and the API's counts, as nats-server's `stats`.
+    let js = jetstream::new(client);
+    js.create_stream(stream::Config {
+        name: "V".into(),
+        subjects: vec!["v".into()],
+        ..Default::default()
+    })
+    .await?;
+    js.publish("v", "hello".into()).await?.await?;
+    let varz = server.monitor_json("/varz").await?;
+    let stats = &varz["jetstream"]["stats"];
+    assert_eq!(stats["memory"], 0, "{stats}");
+    assert!(stats["storage"].as_u64().is_some_and(|b| b > 0), "{stats}");
+    assert_eq!(stats["accounts"], 1, "{stats}");
+    assert!(
+        stats["api"]["total"].as_u64().is_some_and(|n| n >= 2),
+        "{stats}"
+    );
+    assert_eq!(stats["api"]["errors"], 0, "{stats}");
     Ok(())
 }
