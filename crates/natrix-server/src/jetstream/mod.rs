@@ -439,7 +439,7 @@ fn resolve_server_limits(config: &mut JetStreamConfig, store: &Store) -> resourc
     checks
 }
 
-/// The server limits as the start-up banner shows them (`-1`: none).
+/// A server limit as the start-up banner shows it (`unlimited` when there is none).
 pub(crate) fn friendly_limit(limit: Option<i64>) -> String {
     limit.map_or_else(|| "unlimited".to_string(), resources::friendly_bytes)
 }
